@@ -1,0 +1,55 @@
+//! The page cursor: the position of the last event of a page in the (timestamp, id) order.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+
+/// Cursors start with this letter so that `offset` can never mistake one for a count.
+const CURSOR_PREFIX: char = 'c';
+const CURSOR_BYTES: usize = 8 + 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub timestamp_ms: i64,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// An opaque, URL-safe text form.
+    pub fn encode(&self) -> String {
+        let mut bytes = [0u8; CURSOR_BYTES];
+        bytes[..8].copy_from_slice(&self.timestamp_ms.to_be_bytes());
+        bytes[8..].copy_from_slice(self.id.as_bytes());
+        let mut text = String::with_capacity(33);
+        text.push(CURSOR_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
+        text
+    }
+
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let encoded = text.strip_prefix(CURSOR_PREFIX)?;
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+        let bytes: [u8; CURSOR_BYTES] = bytes.try_into().ok()?;
+        let (timestamp, id) = bytes.split_at(8);
+        Some(Cursor {
+            timestamp_ms: i64::from_be_bytes(timestamp.try_into().ok()?),
+            id: Uuid::from_slice(id).ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let cursor = Cursor { timestamp_ms: 1_499_299_200_123, id: Uuid::from_u128(0x0190_b3c4_4f1e_7cc0_8d2a_5e2b_1c9d_7f10) };
+        let text = cursor.encode();
+        assert!(text.starts_with('c'));
+        assert_eq!(Cursor::decode(&text), Some(cursor));
+        for garbage in ["", "c", "123", "cAAAA", &text[1..], &format!("{text}A")] {
+            assert_eq!(Cursor::decode(garbage), None, "{garbage:?}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The Eventline domain: what an event is, how input becomes a valid event, what a query
+//! asks for, and the table of error codes every layer answers with.
+//!
+//! This crate does no IO: no files, no sockets, no clock. Callers pass the time in.
+
+pub mod batch;
+pub mod cursor;
+pub mod event;
+pub mod limits;
+pub mod problem;
+pub mod query;
+pub mod timestamp;

@@ -1,0 +1,99 @@
+//! The one table of error codes. Every error a client sees carries one of these codes;
+//! its HTTP status, title and problem `type` come from here and nowhere else.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    NotAnObject,
+    InvalidField,
+    UnknownField,
+    InvalidBatch,
+    InvalidParameter,
+    InvalidGzip,
+    NotFound,
+    MethodNotAllowed,
+    IdConflict,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    IngestOverloaded,
+    StorageUnavailable,
+    ShuttingDown,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::MalformedJson,
+        ErrorCode::NotAnObject,
+        ErrorCode::InvalidField,
+        ErrorCode::UnknownField,
+        ErrorCode::InvalidBatch,
+        ErrorCode::InvalidParameter,
+        ErrorCode::InvalidGzip,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::IdConflict,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::IngestOverloaded,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    /// The stable, machine-readable name, also the last segment of the problem `type`.
+    pub fn name(self) -> &'static str {
+        self.row().0
+    }
+
+    pub fn status(self) -> u16 {
+        self.row().1
+    }
+
+    pub fn title(self) -> &'static str {
+        self.row().2
+    }
+
+    /// The RFC 9457 problem `type`: a URI reference relative to the server, where the
+    /// documentation of each code lives in `docs/errors.md`.
+    pub fn problem_type(self) -> String {
+        format!("/problems/{}", self.name())
+    }
+
+    fn row(self) -> (&'static str, u16, &'static str) {
+        match self {
+            ErrorCode::MalformedJson => ("malformed-json", 400, "The body is not valid JSON"),
+            ErrorCode::NotAnObject => ("not-an-object", 400, "An event must be a JSON object"),
+            ErrorCode::InvalidField => ("invalid-field", 400, "A field of the event is invalid"),
+            ErrorCode::UnknownField => ("unknown-field", 400, "The event has a field Eventline does not know"),
+            ErrorCode::InvalidBatch => ("invalid-batch", 400, "Some events of the batch are invalid"),
+            ErrorCode::InvalidParameter => ("invalid-parameter", 400, "A query parameter is invalid"),
+            ErrorCode::InvalidGzip => ("invalid-gzip", 400, "The gzip body cannot be decoded"),
+            ErrorCode::NotFound => ("not-found", 404, "No such resource"),
+            ErrorCode::MethodNotAllowed => ("method-not-allowed", 405, "Method not allowed on this resource"),
+            ErrorCode::IdConflict => ("id-conflict", 409, "An event with this id exists and differs"),
+            ErrorCode::BodyTooLarge => ("body-too-large", 413, "The body is too large"),
+            ErrorCode::UnsupportedMediaType => ("unsupported-media-type", 415, "Unsupported content type or encoding"),
+            ErrorCode::IngestOverloaded => ("ingest-overloaded", 503, "Too many events are waiting to be stored"),
+            ErrorCode::StorageUnavailable => ("storage-unavailable", 503, "The store cannot be used right now"),
+            ErrorCode::ShuttingDown => ("shutting-down", 503, "The server is shutting down"),
+            ErrorCode::Internal => ("internal", 500, "Internal error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_statuses_are_errors() {
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|code| code.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert!((400..600).contains(&code.status()), "{code:?}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! What a read asks for: the filters of `getEvents`, the order, and where the page starts.
+
+use crate::cursor::Cursor;
+use crate::event::{Event, Scope};
+use crate::limits::Limits;
+use crate::timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    #[default]
+    First,
+    /// Skip this many matching events (walks the index: bounded by `Limits::offset_max`).
+    Skip(u64),
+    /// Continue right after this event, in the query's order.
+    After(Cursor),
+}
+
+/// The filters shared by every read: page, export, stream and stats.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filter {
+    /// Inclusive lower bound on `timestamp`, in Unix milliseconds.
+    pub since_ms: Option<i64>,
+    /// Exclusive upper bound on `timestamp`, in Unix milliseconds.
+    pub until_ms: Option<i64>,
+    pub contact_id: Option<String>,
+    pub scope: Option<Scope>,
+    /// Empty means every type.
+    pub event_types: Vec<String>,
+}
+
+impl Filter {
+    /// Whether an event matches, exactly as the stores' queries decide.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.since_ms.is_none_or(|since| event.timestamp_ms >= since)
+            && self.until_ms.is_none_or(|until| event.timestamp_ms < until)
+            && self.contact_id.as_ref().is_none_or(|contact| event.contact_id.as_ref() == Some(contact))
+            && self.scope.is_none_or(|scope| event.scope == scope)
+            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+    }
+}
+
+/// One page of events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    pub filter: Filter,
+    pub order: Order,
+    pub start: Start,
+    pub limit: u32,
+}
+
+/// A page and where the next one starts; `next` is `None` when nothing more matches.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<Event>,
+    pub next: Option<Cursor>,
+}
+
+/// A query parameter that cannot be used, named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    pub parameter: String,
+    pub detail: String,
+}
+
+impl ParamError {
+    fn new(parameter: &str, detail: impl Into<String>) -> ParamError {
+        ParamError { parameter: parameter.to_owned(), detail: detail.into() }
+    }
+}
+
+impl PageQuery {
+    /// Reads the query string of `getEvents`. Unknown parameters are refused, so a typo
+    /// never silently widens a query; `key` is left to access control.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        limits: &Limits,
+    ) -> Result<PageQuery, ParamError> {
+        let mut seen: Vec<&'static str> = Vec::new();
+        let mut query = PageQuery { filter: Filter::default(), order: Order::Asc, start: Start::First, limit: limits.page_len_default };
+        for (name, value) in pairs {
+            let canonical = match name {
+                "since" => "since",
+                "until" => "until",
+                "contact_id" | "contactId" => "contact_id",
+                "scope" => "scope",
+                "event_types" | "eventTypes" => "event_types",
+                "offset" => "offset",
+                "limit" => "limit",
+                "order" => "order",
+                "key" => continue,
+                unknown => {
+                    return Err(ParamError::new(
+                        unknown,
+                        "unknown parameter; known are since, until, contact_id, scope, event_types, offset, limit, order",
+                    ));
+                }
+            };
+            if seen.contains(&canonical) {
+                return Err(ParamError::new(canonical, "is given more than once"));
+            }
+            seen.push(canonical);
+            query.set(canonical, value, limits)?;
+        }
+        if let (Some(since), Some(until)) = (query.filter.since_ms, query.filter.until_ms) {
+            if since > until {
+                return Err(ParamError::new("since", "is later than until"));
+            }
+        }
+        Ok(query)
+    }
+
+    fn set(&mut self, name: &'static str, value: &str, limits: &Limits) -> Result<(), ParamError> {
+        let filter = &mut self.filter;
+        match name {
+            "since" | "until" => {
+                let value = value.trim();
+                if value.is_empty() {
+                    return Ok(());
+                }
+                let ms = timestamp::from_str(value).map_err(|error| ParamError::new(name, error.to_string()))?;
+                if name == "since" {
+                    filter.since_ms = Some(ms);
+                } else {
+                    filter.until_ms = Some(ms);
+                }
+            }
+            "contact_id" => filter.contact_id = (!value.is_empty()).then(|| value.to_owned()),
+            "scope" => {
+                filter.scope = match value.trim() {
+                    "" => None,
+                    text => Some(Scope::parse(text).ok_or_else(|| ParamError::new(name, "must be app, site or empty"))?),
+                }
+            }
+            "event_types" => {
+                let mut types: Vec<String> =
+                    value.split(',').map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned).collect();
+                types.sort_unstable();
+                types.dedup();
+                if types.len() > limits.event_types_len_max {
+                    return Err(ParamError::new(name, format!("names at most {} event types", limits.event_types_len_max)));
+                }
+                filter.event_types = types;
+            }
+            "offset" => self.start = parse_offset(value, limits)?,
+            "limit" => {
+                let max = limits.page_len_max;
+                let limit: u32 = match value.trim() {
+                    "" => limits.page_len_default,
+                    text => text
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=max).contains(limit))
+                        .ok_or_else(|| ParamError::new(name, format!("must be a whole number from 1 to {max}")))?,
+                };
+                self.limit = limit;
+            }
+            "order" => {
+                self.order = match value.trim() {
+                    "" | "asc" => Order::Asc,
+                    "desc" => Order::Desc,
+                    _ => return Err(ParamError::new(name, "must be asc or desc")),
+                }
+            }
+            _ => unreachable!("parameter names are canonical here"),
+        }
+        Ok(())
+    }
+}
+
+fn parse_offset(value: &str, limits: &Limits) -> Result<Start, ParamError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(Start::First);
+    }
+    if value.bytes().all(|byte| byte.is_ascii_digit()) {
+        let skip: u64 = value.parse().unwrap_or(u64::MAX);
+        if skip > limits.offset_max {
+            return Err(ParamError::new(
+                "offset",
+                format!(
+                    "a numeric offset is at most {}; pass the next_offset of the previous page to go further",
+                    limits.offset_max
+                ),
+            ));
+        }
+        return Ok(if skip == 0 { Start::First } else { Start::Skip(skip) });
+    }
+    Cursor::decode(value)
+        .map(Start::After)
+        .ok_or_else(|| ParamError::new("offset", "must be a count of events or the next_offset of a previous page"))
+}

@@ -1,0 +1,79 @@
+//! Where events live. [`Store`] is what the server needs from a store; [`sqlite`] is the
+//! embedded store. This is the only crate that knows SQL.
+
+use async_trait::async_trait;
+use eventline_core::event::Event;
+use eventline_core::query::{Page, PageQuery};
+use uuid::Uuid;
+
+pub mod sqlite;
+
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit reaches the disk (fsync) before it is acknowledged: an acknowledged
+    /// event survives a crash of the process and of the machine.
+    #[default]
+    Full,
+    /// Commits reach the operating system before they are acknowledged, the disk a little
+    /// later: an acknowledged event survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// The events of one request. A store keeps all of them or none of them.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub events: Vec<Event>,
+}
+
+/// What became of one submission.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Every event is stored: newly, or already before (a replay), in submission order.
+    Stored(Vec<Appended>),
+    /// The event at `index` has the id of a stored event that differs from it; nothing of
+    /// the submission was stored.
+    Conflict { index: usize, id: Uuid },
+}
+
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The event as stored; for a replay, the copy stored first.
+    pub event: Event,
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("sqlite")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("data directory {path}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("data directory {0} is used by another eventline process")]
+    DataDirLocked(std::path::PathBuf),
+    #[error("the data was written by a newer eventline (schema version {found}; this one knows up to {known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("stored event is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("store task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A place to append and read events.
+///
+/// Implementations must make `append` durable under the configured [`Durability`] before
+/// they return, keep each [`Submission`] atomic, and record an event and its id in the
+/// same transaction. Reads never wait for the writer.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends many submissions in one commit (the ingest's group commit).
+    async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error>;
+
+    /// One page of events in (timestamp, id) order.
+    async fn page(&self, query: PageQuery) -> Result<Page, Error>;
+
+    /// Whether the store can serve right now.
+    async fn check(&self) -> Result<(), Error>;
+}

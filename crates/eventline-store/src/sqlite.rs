@@ -1,0 +1,301 @@
+//! The embedded store: one SQLite database in WAL mode inside the data directory.
+//!
+//! One writer connection appends the ingest's groups; a small pool of read-only
+//! connections serves queries. WAL lets readers see the last commit without waiting for
+//! the writer, and the writer never waits for readers.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use eventline_core::event::{Event, Scope};
+use eventline_core::query::{Page, PageQuery};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::{Appended, Durability, Error, Outcome, Store, Submission};
+
+mod query;
+
+pub const DATABASE_FILE: &str = "eventline.sqlite3";
+const LOCK_FILE: &str = "eventline.lock";
+const SCHEMA: &str = include_str!("sqlite/schema.sql");
+const SCHEMA_VERSION: i64 = 1;
+
+/// Columns of `events` in the order [`event_from_row`] reads them.
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content";
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub durability: Durability,
+    /// Read connections open at once; more readers wait.
+    pub readers_max: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> SqliteOptions {
+        SqliteOptions { durability: Durability::Full, readers_max: 8 }
+    }
+}
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
+    /// Held for the life of the store: a second process on the same directory refuses
+    /// to start instead of interleaving writes.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`. Blocks: call it at start-up.
+    pub fn open(data_dir: &Path, options: &SqliteOptions) -> Result<SqliteStore, Error> {
+        let dir_error = |source| Error::DataDir { path: data_dir.to_owned(), source };
+        std::fs::create_dir_all(data_dir).map_err(dir_error)?;
+        let lock = File::create(data_dir.join(LOCK_FILE)).map_err(dir_error)?;
+        if lock.try_lock().is_err() {
+            return Err(Error::DataDirLocked(data_dir.to_owned()));
+        }
+        let path = data_dir.join(DATABASE_FILE);
+        let mut writer = Connection::open(&path)?;
+        let synchronous = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        writer.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {synchronous};
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -65536;"
+        ))?;
+        migrate(&mut writer)?;
+        let readers = Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(options.readers_max.max(1)),
+        };
+        Ok(SqliteStore { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers), _lock: lock })
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), Error> {
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    match version {
+        0 => {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            transaction.execute_batch(SCHEMA)?;
+            transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            transaction.commit()?;
+            Ok(())
+        }
+        SCHEMA_VERSION => Ok(()),
+        found => Err(Error::SchemaTooNew { found, known: SCHEMA_VERSION }),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            append_blocking(&mut connection, submissions)
+        })
+        .await?
+    }
+
+    async fn page(&self, query: PageQuery) -> Result<Page, Error> {
+        self.readers.run(move |connection| query::page(connection, &query)).await
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        self.readers.run(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+/// One transaction for the whole group; a savepoint for each multi-event submission so
+/// that a conflict undoes just that submission.
+fn append_blocking(connection: &mut Connection, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
+    let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        let outcome = if submission.events.len() == 1 {
+            append_submission(&transaction, submission)?
+        } else {
+            let savepoint = transaction.savepoint()?;
+            let outcome = append_submission(&savepoint, submission)?;
+            match outcome {
+                Outcome::Stored(_) => savepoint.commit()?,
+                Outcome::Conflict { .. } => savepoint.finish()?,
+            }
+            outcome
+        };
+        outcomes.push(outcome);
+    }
+    transaction.commit()?;
+    Ok(outcomes)
+}
+
+fn append_submission(connection: &Connection, submission: Submission) -> Result<Outcome, Error> {
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO events (id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut appended = Vec::with_capacity(submission.events.len());
+    for (index, event) in submission.events.into_iter().enumerate() {
+        let inserted = insert.execute(params![
+            event.id.as_bytes(),
+            event.timestamp_ms,
+            event.received_at_ms,
+            event.client_timestamp_ms,
+            event.event_type,
+            event.contact_id,
+            event.scope.as_str(),
+            event.content.get(),
+        ])?;
+        if inserted == 1 {
+            appended.push(Appended { event, replayed: false });
+            continue;
+        }
+        let stored = event_by_id(connection, event.id)?.ok_or_else(|| {
+            Error::Corrupt(format!("event {} conflicts on insert but cannot be found", event.id))
+        })?;
+        if !stored.is_same_submission(&event) {
+            return Ok(Outcome::Conflict { index, id: event.id });
+        }
+        appended.push(Appended { event: stored, replayed: true });
+    }
+    Ok(Outcome::Stored(appended))
+}
+
+fn event_by_id(connection: &Connection, id: Uuid) -> Result<Option<Event>, Error> {
+    let mut select = connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
+    let row = select.query_row([id.as_bytes()], row_values).optional()?;
+    row.map(event_from_row).transpose()
+}
+
+/// The raw columns of one event; decoded outside rusqlite's row callback so that a
+/// corrupt row is reported as such instead of as an SQL error.
+pub(crate) struct EventRow {
+    id: Vec<u8>,
+    timestamp_ms: i64,
+    received_at_ms: i64,
+    client_timestamp_ms: Option<i64>,
+    event_type: String,
+    contact_id: Option<String>,
+    scope: String,
+    content: String,
+}
+
+pub(crate) fn row_values(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        id: row.get(0)?,
+        timestamp_ms: row.get(1)?,
+        received_at_ms: row.get(2)?,
+        client_timestamp_ms: row.get(3)?,
+        event_type: row.get(4)?,
+        contact_id: row.get(5)?,
+        scope: row.get(6)?,
+        content: row.get(7)?,
+    })
+}
+
+pub(crate) fn event_from_row(row: EventRow) -> Result<Event, Error> {
+    let id = Uuid::from_slice(&row.id).map_err(|_| Error::Corrupt(format!("id of {} bytes", row.id.len())))?;
+    let scope = Scope::parse(&row.scope).ok_or_else(|| Error::Corrupt(format!("event {id}: scope {:?}", row.scope)))?;
+    let content =
+        RawValue::from_string(row.content).map_err(|error| Error::Corrupt(format!("event {id}: content: {error}")))?;
+    Ok(Event {
+        id,
+        event_type: row.event_type,
+        content,
+        contact_id: row.contact_id,
+        scope,
+        timestamp_ms: row.timestamp_ms,
+        received_at_ms: row.received_at_ms,
+        client_timestamp_ms: row.client_timestamp_ms,
+    })
+}
+
+/// Read-only connections, opened on demand up to the permit count and kept for reuse.
+///
+/// A dozen lines instead of a pool crate: deadpool-sqlite runs a query on every checkout
+/// to recycle a connection, which doubles the statements of a one-page read.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    async fn run<T, F>(self: &Arc<Self>, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let idle = readers.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let connection = match idle {
+                Some(connection) => connection,
+                None => open_reader(&readers.path)?,
+            };
+            let result = work(&connection);
+            readers.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+            result
+        })
+        .await?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, Error> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")?;
+    Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use eventline_core::cursor::Cursor;
+    use eventline_core::query::{Filter, Order, PageQuery, Start};
+
+    use super::*;
+
+    /// Each query shape reads its own index in page order: no full scan, no sort.
+    #[test]
+    fn every_query_shape_uses_an_index_in_page_order() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open");
+        let connection = store.writer.lock().expect("writer");
+        let after = Start::After(Cursor { timestamp_ms: 5, id: Uuid::nil() });
+        let window = Filter { since_ms: Some(1), until_ms: Some(9), ..Filter::default() };
+        let contact = Filter { contact_id: Some("c".to_owned()), ..window.clone() };
+        let one_type = Filter { event_types: vec!["a".to_owned()], ..window.clone() };
+        let types = Filter { event_types: vec!["a".to_owned(), "b".to_owned()], ..window.clone() };
+        let cases = [
+            (window, "events_by_time"),
+            (contact, "events_by_contact"),
+            (one_type, "events_by_type"),
+            (types, "events_by_type"),
+        ];
+        for (filter, index) in cases {
+            for order in [Order::Asc, Order::Desc] {
+                for start in [Start::First, after] {
+                    let query = PageQuery { filter: filter.clone(), order, start, limit: 50 };
+                    let plan = query::plan(&connection, &query);
+                    assert!(plan.contains(index), "{query:?} should use {index}:\n{plan}");
+                    assert!(!plan.contains("SCAN events"), "{query:?} scans the table:\n{plan}");
+                    assert!(!plan.contains("TEMP B-TREE"), "{query:?} sorts:\n{plan}");
+                }
+            }
+        }
+    }
+}

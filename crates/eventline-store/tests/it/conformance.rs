@@ -1,0 +1,204 @@
+use eventline_core::event::{Event, Scope};
+use eventline_core::query::{Filter, Order, PageQuery, Start};
+use eventline_store::{Outcome, Store, Submission};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+fn event(n: u128, event_type: &str, contact_id: Option<&str>, scope: Scope, timestamp_ms: i64) -> Event {
+    Event {
+        id: Uuid::from_u128(n),
+        event_type: event_type.to_owned(),
+        content: RawValue::from_string(format!(r#"{{"n":{n}}}"#)).expect("json"),
+        contact_id: contact_id.map(str::to_owned),
+        scope,
+        timestamp_ms,
+        received_at_ms: 1_700_000_000_000,
+        client_timestamp_ms: Some(timestamp_ms),
+    }
+}
+
+/// 600 events over 4 types, 7 contacts, both scopes and many equal timestamps.
+fn corpus() -> Vec<Event> {
+    let types = ["new_order", "new_contact", "store_purchase", "page_view"];
+    (0..600u128)
+        .map(|n| {
+            let contact = format!("contact-{}", n % 7);
+            let contact_id = (n % 5 != 0).then_some(contact.as_str());
+            let scope = if n % 4 == 0 { Scope::Site } else { Scope::App };
+            event(n + 1, types[(n % 4) as usize], contact_id, scope, 1_000_000 + (n as i64 / 3) * 1000)
+        })
+        .collect()
+}
+
+async fn append_all(store: &dyn Store, events: Vec<Event>) {
+    let outcomes = store.append(vec![Submission { events }]).await.expect("append");
+    assert!(matches!(outcomes.as_slice(), [Outcome::Stored(_)]));
+}
+
+async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    let mut start = Start::First;
+    for _ in 0..10_000 {
+        let page = store.page(PageQuery { filter: filter.clone(), order, start, limit }).await.expect("page");
+        assert!(page.events.len() <= limit as usize);
+        ids.extend(page.events.iter().map(|event| event.id));
+        match page.next {
+            Some(cursor) => start = Start::After(cursor),
+            None => return ids,
+        }
+    }
+    panic!("the walk did not end");
+}
+
+fn expected(events: &[Event], filter: &Filter, order: Order) -> Vec<Uuid> {
+    let mut matching: Vec<&Event> = events.iter().filter(|event| filter.matches(event)).collect();
+    matching.sort_by_key(|event| (event.timestamp_ms, event.id));
+    if order == Order::Desc {
+        matching.reverse();
+    }
+    matching.into_iter().map(|event| event.id).collect()
+}
+
+pub async fn stores_and_reads_back(store: &dyn Store) {
+    let original = event(7, "store_purchase", Some("c1"), Scope::App, 1_499_299_200_000);
+    append_all(store, vec![original.clone()]).await;
+    let page = store
+        .page(PageQuery { filter: Filter::default(), order: Order::Asc, start: Start::First, limit: 10 })
+        .await
+        .expect("page");
+    assert_eq!(page.events.len(), 1);
+    assert!(page.next.is_none());
+    let stored = &page.events[0];
+    assert_eq!(stored.id, original.id);
+    assert_eq!(stored.content.get(), original.content.get());
+    assert_eq!(stored.contact_id, original.contact_id);
+    assert_eq!(stored.timestamp_ms, original.timestamp_ms);
+    assert_eq!(stored.client_timestamp_ms, original.client_timestamp_ms);
+}
+
+pub async fn replay_returns_stored_event_and_conflict_stores_nothing(store: &dyn Store) {
+    let first = event(1, "new_order", None, Scope::App, 5_000);
+    append_all(store, vec![first.clone()]).await;
+
+    let mut replay = first.clone();
+    replay.received_at_ms += 99;
+    replay.content = RawValue::from_string(r#"{ "n" : 1 }"#.to_owned()).expect("json");
+    let outcomes = store.append(vec![Submission { events: vec![replay] }]).await.expect("append");
+    let Outcome::Stored(appended) = &outcomes[0] else { panic!("replay refused: {outcomes:?}") };
+    assert!(appended[0].replayed);
+    assert_eq!(appended[0].event.received_at_ms, first.received_at_ms, "the first copy is answered");
+
+    let mut different = first.clone();
+    different.event_type = "new_contact".to_owned();
+    let outcomes = store.append(vec![Submission { events: vec![different] }]).await.expect("append");
+    assert!(matches!(outcomes[0], Outcome::Conflict { index: 0, .. }));
+
+    let all = walk(store, &Filter::default(), Order::Asc, 10).await;
+    assert_eq!(all, vec![first.id]);
+}
+
+pub async fn conflict_in_a_submission_undoes_only_that_submission(store: &dyn Store) {
+    append_all(store, vec![event(1, "a", None, Scope::App, 1)]).await;
+    let good = Submission { events: vec![event(2, "a", None, Scope::App, 2), event(3, "a", None, Scope::App, 3)] };
+    let bad = Submission { events: vec![event(4, "a", None, Scope::App, 4), event(1, "b", None, Scope::App, 1)] };
+    let also_good = Submission { events: vec![event(5, "a", None, Scope::App, 5)] };
+    let outcomes = store.append(vec![good, bad, also_good]).await.expect("append");
+    assert!(matches!(outcomes[0], Outcome::Stored(_)));
+    assert!(matches!(outcomes[1], Outcome::Conflict { index: 1, .. }));
+    assert!(matches!(outcomes[2], Outcome::Stored(_)));
+    let all = walk(store, &Filter::default(), Order::Asc, 10).await;
+    let ids: Vec<u128> = all.iter().map(|id| id.as_u128()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 5]);
+}
+
+pub async fn filters_match_the_reference(store: &dyn Store) {
+    let events = corpus();
+    append_all(store, events.clone()).await;
+    let filters = [
+        Filter::default(),
+        Filter { since_ms: Some(1_050_000), until_ms: Some(1_120_000), ..Filter::default() },
+        Filter { since_ms: Some(1_050_000), until_ms: Some(1_050_000), ..Filter::default() },
+        Filter { contact_id: Some("contact-3".to_owned()), ..Filter::default() },
+        Filter { contact_id: Some("nobody".to_owned()), ..Filter::default() },
+        Filter { scope: Some(Scope::Site), ..Filter::default() },
+        Filter { event_types: vec!["new_order".to_owned()], ..Filter::default() },
+        Filter { event_types: vec!["new_order".to_owned(), "page_view".to_owned()], ..Filter::default() },
+        Filter {
+            since_ms: Some(1_010_000),
+            until_ms: Some(1_150_000),
+            contact_id: Some("contact-2".to_owned()),
+            scope: Some(Scope::App),
+            event_types: vec!["new_contact".to_owned(), "store_purchase".to_owned()],
+        },
+        Filter {
+            since_ms: Some(1_010_000),
+            scope: Some(Scope::App),
+            event_types: vec!["new_contact".to_owned(), "store_purchase".to_owned(), "absent".to_owned()],
+            ..Filter::default()
+        },
+    ];
+    for filter in &filters {
+        for order in [Order::Asc, Order::Desc] {
+            for limit in [1, 7, 1000] {
+                let got = walk(store, filter, order, limit).await;
+                assert_eq!(got, expected(&events, filter, order), "{filter:?} {order:?} limit {limit}");
+            }
+        }
+    }
+}
+
+pub async fn cursor_walk_yields_each_event_once_in_both_orders(store: &dyn Store) {
+    let events = corpus();
+    let (first_half, second_half) = events.split_at(300);
+    append_all(store, first_half.to_vec()).await;
+    // Events committed while a walk is under way, behind and ahead of its position,
+    // must not make it skip or repeat any event.
+    let filter = Filter::default();
+    let mut start = Start::First;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.page(PageQuery { filter: filter.clone(), order: Order::Asc, start, limit: 25 }).await.expect("page");
+        seen.extend(page.events.iter().map(|event| (event.timestamp_ms, event.id)));
+        pages += 1;
+        if pages == 3 {
+            append_all(store, second_half.to_vec()).await;
+        }
+        match page.next {
+            Some(cursor) => start = Start::After(cursor),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "strictly increasing, no repeats");
+    let expected_tail: Vec<_> = {
+        let position = seen[3 * 25 - 1];
+        let mut later: Vec<_> =
+            events.iter().map(|event| (event.timestamp_ms, event.id)).filter(|key| *key > position).collect();
+        later.sort();
+        later
+    };
+    assert_eq!(&seen[75..], expected_tail.as_slice(), "everything after the cursor, once");
+    assert_eq!(walk(store, &filter, Order::Desc, 33).await, expected(&events, &filter, Order::Desc));
+}
+
+pub async fn numeric_offset_skips(store: &dyn Store) {
+    let events = corpus();
+    append_all(store, events.clone()).await;
+    let all = expected(&events, &Filter::default(), Order::Asc);
+    let page = store
+        .page(PageQuery { filter: Filter::default(), order: Order::Asc, start: Start::Skip(590), limit: 50 })
+        .await
+        .expect("page");
+    let ids: Vec<Uuid> = page.events.iter().map(|event| event.id).collect();
+    assert_eq!(ids, all[590..]);
+    assert!(page.next.is_none());
+    let filter = Filter { event_types: vec!["new_order".to_owned(), "page_view".to_owned()], ..Filter::default() };
+    let all = expected(&events, &filter, Order::Desc);
+    let page = store.page(PageQuery { filter, order: Order::Desc, start: Start::Skip(10), limit: 5 }).await.expect("page");
+    let ids: Vec<Uuid> = page.events.iter().map(|event| event.id).collect();
+    assert_eq!(ids, all[10..15]);
+    assert!(page.next.is_some());
+}

@@ -1,0 +1,53 @@
+//! The store conformance suite: one set of behaviours, run against every store.
+
+mod conformance;
+
+use std::sync::Arc;
+
+use eventline_store::Store;
+use eventline_store::sqlite::{SqliteOptions, SqliteStore};
+
+/// A store in a fresh temporary directory, removed when dropped.
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open sqlite store");
+    TestStore { store: Arc::new(store), _dir: dir }
+}
+
+/// Runs one conformance check against every store.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let test_store = $crate::sqlite();
+                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    stores_and_reads_back,
+    replay_returns_stored_event_and_conflict_stores_nothing,
+    conflict_in_a_submission_undoes_only_that_submission,
+    filters_match_the_reference,
+    cursor_walk_yields_each_event_once_in_both_orders,
+    numeric_offset_skips,
+);
+
+#[test]
+fn second_process_on_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _first = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("first open");
+    let second = SqliteStore::open(dir.path(), &SqliteOptions::default());
+    assert!(matches!(second, Err(eventline_store::Error::DataDirLocked(_))));
+}
