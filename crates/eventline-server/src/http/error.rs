@@ -1,0 +1,221 @@
+//! The one HTTP error type. Every error answer is RFC 9457 `application/problem+json`, its
+//! code taken from the core's table; internal causes are logged here, once, and never sent.
+
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use eventline_core::batch::{BatchError, ItemError};
+use eventline_core::event::{EventError, FieldError};
+use eventline_core::problem::ErrorCode;
+use eventline_core::query::ParamError;
+use serde::Serialize;
+
+use crate::ingest::{ErrorChain, IngestError};
+
+const PROBLEM_JSON: &str = "application/problem+json";
+/// How long a client should wait before retrying an overloaded or failing server.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    detail: String,
+    field: Option<String>,
+    parameter: Option<String>,
+    position: Option<(usize, usize)>,
+    errors: Vec<ItemError>,
+    error_count: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    problem_type: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_count: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ProblemItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct ProblemItem<'a> {
+    index: usize,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    detail: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            detail: detail.into(),
+            field: None,
+            parameter: None,
+            position: None,
+            errors: Vec::new(),
+            error_count: None,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// A store failure: logged with its causes, answered as a retryable 503.
+    pub fn storage(error: &eventline_store::Error) -> ApiError {
+        tracing::error!(error = %ErrorChain(error), "store failed");
+        ApiError::new(ErrorCode::StorageUnavailable, "the store cannot serve this request now; retry later")
+    }
+
+    pub fn conflict(index: Option<usize>, id: uuid::Uuid) -> ApiError {
+        let detail = format!("an event with id {id} is already stored with different fields");
+        match index {
+            None => ApiError { field: Some("id".to_owned()), ..ApiError::new(ErrorCode::IdConflict, detail) },
+            Some(index) => ApiError {
+                errors: vec![ItemError {
+                    index,
+                    code: ErrorCode::IdConflict,
+                    field: Some("id".to_owned()),
+                    detail: detail.clone(),
+                }],
+                error_count: Some(1),
+                ..ApiError::new(ErrorCode::IdConflict, format!("event {index}: {detail}; nothing of this batch was stored"))
+            },
+        }
+    }
+}
+
+impl From<EventError> for ApiError {
+    fn from(error: EventError) -> ApiError {
+        let mut api_error = ApiError::new(error.code(), error.detail());
+        match error {
+            EventError::Malformed { line, column, .. } => api_error.position = Some((line, column)),
+            EventError::Field(FieldError { field, .. }) => api_error.field = Some(field),
+            EventError::NotAnObject => {}
+        }
+        api_error
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> ApiError {
+        EventError::Field(error).into()
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(error: BatchError) -> ApiError {
+        let mut api_error = ApiError::new(error.code(), error.detail());
+        match error {
+            BatchError::Malformed { line, column, .. } => api_error.position = Some((line, column)),
+            BatchError::Items { errors, count } => {
+                api_error.errors = errors;
+                api_error.error_count = Some(count);
+            }
+            BatchError::NotABatch | BatchError::TooMany { .. } => {}
+        }
+        api_error
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(error: ParamError) -> ApiError {
+        let detail = format!("{}: {}", error.parameter, error.detail);
+        ApiError { parameter: Some(error.parameter), ..ApiError::new(ErrorCode::InvalidParameter, detail) }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> ApiError {
+        let code = match error {
+            IngestError::Overloaded => ErrorCode::IngestOverloaded,
+            IngestError::ShuttingDown => ErrorCode::ShuttingDown,
+            IngestError::Store => ErrorCode::StorageUnavailable,
+        };
+        ApiError::new(code, format!("{error}; nothing was stored, retry later"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = Problem {
+            problem_type: self.code.problem_type(),
+            title: self.code.title(),
+            status: status.as_u16(),
+            detail: &self.detail,
+            code: self.code.name(),
+            field: self.field.as_deref(),
+            parameter: self.parameter.as_deref(),
+            line: self.position.map(|(line, _)| line),
+            column: self.position.map(|(_, column)| column),
+            error_count: self.error_count,
+            errors: self
+                .errors
+                .iter()
+                .map(|item| ProblemItem {
+                    index: item.index,
+                    code: item.code.name(),
+                    field: item.field.as_deref(),
+                    detail: &item.detail,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+/// Gives a problem body to the error answers made outside the handlers (no route, wrong
+/// method, unsupported encoding, body timeout), so that every error has the same shape.
+pub(super) async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response.headers().get(CONTENT_TYPE).is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
+    if is_problem {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+        _ => ErrorCode::Internal,
+    };
+    let detail = match code {
+        ErrorCode::NotFound => "no such route; the API is under /api/events".to_owned(),
+        ErrorCode::UnsupportedMediaType => "only gzip is accepted as Content-Encoding".to_owned(),
+        _ => code.title().to_owned(),
+    };
+    let mut problem = ApiError::new(code, detail).into_response();
+    if code == ErrorCode::Internal {
+        *problem.status_mut() = status;
+    }
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        problem.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
+    }
+    problem
+}

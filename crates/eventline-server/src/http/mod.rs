@@ -1,0 +1,57 @@
+//! The HTTP API: a thin layer that reads requests, validates them with the core, and
+//! hands them to the ingest (writes) or the store (reads).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use eventline_core::limits::Limits;
+use eventline_store::Store;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::Config;
+use crate::ingest::Ingest;
+
+mod body;
+mod error;
+mod events;
+
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ingest: Ingest,
+    pub limits: Arc<Limits>,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_timeout = state.config.request_body_timeout;
+    Router::new()
+        .merge(events::router())
+        .route("/healthz", get(healthz))
+        .with_state(state)
+        // Layers run from the last added (outermost) to the first.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        // Decoding happens before the handlers' size limits, so those limits bound the
+        // decoded size: a gzip bomb is cut off at the limit.
+        .layer(RequestDecompressionLayer::new())
+        .layer(middleware::map_response(error::problem_for_bare_errors))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.check().await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Err(error) => ApiError::storage(&error).into_response(),
+    }
+}

@@ -1,0 +1,167 @@
+//! The ingest pipeline: handlers submit validated events to a bounded queue; one writer
+//! commits whatever has gathered in a single durable transaction (group commit) and only
+//! then answers each waiting request.
+
+use std::sync::Arc;
+
+use eventline_core::event::Event;
+use eventline_store::{Outcome, Store, Submission};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub queue_events_max: usize,
+    pub commit_events_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("the ingest queue is full")]
+    Overloaded,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The commit failed; the cause was logged by the writer.
+    #[error("the store could not commit")]
+    Store,
+}
+
+/// The handlers' side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    sender: mpsc::Sender<Job>,
+    /// One permit per queued event: the queue is bounded in events, not requests, since
+    /// one request may carry ten thousand.
+    permits: Arc<Semaphore>,
+}
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<Outcome, IngestError>>,
+    /// Released when the job is answered, freeing its place in the queue.
+    permit: OwnedSemaphorePermit,
+}
+
+/// The writer task and the means to stop it.
+pub struct Writer {
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+pub fn start(store: Arc<dyn Store>, options: Options) -> (Ingest, Writer) {
+    let (sender, receiver) = mpsc::channel(options.queue_events_max);
+    let (stop, stopped) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(options.queue_events_max));
+    let task = tokio::spawn(write_loop(store, receiver, stopped, options.commit_events_max));
+    (Ingest { sender, permits }, Writer { task, stop })
+}
+
+impl Ingest {
+    /// Queues one request's events and waits until they are durable (or refused).
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Outcome, IngestError> {
+        let len = u32::try_from(events.len()).map_err(|_| IngestError::Overloaded)?;
+        let permit = Arc::clone(&self.permits).try_acquire_many_owned(len).map_err(|error| match error {
+            tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
+            tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
+        })?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job { submission: Submission { events }, reply, permit };
+        self.sender.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
+        })?;
+        // The writer answers every job it takes; a dropped reply means it is gone.
+        answer.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+}
+
+impl Writer {
+    /// Stops taking new submissions, commits everything already queued, and returns when
+    /// the last commit is answered.
+    pub async fn drain(self) {
+        // The receiver may already be gone if the writer ended; nothing is left then.
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "ingest writer failed");
+        }
+    }
+}
+
+enum Wake {
+    Job(Option<Job>),
+    Stop,
+}
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut receiver: mpsc::Receiver<Job>,
+    mut stopped: watch::Receiver<bool>,
+    commit_events_max: usize,
+) {
+    loop {
+        let wake = tokio::select! {
+            biased;
+            job = receiver.recv() => Wake::Job(job),
+            _ = stopped.wait_for(|stop| *stop) => Wake::Stop,
+        };
+        let first = match wake {
+            Wake::Job(job) => job,
+            Wake::Stop => {
+                // Refuse new jobs; what is buffered is still received.
+                receiver.close();
+                receiver.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        let mut events = first.submission.events.len();
+        let mut jobs = vec![first];
+        while events < commit_events_max {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    events += job.submission.events.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(store.as_ref(), jobs).await;
+    }
+}
+
+async fn commit(store: &dyn Store, jobs: Vec<Job>) {
+    let (submissions, replies): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .map(|job| (job.submission, (job.reply, job.permit)))
+        .unzip();
+    let events: usize = submissions.iter().map(|submission| submission.events.len()).sum();
+    match store.append(submissions).await {
+        Ok(outcomes) => {
+            debug_assert_eq!(outcomes.len(), replies.len());
+            for ((reply, _permit), outcome) in replies.into_iter().zip(outcomes) {
+                // The requester may have gone; its events are stored all the same.
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            tracing::error!(error = %ErrorChain(&error), events, "group commit failed");
+            for (reply, _permit) in replies {
+                let _ = reply.send(Err(IngestError::Store));
+            }
+        }
+    }
+}
+
+/// Displays an error with its sources, for the one log line an internal error gets.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
