@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let cursor = Cursor { timestamp_ms: 1_499_299_200_123, id: Uuid::from_u128(0x0190_b3c4_4f1e_7cc0_8d2a_5e2b_1c9d_7f10) };
+        let cursor = Cursor {
+            timestamp_ms: 1_499_299_200_123,
+            id: Uuid::from_u128(0x0190_b3c4_4f1e_7cc0_8d2a_5e2b_1c9d_7f10),
+        };
         let text = cursor.encode();
         assert!(text.starts_with('c'));
         assert_eq!(Cursor::decode(&text), Some(cursor));

@@ -91,7 +91,8 @@ impl NewEvent {
             (None, _) => received_at_ms,
             (Some(timestamp_ms), None) => timestamp_ms,
             (Some(timestamp_ms), Some(sent_at_ms)) => {
-                let corrected = timestamp_ms.saturating_add(received_at_ms.saturating_sub(sent_at_ms));
+                let corrected =
+                    timestamp_ms.saturating_add(received_at_ms.saturating_sub(sent_at_ms));
                 if !(0..=TIMESTAMP_MS_MAX).contains(&corrected) {
                     return Err(FieldError::invalid(
                         "sent_at",
@@ -150,7 +151,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn invalid(field: &str, detail: impl Into<String>) -> FieldError {
-        FieldError { code: ErrorCode::InvalidField, field: field.to_owned(), detail: detail.into() }
+        FieldError {
+            code: ErrorCode::InvalidField,
+            field: field.to_owned(),
+            detail: detail.into(),
+        }
     }
 
     fn unknown(field: &str) -> FieldError {
@@ -168,7 +173,11 @@ impl FieldError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventError {
     /// Not JSON at all; `line` and `column` are 1-based.
-    Malformed { line: usize, column: usize, detail: String },
+    Malformed {
+        line: usize,
+        column: usize,
+        detail: String,
+    },
     /// JSON, but not an object.
     NotAnObject,
     Field(FieldError),
@@ -192,7 +201,11 @@ impl EventError {
 
     pub fn detail(&self) -> String {
         match self {
-            EventError::Malformed { line, column, detail } => {
+            EventError::Malformed {
+                line,
+                column,
+                detail,
+            } => {
                 format!("malformed JSON at line {line}, column {column}: {detail}")
             }
             EventError::NotAnObject => "an event must be a JSON object".to_owned(),
@@ -231,13 +244,15 @@ fn strip_position(error: &serde_json::Error) -> String {
 
 /// Parses and validates one event from a request body.
 pub fn parse_event(body: &[u8], limits: &Limits) -> Result<NewEvent, EventError> {
-    let fields: Fields<'_> = serde_json::from_slice(body).map_err(|error| EventError::from_json(&error))?;
+    let fields: Fields<'_> =
+        serde_json::from_slice(body).map_err(|error| EventError::from_json(&error))?;
     fields.validate(limits)
 }
 
 /// Parses and validates one event that is already known to be well-formed JSON.
 pub fn parse_event_value(raw: &RawValue, limits: &Limits) -> Result<NewEvent, EventError> {
-    let fields: Fields<'_> = serde_json::from_str(raw.get()).map_err(|error| EventError::from_json(&error))?;
+    let fields: Fields<'_> =
+        serde_json::from_str(raw.get()).map_err(|error| EventError::from_json(&error))?;
     fields.validate(limits)
 }
 
@@ -285,7 +300,9 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
                 // Set by the server; clients that echo a stored event back may send it.
                 "received_at" => continue,
                 unknown => {
-                    fields.first_error.get_or_insert_with(|| FieldError::unknown(unknown));
+                    fields
+                        .first_error
+                        .get_or_insert_with(|| FieldError::unknown(unknown));
                     continue;
                 }
             };
@@ -326,32 +343,59 @@ impl Fields<'_> {
         if let Some(error) = self.first_error {
             return Err(error.into());
         }
-        let id = match self.id.map(|raw| string_or_null(raw, "id")).transpose()?.flatten() {
+        let id = match self
+            .id
+            .map(|raw| string_or_null(raw, "id"))
+            .transpose()?
+            .flatten()
+        {
             None => None,
-            Some(text) => Some(
-                Uuid::try_parse(&text)
-                    .map_err(|_| FieldError::invalid("id", "must be a UUID such as \"0190b3c4-4f1e-7cc0-8d2a-5e2b1c9d7f10\""))?,
-            ),
+            Some(text) => Some(Uuid::try_parse(&text).map_err(|_| {
+                FieldError::invalid(
+                    "id",
+                    "must be a UUID such as \"0190b3c4-4f1e-7cc0-8d2a-5e2b1c9d7f10\"",
+                )
+            })?),
         };
-        let event_type = match self.event_type.map(|raw| string_or_null(raw, "event_type")).transpose()?.flatten() {
+        let event_type = match self
+            .event_type
+            .map(|raw| string_or_null(raw, "event_type"))
+            .transpose()?
+            .flatten()
+        {
             None => return Err(FieldError::invalid("event_type", "is required").into()),
             Some(text) => validate_event_type(text)?,
         };
         let content = match self.content {
-            None => return Err(FieldError::invalid("content", "is required and must be a JSON object").into()),
+            None => {
+                return Err(FieldError::invalid(
+                    "content",
+                    "is required and must be a JSON object",
+                )
+                .into());
+            }
             Some(raw) if !raw.get().starts_with('{') => {
                 return Err(FieldError::invalid("content", "must be a JSON object").into());
             }
             Some(raw) if raw.get().len() > limits.content_bytes_max => {
                 return Err(FieldError::invalid(
                     "content",
-                    format!("is {} bytes; the limit is {} bytes", raw.get().len(), limits.content_bytes_max),
+                    format!(
+                        "is {} bytes; the limit is {} bytes",
+                        raw.get().len(),
+                        limits.content_bytes_max
+                    ),
                 )
                 .into());
             }
             Some(raw) => raw.to_owned(),
         };
-        let contact_id = match self.contact_id.map(|raw| string_or_null(raw, "contact_id")).transpose()?.flatten() {
+        let contact_id = match self
+            .contact_id
+            .map(|raw| string_or_null(raw, "contact_id"))
+            .transpose()?
+            .flatten()
+        {
             None => None,
             Some(text) if text.is_empty() => None,
             Some(text) if text.chars().count() > CONTACT_ID_CHARS_MAX => {
@@ -363,14 +407,35 @@ impl Fields<'_> {
             }
             Some(text) => Some(text.into_owned()),
         };
-        let scope = match self.scope.map(|raw| string_or_null(raw, "scope")).transpose()?.flatten() {
+        let scope = match self
+            .scope
+            .map(|raw| string_or_null(raw, "scope"))
+            .transpose()?
+            .flatten()
+        {
             None => limits.scope_default,
             Some(text) => Scope::parse(&text)
                 .ok_or_else(|| FieldError::invalid("scope", "must be \"app\" or \"site\""))?,
         };
-        let timestamp_ms = self.timestamp.map(|raw| time_field(raw, "timestamp")).transpose()?.flatten();
-        let sent_at_ms = self.sent_at.map(|raw| time_field(raw, "sent_at")).transpose()?.flatten();
-        Ok(NewEvent { id, event_type, content, contact_id, scope, timestamp_ms, sent_at_ms })
+        let timestamp_ms = self
+            .timestamp
+            .map(|raw| time_field(raw, "timestamp"))
+            .transpose()?
+            .flatten();
+        let sent_at_ms = self
+            .sent_at
+            .map(|raw| time_field(raw, "sent_at"))
+            .transpose()?
+            .flatten();
+        Ok(NewEvent {
+            id,
+            event_type,
+            content,
+            contact_id,
+            scope,
+            timestamp_ms,
+            sent_at_ms,
+        })
     }
 }
 
@@ -397,22 +462,33 @@ fn validate_event_type(text: Cow<'_, str>) -> Result<String, FieldError> {
         ));
     }
     if text.contains(',') {
-        return Err(FieldError::invalid("event_type", "must not contain a comma (the query filter is comma-separated)"));
+        return Err(FieldError::invalid(
+            "event_type",
+            "must not contain a comma (the query filter is comma-separated)",
+        ));
     }
     if text.chars().any(char::is_control) {
-        return Err(FieldError::invalid("event_type", "must not contain control characters"));
+        return Err(FieldError::invalid(
+            "event_type",
+            "must not contain control characters",
+        ));
     }
     if text.trim() != text {
-        return Err(FieldError::invalid("event_type", "must not start or end with white space"));
+        return Err(FieldError::invalid(
+            "event_type",
+            "must not start or end with white space",
+        ));
     }
     Ok(text.into_owned())
 }
 
 fn time_field(raw: &RawValue, field: &str) -> Result<Option<i64>, FieldError> {
-    let value: serde_json::Value =
-        serde_json::from_str(raw.get()).map_err(|_| FieldError::invalid(field, "must be a number or a string"))?;
+    let value: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|_| FieldError::invalid(field, "must be a number or a string"))?;
     if value.is_null() {
         return Ok(None);
     }
-    timestamp::from_json(&value).map(Some).map_err(|error| FieldError::invalid(field, error.to_string()))
+    timestamp::from_json(&value)
+        .map(Some)
+        .map_err(|error| FieldError::invalid(field, error.to_string()))
 }

@@ -67,18 +67,50 @@ impl ErrorCode {
             ErrorCode::MalformedJson => ("malformed-json", 400, "The body is not valid JSON"),
             ErrorCode::NotAnObject => ("not-an-object", 400, "An event must be a JSON object"),
             ErrorCode::InvalidField => ("invalid-field", 400, "A field of the event is invalid"),
-            ErrorCode::UnknownField => ("unknown-field", 400, "The event has a field Eventline does not know"),
-            ErrorCode::InvalidBatch => ("invalid-batch", 400, "Some events of the batch are invalid"),
-            ErrorCode::InvalidParameter => ("invalid-parameter", 400, "A query parameter is invalid"),
+            ErrorCode::UnknownField => (
+                "unknown-field",
+                400,
+                "The event has a field Eventline does not know",
+            ),
+            ErrorCode::InvalidBatch => {
+                ("invalid-batch", 400, "Some events of the batch are invalid")
+            }
+            ErrorCode::InvalidParameter => {
+                ("invalid-parameter", 400, "A query parameter is invalid")
+            }
             ErrorCode::InvalidGzip => ("invalid-gzip", 400, "The gzip body cannot be decoded"),
             ErrorCode::NotFound => ("not-found", 404, "No such resource"),
-            ErrorCode::MethodNotAllowed => ("method-not-allowed", 405, "Method not allowed on this resource"),
-            ErrorCode::RequestTimeout => ("request-timeout", 408, "The request body took too long to arrive"),
-            ErrorCode::IdConflict => ("id-conflict", 409, "An event with this id exists and differs"),
+            ErrorCode::MethodNotAllowed => (
+                "method-not-allowed",
+                405,
+                "Method not allowed on this resource",
+            ),
+            ErrorCode::RequestTimeout => (
+                "request-timeout",
+                408,
+                "The request body took too long to arrive",
+            ),
+            ErrorCode::IdConflict => (
+                "id-conflict",
+                409,
+                "An event with this id exists and differs",
+            ),
             ErrorCode::BodyTooLarge => ("body-too-large", 413, "The body is too large"),
-            ErrorCode::UnsupportedMediaType => ("unsupported-media-type", 415, "Unsupported content type or encoding"),
-            ErrorCode::IngestOverloaded => ("ingest-overloaded", 503, "Too many events are waiting to be stored"),
-            ErrorCode::StorageUnavailable => ("storage-unavailable", 503, "The store cannot be used right now"),
+            ErrorCode::UnsupportedMediaType => (
+                "unsupported-media-type",
+                415,
+                "Unsupported content type or encoding",
+            ),
+            ErrorCode::IngestOverloaded => (
+                "ingest-overloaded",
+                503,
+                "Too many events are waiting to be stored",
+            ),
+            ErrorCode::StorageUnavailable => (
+                "storage-unavailable",
+                503,
+                "The store cannot be used right now",
+            ),
             ErrorCode::ShuttingDown => ("shutting-down", 503, "The server is shutting down"),
             ErrorCode::Internal => ("internal", 500, "Internal error"),
         }

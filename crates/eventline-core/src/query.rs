@@ -40,9 +40,13 @@ pub struct Filter {
 impl Filter {
     /// Whether an event matches, exactly as the stores' queries decide.
     pub fn matches(&self, event: &Event) -> bool {
-        self.since_ms.is_none_or(|since| event.timestamp_ms >= since)
+        self.since_ms
+            .is_none_or(|since| event.timestamp_ms >= since)
             && self.until_ms.is_none_or(|until| event.timestamp_ms < until)
-            && self.contact_id.as_ref().is_none_or(|contact| event.contact_id.as_ref() == Some(contact))
+            && self
+                .contact_id
+                .as_ref()
+                .is_none_or(|contact| event.contact_id.as_ref() == Some(contact))
             && self.scope.is_none_or(|scope| event.scope == scope)
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
     }
@@ -73,7 +77,10 @@ pub struct ParamError {
 
 impl ParamError {
     fn new(parameter: &str, detail: impl Into<String>) -> ParamError {
-        ParamError { parameter: parameter.to_owned(), detail: detail.into() }
+        ParamError {
+            parameter: parameter.to_owned(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -85,7 +92,12 @@ impl PageQuery {
         limits: &Limits,
     ) -> Result<PageQuery, ParamError> {
         let mut seen: Vec<&'static str> = Vec::new();
-        let mut query = PageQuery { filter: Filter::default(), order: Order::Asc, start: Start::First, limit: limits.page_len_default };
+        let mut query = PageQuery {
+            filter: Filter::default(),
+            order: Order::Asc,
+            start: Start::First,
+            limit: limits.page_len_default,
+        };
         for (name, value) in pairs {
             let canonical = match name {
                 "since" => "since",
@@ -110,10 +122,10 @@ impl PageQuery {
             seen.push(canonical);
             query.set(canonical, value, limits)?;
         }
-        if let (Some(since), Some(until)) = (query.filter.since_ms, query.filter.until_ms) {
-            if since > until {
-                return Err(ParamError::new("since", "is later than until"));
-            }
+        if let (Some(since), Some(until)) = (query.filter.since_ms, query.filter.until_ms)
+            && since > until
+        {
+            return Err(ParamError::new("since", "is later than until"));
         }
         Ok(query)
     }
@@ -126,7 +138,8 @@ impl PageQuery {
                 if value.is_empty() {
                     return Ok(());
                 }
-                let ms = timestamp::from_str(value).map_err(|error| ParamError::new(name, error.to_string()))?;
+                let ms = timestamp::from_str(value)
+                    .map_err(|error| ParamError::new(name, error.to_string()))?;
                 if name == "since" {
                     filter.since_ms = Some(ms);
                 } else {
@@ -137,16 +150,26 @@ impl PageQuery {
             "scope" => {
                 filter.scope = match value.trim() {
                     "" => None,
-                    text => Some(Scope::parse(text).ok_or_else(|| ParamError::new(name, "must be app, site or empty"))?),
+                    text => Some(
+                        Scope::parse(text)
+                            .ok_or_else(|| ParamError::new(name, "must be app, site or empty"))?,
+                    ),
                 }
             }
             "event_types" => {
-                let mut types: Vec<String> =
-                    value.split(',').map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned).collect();
+                let mut types: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|text| !text.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 types.sort_unstable();
                 types.dedup();
                 if types.len() > limits.event_types_len_max {
-                    return Err(ParamError::new(name, format!("names at most {} event types", limits.event_types_len_max)));
+                    return Err(ParamError::new(
+                        name,
+                        format!("names at most {} event types", limits.event_types_len_max),
+                    ));
                 }
                 filter.event_types = types;
             }
@@ -159,7 +182,9 @@ impl PageQuery {
                         .parse()
                         .ok()
                         .filter(|limit| (1..=max).contains(limit))
-                        .ok_or_else(|| ParamError::new(name, format!("must be a whole number from 1 to {max}")))?,
+                        .ok_or_else(|| {
+                            ParamError::new(name, format!("must be a whole number from 1 to {max}"))
+                        })?,
                 };
                 self.limit = limit;
             }
@@ -192,9 +217,16 @@ fn parse_offset(value: &str, limits: &Limits) -> Result<Start, ParamError> {
                 ),
             ));
         }
-        return Ok(if skip == 0 { Start::First } else { Start::Skip(skip) });
+        return Ok(if skip == 0 {
+            Start::First
+        } else {
+            Start::Skip(skip)
+        });
     }
-    Cursor::decode(value)
-        .map(Start::After)
-        .ok_or_else(|| ParamError::new("offset", "must be a count of events or the next_offset of a previous page"))
+    Cursor::decode(value).map(Start::After).ok_or_else(|| {
+        ParamError::new(
+            "offset",
+            "must be a count of events or the next_offset of a previous page",
+        )
+    })
 }

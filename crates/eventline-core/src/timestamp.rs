@@ -28,7 +28,11 @@ pub fn from_number(number: f64) -> Result<i64, TimestampError> {
     if !number.is_finite() {
         return Err(TimestampError::Format);
     }
-    let ms = if number.abs() < SECONDS_BELOW { number * 1000.0 } else { number };
+    let ms = if number.abs() < SECONDS_BELOW {
+        number * 1000.0
+    } else {
+        number
+    };
     let ms = ms.round();
     if !(0.0..=TIMESTAMP_MS_MAX as f64).contains(&ms) {
         return Err(TimestampError::Range);
@@ -42,9 +46,9 @@ pub fn from_str(text: &str) -> Result<i64, TimestampError> {
     if text.is_empty() {
         return Err(TimestampError::Format);
     }
-    let looks_numeric = text
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+' || b == b'e' || b == b'E');
+    let looks_numeric = text.bytes().all(|b| {
+        b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+' || b == b'e' || b == b'E'
+    });
     if looks_numeric {
         let number: f64 = text.parse().map_err(|_| TimestampError::Format)?;
         return from_number(number);
@@ -110,10 +114,16 @@ mod tests {
     fn json_numbers_and_strings_agree() {
         let cases = [
             (serde_json::json!(1_499_292_000), Ok(1_499_292_000_000)),
-            (serde_json::json!(1_499_292_000_123_i64), Ok(1_499_292_000_123)),
+            (
+                serde_json::json!(1_499_292_000_123_i64),
+                Ok(1_499_292_000_123),
+            ),
             (serde_json::json!(1_499_292_000.5), Ok(1_499_292_000_500)),
             (serde_json::json!("1499292000"), Ok(1_499_292_000_000)),
-            (serde_json::json!("2017-07-05T22:00:00Z"), Ok(1_499_292_000_000)),
+            (
+                serde_json::json!("2017-07-05T22:00:00Z"),
+                Ok(1_499_292_000_000),
+            ),
             (serde_json::json!(true), Err(TimestampError::Format)),
             (serde_json::json!(null), Err(TimestampError::Format)),
             (serde_json::json!(-5), Err(TimestampError::Range)),

@@ -52,7 +52,12 @@ pub fn start(store: Arc<dyn Store>, options: Options) -> (Ingest, Writer) {
     let (sender, receiver) = mpsc::channel(options.queue_events_max);
     let (stop, stopped) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(options.queue_events_max));
-    let task = tokio::spawn(write_loop(store, receiver, stopped, options.commit_events_max));
+    let task = tokio::spawn(write_loop(
+        store,
+        receiver,
+        stopped,
+        options.commit_events_max,
+    ));
     (Ingest { sender, permits }, Writer { task, stop })
 }
 
@@ -60,12 +65,18 @@ impl Ingest {
     /// Queues one request's events and waits until they are durable (or refused).
     pub async fn submit(&self, events: Vec<Event>) -> Result<Outcome, IngestError> {
         let len = u32::try_from(events.len()).map_err(|_| IngestError::Overloaded)?;
-        let permit = Arc::clone(&self.permits).try_acquire_many_owned(len).map_err(|error| match error {
-            tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
-            tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
-        })?;
+        let permit = Arc::clone(&self.permits)
+            .try_acquire_many_owned(len)
+            .map_err(|error| match error {
+                tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
+                tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
+            })?;
         let (reply, answer) = oneshot::channel();
-        let job = Job { submission: Submission { events }, reply, permit };
+        let job = Job {
+            submission: Submission { events },
+            reply,
+            permit,
+        };
         self.sender.try_send(job).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
@@ -133,7 +144,10 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) {
         .into_iter()
         .map(|job| (job.submission, (job.reply, job.permit)))
         .unzip();
-    let events: usize = submissions.iter().map(|submission| submission.events.len()).sum();
+    let events: usize = submissions
+        .iter()
+        .map(|submission| submission.events.len())
+        .sum();
     match store.append(submissions).await {
         Ok(outcomes) => {
             debug_assert_eq!(outcomes.len(), replies.len());
@@ -163,5 +177,148 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = error.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use eventline_core::event::Scope;
+    use eventline_core::query::{Page, PageQuery};
+    use eventline_store::{Appended, Error};
+    use serde_json::value::RawValue;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A store whose commits wait for a permit, to hold the writer mid-commit.
+    struct GatedStore {
+        gate: Semaphore,
+    }
+
+    #[async_trait]
+    impl Store for GatedStore {
+        async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
+            self.gate
+                .acquire()
+                .await
+                .map_err(|_| Error::Closed)?
+                .forget();
+            let outcomes = submissions.into_iter().map(|submission| {
+                Outcome::Stored(
+                    submission
+                        .events
+                        .into_iter()
+                        .map(|event| Appended {
+                            event,
+                            replayed: false,
+                        })
+                        .collect(),
+                )
+            });
+            Ok(outcomes.collect())
+        }
+        async fn page(&self, _: PageQuery) -> Result<Page, Error> {
+            Ok(Page {
+                events: Vec::new(),
+                next: None,
+            })
+        }
+        async fn check(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn events(len: usize) -> Vec<Event> {
+        (0..len)
+            .map(|_| Event {
+                id: Uuid::now_v7(),
+                event_type: "t".to_owned(),
+                content: RawValue::from_string("{}".to_owned()).expect("json"),
+                contact_id: None,
+                scope: Scope::App,
+                timestamp_ms: 0,
+                received_at_ms: 0,
+                client_timestamp_ms: None,
+            })
+            .collect()
+    }
+
+    async fn wait_until(condition: impl Fn() -> bool) {
+        while !condition() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_frees_its_places_after_the_commit() {
+        let store = Arc::new(GatedStore {
+            gate: Semaphore::new(0),
+        });
+        let (ingest, writer) = start(
+            store.clone(),
+            Options {
+                queue_events_max: 4,
+                commit_events_max: 100,
+            },
+        );
+        let first = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(events(1)).await }
+        });
+        let second = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(events(3)).await }
+        });
+        wait_until(|| ingest.permits.available_permits() == 0).await;
+        assert_eq!(
+            ingest.submit(events(1)).await.err(),
+            Some(IngestError::Overloaded)
+        );
+        assert_eq!(
+            ingest.submit(events(5)).await.err(),
+            Some(IngestError::Overloaded)
+        );
+
+        store.gate.add_permits(2);
+        assert!(matches!(first.await.expect("task"), Ok(Outcome::Stored(_))));
+        assert!(matches!(
+            second.await.expect("task"),
+            Ok(Outcome::Stored(_))
+        ));
+        wait_until(|| ingest.permits.available_permits() == 4).await;
+        store.gate.add_permits(1);
+        assert!(ingest.submit(events(4)).await.is_ok());
+        writer.drain().await;
+    }
+
+    #[tokio::test]
+    async fn drain_answers_everything_queued_then_refuses() {
+        let store = Arc::new(GatedStore {
+            gate: Semaphore::new(0),
+        });
+        let (ingest, writer) = start(
+            store.clone(),
+            Options {
+                queue_events_max: 1_000,
+                commit_events_max: 10,
+            },
+        );
+        let waiting: Vec<_> = (0..50)
+            .map(|_| {
+                let ingest = ingest.clone();
+                tokio::spawn(async move { ingest.submit(events(2)).await })
+            })
+            .collect();
+        wait_until(|| ingest.permits.available_permits() == 900).await;
+        store.gate.add_permits(1_000);
+        writer.drain().await;
+        for task in waiting {
+            assert!(matches!(task.await.expect("task"), Ok(Outcome::Stored(_))));
+        }
+        assert_eq!(
+            ingest.submit(events(1)).await.err(),
+            Some(IngestError::ShuttingDown)
+        );
     }
 }

@@ -69,9 +69,13 @@ impl App {
                 config.ingest_queue_events_max, config.limits.batch_len_max
             )));
         }
-        let options = SqliteOptions { durability: config.durability, ..SqliteOptions::default() };
+        let options = SqliteOptions {
+            durability: config.durability,
+            ..SqliteOptions::default()
+        };
         let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, &options)).await??;
+        let store =
+            tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, &options)).await??;
         let store: Arc<dyn Store> = Arc::new(store);
         let (ingest, writer) = ingest::start(
             Arc::clone(&store),
@@ -80,18 +84,30 @@ impl App {
                 commit_events_max: config.commit_events_max,
             },
         );
-        let state = http::AppState { store, ingest, limits: Arc::new(config.limits.clone()), config: Arc::new(config) };
+        let state = http::AppState {
+            store,
+            ingest,
+            limits: Arc::new(config.limits.clone()),
+            config: Arc::new(config),
+        };
         Ok(App { state, writer })
     }
 
     /// Serves until `shutdown` resolves and every open request is answered, then commits
     /// what is still queued. Nothing acknowledged or accepted is lost.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let App { state, writer } = self;
         let router = http::router(state);
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         writer.drain().await;
         Ok(())
     }

@@ -48,10 +48,15 @@ pub enum Error {
     #[error("sqlite")]
     Sqlite(#[from] rusqlite::Error),
     #[error("data directory {path}")]
-    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("data directory {0} is used by another eventline process")]
     DataDirLocked(std::path::PathBuf),
-    #[error("the data was written by a newer eventline (schema version {found}; this one knows up to {known})")]
+    #[error(
+        "the data was written by a newer eventline (schema version {found}; this one knows up to {known})"
+    )]
     SchemaTooNew { found: i64, known: i64 },
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),

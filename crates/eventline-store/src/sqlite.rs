@@ -38,7 +38,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
-        SqliteOptions { durability: Durability::Full, readers_max: 8 }
+        SqliteOptions {
+            durability: Durability::Full,
+            readers_max: 8,
+        }
     }
 }
 
@@ -53,7 +56,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`. Blocks: call it at start-up.
     pub fn open(data_dir: &Path, options: &SqliteOptions) -> Result<SqliteStore, Error> {
-        let dir_error = |source| Error::DataDir { path: data_dir.to_owned(), source };
+        let dir_error = |source| Error::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        };
         std::fs::create_dir_all(data_dir).map_err(dir_error)?;
         let lock = File::create(data_dir.join(LOCK_FILE)).map_err(dir_error)?;
         if lock.try_lock().is_err() {
@@ -77,7 +83,11 @@ impl SqliteStore {
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.readers_max.max(1)),
         };
-        Ok(SqliteStore { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers), _lock: lock })
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            _lock: lock,
+        })
     }
 }
 
@@ -85,14 +95,18 @@ fn migrate(connection: &mut Connection) -> Result<(), Error> {
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     match version {
         0 => {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             transaction.execute_batch(SCHEMA)?;
             transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             transaction.commit()?;
             Ok(())
         }
         SCHEMA_VERSION => Ok(()),
-        found => Err(Error::SchemaTooNew { found, known: SCHEMA_VERSION }),
+        found => Err(Error::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        }),
     }
 }
 
@@ -108,17 +122,24 @@ impl Store for SqliteStore {
     }
 
     async fn page(&self, query: PageQuery) -> Result<Page, Error> {
-        self.readers.run(move |connection| query::page(connection, &query)).await
+        self.readers
+            .run(move |connection| query::page(connection, &query))
+            .await
     }
 
     async fn check(&self) -> Result<(), Error> {
-        self.readers.run(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.readers
+            .run(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 }
 
 /// One transaction for the whole group; a savepoint for each multi-event submission so
 /// that a conflict undoes just that submission.
-fn append_blocking(connection: &mut Connection, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
+fn append_blocking(
+    connection: &mut Connection,
+    submissions: Vec<Submission>,
+) -> Result<Vec<Outcome>, Error> {
     let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(submissions.len());
     for submission in submissions {
@@ -158,22 +179,35 @@ fn append_submission(connection: &Connection, submission: Submission) -> Result<
             event.content.get(),
         ])?;
         if inserted == 1 {
-            appended.push(Appended { event, replayed: false });
+            appended.push(Appended {
+                event,
+                replayed: false,
+            });
             continue;
         }
         let stored = event_by_id(connection, event.id)?.ok_or_else(|| {
-            Error::Corrupt(format!("event {} conflicts on insert but cannot be found", event.id))
+            Error::Corrupt(format!(
+                "event {} conflicts on insert but cannot be found",
+                event.id
+            ))
         })?;
         if !stored.is_same_submission(&event) {
-            return Ok(Outcome::Conflict { index, id: event.id });
+            return Ok(Outcome::Conflict {
+                index,
+                id: event.id,
+            });
         }
-        appended.push(Appended { event: stored, replayed: true });
+        appended.push(Appended {
+            event: stored,
+            replayed: true,
+        });
     }
     Ok(Outcome::Stored(appended))
 }
 
 fn event_by_id(connection: &Connection, id: Uuid) -> Result<Option<Event>, Error> {
-    let mut select = connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
+    let mut select =
+        connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?;
     let row = select.query_row([id.as_bytes()], row_values).optional()?;
     row.map(event_from_row).transpose()
 }
@@ -205,10 +239,12 @@ pub(crate) fn row_values(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> 
 }
 
 pub(crate) fn event_from_row(row: EventRow) -> Result<Event, Error> {
-    let id = Uuid::from_slice(&row.id).map_err(|_| Error::Corrupt(format!("id of {} bytes", row.id.len())))?;
-    let scope = Scope::parse(&row.scope).ok_or_else(|| Error::Corrupt(format!("event {id}: scope {:?}", row.scope)))?;
-    let content =
-        RawValue::from_string(row.content).map_err(|error| Error::Corrupt(format!("event {id}: content: {error}")))?;
+    let id = Uuid::from_slice(&row.id)
+        .map_err(|_| Error::Corrupt(format!("id of {} bytes", row.id.len())))?;
+    let scope = Scope::parse(&row.scope)
+        .ok_or_else(|| Error::Corrupt(format!("event {id}: scope {:?}", row.scope)))?;
+    let content = RawValue::from_string(row.content)
+        .map_err(|error| Error::Corrupt(format!("event {id}: content: {error}")))?;
     Ok(Event {
         id,
         event_type: row.event_type,
@@ -240,13 +276,21 @@ impl Readers {
         let _permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let idle = readers.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let idle = readers
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
             let connection = match idle {
                 Some(connection) => connection,
                 None => open_reader(&readers.path)?,
             };
             let result = work(&connection);
-            readers.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(connection);
             result
         })
         .await?
@@ -256,7 +300,9 @@ impl Readers {
 fn open_reader(path: &Path) -> Result<Connection, Error> {
     let connection = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")?;
     Ok(connection)
@@ -275,11 +321,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open");
         let connection = store.writer.lock().expect("writer");
-        let after = Start::After(Cursor { timestamp_ms: 5, id: Uuid::nil() });
-        let window = Filter { since_ms: Some(1), until_ms: Some(9), ..Filter::default() };
-        let contact = Filter { contact_id: Some("c".to_owned()), ..window.clone() };
-        let one_type = Filter { event_types: vec!["a".to_owned()], ..window.clone() };
-        let types = Filter { event_types: vec!["a".to_owned(), "b".to_owned()], ..window.clone() };
+        let after = Start::After(Cursor {
+            timestamp_ms: 5,
+            id: Uuid::nil(),
+        });
+        let window = Filter {
+            since_ms: Some(1),
+            until_ms: Some(9),
+            ..Filter::default()
+        };
+        let contact = Filter {
+            contact_id: Some("c".to_owned()),
+            ..window.clone()
+        };
+        let one_type = Filter {
+            event_types: vec!["a".to_owned()],
+            ..window.clone()
+        };
+        let types = Filter {
+            event_types: vec!["a".to_owned(), "b".to_owned()],
+            ..window.clone()
+        };
         let cases = [
             (window, "events_by_time"),
             (contact, "events_by_contact"),
@@ -289,10 +351,21 @@ mod tests {
         for (filter, index) in cases {
             for order in [Order::Asc, Order::Desc] {
                 for start in [Start::First, after] {
-                    let query = PageQuery { filter: filter.clone(), order, start, limit: 50 };
+                    let query = PageQuery {
+                        filter: filter.clone(),
+                        order,
+                        start,
+                        limit: 50,
+                    };
                     let plan = query::plan(&connection, &query);
-                    assert!(plan.contains(index), "{query:?} should use {index}:\n{plan}");
-                    assert!(!plan.contains("SCAN events"), "{query:?} scans the table:\n{plan}");
+                    assert!(
+                        plan.contains(index),
+                        "{query:?} should use {index}:\n{plan}"
+                    );
+                    assert!(
+                        !plan.contains("SCAN events"),
+                        "{query:?} scans the table:\n{plan}"
+                    );
                     assert!(!plan.contains("TEMP B-TREE"), "{query:?} sorts:\n{plan}");
                 }
             }

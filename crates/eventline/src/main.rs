@@ -51,7 +51,11 @@ struct ServeArgs {
     #[arg(long, env = "EVENTLINE_PAGE_LEN_MAX", default_value_t = 1_000)]
     page_len_max: u32,
     /// Events accepted but not yet committed; past it, posts answer 503 with Retry-After.
-    #[arg(long, env = "EVENTLINE_INGEST_QUEUE_EVENTS_MAX", default_value_t = 200_000)]
+    #[arg(
+        long,
+        env = "EVENTLINE_INGEST_QUEUE_EVENTS_MAX",
+        default_value_t = 200_000
+    )]
     ingest_queue_events_max: usize,
 }
 
@@ -70,7 +74,9 @@ enum ScopeArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
@@ -86,18 +92,25 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(async {
         let config = config(&args)?;
-        let app = App::open(config)
-            .await
-            .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+        let app = App::open(config).await.with_context(|| {
+            format!("cannot open the data directory {}", args.data_dir.display())
+        })?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let address = listener.local_addr().context("cannot read the listening address")?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
         println!("listening on http://{address}");
-        app.serve(listener, shutdown_signal()).await.context("the server failed")?;
+        app.serve(listener, shutdown_signal())
+            .await
+            .context("the server failed")?;
         tracing::info!("stopped; every accepted event is committed");
         Ok(())
     })

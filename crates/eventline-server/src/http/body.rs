@@ -27,15 +27,25 @@ pub(super) enum Accepts {
 /// JSON is accepted as `application/json`, any `+json` type, `text/plain` (what
 /// `navigator.sendBeacon` and CORS-simple requests send) or with no content type at all.
 pub(super) fn format(headers: &HeaderMap, accepts: Accepts) -> Result<BodyFormat, ApiError> {
-    let Some(value) = headers.get(CONTENT_TYPE) else { return Ok(BodyFormat::Json) };
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
     let value = value.to_str().unwrap_or_default();
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let format = match essence.as_str() {
         "application/json" | "text/plain" | "" => Some(BodyFormat::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/jsonlines" => {
-            Some(BodyFormat::Ndjson)
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/jsonlines" => Some(BodyFormat::Ndjson),
+        other if other.starts_with("application/") && other.ends_with("+json") => {
+            Some(BodyFormat::Json)
         }
-        other if other.starts_with("application/") && other.ends_with("+json") => Some(BodyFormat::Json),
         _ => None,
     };
     match (format, accepts) {
@@ -57,24 +67,35 @@ pub(super) fn format(headers: &HeaderMap, accepts: Accepts) -> Result<BodyFormat
 
 /// Reads the whole body, decoded, refusing it past `bytes_max`.
 pub(super) async fn read(body: Body, bytes_max: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, bytes_max).await.map_err(|error| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
-        while let Some(cause) = source {
-            if cause.is::<http_body_util::LengthLimitError>() {
-                return ApiError::new(
-                    ErrorCode::BodyTooLarge,
-                    format!("the body is larger than {bytes_max} bytes (after gzip decoding)"),
-                );
+    axum::body::to_bytes(body, bytes_max)
+        .await
+        .map_err(|error| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
+            while let Some(cause) = source {
+                if cause.is::<http_body_util::LengthLimitError>() {
+                    return ApiError::new(
+                        ErrorCode::BodyTooLarge,
+                        format!("the body is larger than {bytes_max} bytes (after gzip decoding)"),
+                    );
+                }
+                if cause.is::<tower_http::timeout::TimeoutError>() {
+                    return ApiError::new(
+                        ErrorCode::RequestTimeout,
+                        "the body did not arrive in time",
+                    );
+                }
+                if cause.is::<std::io::Error>() {
+                    // The gzip decoder reports corrupt input as an IO error.
+                    return ApiError::new(
+                        ErrorCode::InvalidGzip,
+                        format!("the gzip body cannot be decoded: {cause}"),
+                    );
+                }
+                source = cause.source();
             }
-            if cause.is::<tower_http::timeout::TimeoutError>() {
-                return ApiError::new(ErrorCode::RequestTimeout, "the body did not arrive in time");
-            }
-            if cause.is::<std::io::Error>() {
-                // The gzip decoder reports corrupt input as an IO error.
-                return ApiError::new(ErrorCode::InvalidGzip, format!("the gzip body cannot be decoded: {cause}"));
-            }
-            source = cause.source();
-        }
-        ApiError::new(ErrorCode::InvalidGzip, format!("the body cannot be read: {error}"))
-    })
+            ApiError::new(
+                ErrorCode::InvalidGzip,
+                format!("the body cannot be read: {error}"),
+            )
+        })
 }

@@ -16,8 +16,12 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// How long a client should wait before retrying an overloaded or failing server.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
+/// Boxed: errors are rare, and a small `Result` keeps the request path lean.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ProblemDetails>);
+
+#[derive(Debug)]
+struct ProblemDetails {
     code: ErrorCode,
     detail: String,
     field: Option<String>,
@@ -60,7 +64,7 @@ struct ProblemItem<'a> {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ProblemDetails {
             code,
             detail: detail.into(),
             field: None,
@@ -68,34 +72,44 @@ impl ApiError {
             position: None,
             errors: Vec::new(),
             error_count: None,
-        }
+        }))
     }
 
     pub fn code(&self) -> ErrorCode {
-        self.code
+        self.0.code
     }
 
     /// A store failure: logged with its causes, answered as a retryable 503.
     pub fn storage(error: &eventline_store::Error) -> ApiError {
         tracing::error!(error = %ErrorChain(error), "store failed");
-        ApiError::new(ErrorCode::StorageUnavailable, "the store cannot serve this request now; retry later")
+        ApiError::new(
+            ErrorCode::StorageUnavailable,
+            "the store cannot serve this request now; retry later",
+        )
     }
 
     pub fn conflict(index: Option<usize>, id: uuid::Uuid) -> ApiError {
         let detail = format!("an event with id {id} is already stored with different fields");
+        let mut api_error = match index {
+            None => ApiError::new(ErrorCode::IdConflict, detail.clone()),
+            Some(index) => ApiError::new(
+                ErrorCode::IdConflict,
+                format!("event {index}: {detail}; nothing of this batch was stored"),
+            ),
+        };
         match index {
-            None => ApiError { field: Some("id".to_owned()), ..ApiError::new(ErrorCode::IdConflict, detail) },
-            Some(index) => ApiError {
-                errors: vec![ItemError {
+            None => api_error.0.field = Some("id".to_owned()),
+            Some(index) => {
+                api_error.0.errors = vec![ItemError {
                     index,
                     code: ErrorCode::IdConflict,
                     field: Some("id".to_owned()),
-                    detail: detail.clone(),
-                }],
-                error_count: Some(1),
-                ..ApiError::new(ErrorCode::IdConflict, format!("event {index}: {detail}; nothing of this batch was stored"))
-            },
+                    detail,
+                }];
+                api_error.0.error_count = Some(1);
+            }
         }
+        api_error
     }
 }
 
@@ -103,8 +117,10 @@ impl From<EventError> for ApiError {
     fn from(error: EventError) -> ApiError {
         let mut api_error = ApiError::new(error.code(), error.detail());
         match error {
-            EventError::Malformed { line, column, .. } => api_error.position = Some((line, column)),
-            EventError::Field(FieldError { field, .. }) => api_error.field = Some(field),
+            EventError::Malformed { line, column, .. } => {
+                api_error.0.position = Some((line, column))
+            }
+            EventError::Field(FieldError { field, .. }) => api_error.0.field = Some(field),
             EventError::NotAnObject => {}
         }
         api_error
@@ -121,10 +137,12 @@ impl From<BatchError> for ApiError {
     fn from(error: BatchError) -> ApiError {
         let mut api_error = ApiError::new(error.code(), error.detail());
         match error {
-            BatchError::Malformed { line, column, .. } => api_error.position = Some((line, column)),
+            BatchError::Malformed { line, column, .. } => {
+                api_error.0.position = Some((line, column))
+            }
             BatchError::Items { errors, count } => {
-                api_error.errors = errors;
-                api_error.error_count = Some(count);
+                api_error.0.errors = errors;
+                api_error.0.error_count = Some(count);
             }
             BatchError::NotABatch | BatchError::TooMany { .. } => {}
         }
@@ -135,7 +153,9 @@ impl From<BatchError> for ApiError {
 impl From<ParamError> for ApiError {
     fn from(error: ParamError) -> ApiError {
         let detail = format!("{}: {}", error.parameter, error.detail);
-        ApiError { parameter: Some(error.parameter), ..ApiError::new(ErrorCode::InvalidParameter, detail) }
+        let mut api_error = ApiError::new(ErrorCode::InvalidParameter, detail);
+        api_error.0.parameter = Some(error.parameter);
+        api_error
     }
 }
 
@@ -152,19 +172,21 @@ impl From<IngestError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let problem = Problem {
-            problem_type: self.code.problem_type(),
-            title: self.code.title(),
+        let problem = *self.0;
+        let status = StatusCode::from_u16(problem.code.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = Problem {
+            problem_type: problem.code.problem_type(),
+            title: problem.code.title(),
             status: status.as_u16(),
-            detail: &self.detail,
-            code: self.code.name(),
-            field: self.field.as_deref(),
-            parameter: self.parameter.as_deref(),
-            line: self.position.map(|(line, _)| line),
-            column: self.position.map(|(_, column)| column),
-            error_count: self.error_count,
-            errors: self
+            detail: &problem.detail,
+            code: problem.code.name(),
+            field: problem.field.as_deref(),
+            parameter: problem.parameter.as_deref(),
+            line: problem.position.map(|(line, _)| line),
+            column: problem.position.map(|(_, column)| column),
+            error_count: problem.error_count,
+            errors: problem
                 .errors
                 .iter()
                 .map(|item| ProblemItem {
@@ -175,7 +197,7 @@ impl IntoResponse for ApiError {
                 })
                 .collect(),
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -193,7 +215,10 @@ pub(super) async fn problem_for_bare_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response.headers().get(CONTENT_TYPE).is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == PROBLEM_JSON.as_bytes());
     if is_problem {
         return response;
     }
@@ -215,7 +240,9 @@ pub(super) async fn problem_for_bare_errors(response: Response) -> Response {
         *problem.status_mut() = status;
     }
     if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
-        problem.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
+        problem
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
     }
     problem
 }

@@ -1,13 +1,13 @@
 //! `/api/events`: post one event, post a batch, read a page.
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use eventline_core::batch::{self, BatchError, BatchFormat, ItemError};
 use eventline_core::event::{self, Event};
 use eventline_core::problem::ErrorCode;
@@ -29,11 +29,17 @@ pub(super) fn router() -> Router<AppState> {
 
 /// The server's clock, read once per request: it is the events' `received_at`.
 fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn post_event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn post_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let received_at_ms = now_ms();
     body::format(&headers, Accepts::Json)?;
     let bytes = body::read(body, state.limits.event_body_bytes_max).await?;
@@ -43,7 +49,11 @@ async fn post_event(State(state): State<AppState>, headers: HeaderMap, body: Bod
             let appended = appended
                 .pop()
                 .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the store answered no event"))?;
-            let status = if appended.replayed { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if appended.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             Ok((status, Json(appended.event)).into_response())
         }
         Outcome::Conflict { id, .. } => Err(ApiError::conflict(None, id)),
@@ -60,7 +70,11 @@ struct BatchAnswer {
     ids: Vec<Uuid>,
 }
 
-async fn post_batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn post_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let received_at_ms = now_ms();
     let format = match body::format(&headers, Accepts::JsonOrNdjson)? {
         BodyFormat::Json => BatchFormat::Json,
@@ -77,7 +91,11 @@ async fn post_batch(State(state): State<AppState>, headers: HeaderMap, body: Bod
                 replayed,
                 ids: appended.iter().map(|appended| appended.event.id).collect(),
             };
-            let status = if answer.stored > 0 || answer.ids.is_empty() { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if answer.stored > 0 || answer.ids.is_empty() {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok((status, Json(answer)).into_response())
         }
         Outcome::Conflict { index, id } => Err(ApiError::conflict(Some(index), id)),
@@ -86,13 +104,21 @@ async fn post_batch(State(state): State<AppState>, headers: HeaderMap, body: Bod
 
 /// Stamps every event with the same receive time; a batch is refused whole if any
 /// event's clock correction fails.
-fn stamp_all(new_events: Vec<event::NewEvent>, received_at_ms: i64) -> Result<Vec<Event>, ApiError> {
+fn stamp_all(
+    new_events: Vec<event::NewEvent>,
+    received_at_ms: i64,
+) -> Result<Vec<Event>, ApiError> {
     let mut events = Vec::with_capacity(new_events.len());
     let mut errors = Vec::new();
     for (index, new_event) in new_events.into_iter().enumerate() {
         match new_event.stamp(received_at_ms, Uuid::now_v7()) {
             Ok(event) => events.push(event),
-            Err(error) => errors.push(ItemError { index, code: error.code, field: Some(error.field), detail: error.detail }),
+            Err(error) => errors.push(ItemError {
+                index,
+                code: error.code,
+                field: Some(error.field),
+                detail: error.detail,
+            }),
         }
     }
     if errors.is_empty() {
@@ -113,9 +139,22 @@ async fn get_events(
     State(state): State<AppState>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) = pairs.map_err(|rejection| ApiError::new(ErrorCode::InvalidParameter, rejection.body_text()))?;
-    let query = PageQuery::from_pairs(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())), &state.limits)?;
-    let page = state.store.page(query).await.map_err(|error| ApiError::storage(&error))?;
-    let answer = PageAnswer { events: page.events, next_offset: page.next.map(|cursor| cursor.encode()) };
+    let Query(pairs) = pairs
+        .map_err(|rejection| ApiError::new(ErrorCode::InvalidParameter, rejection.body_text()))?;
+    let query = PageQuery::from_pairs(
+        pairs
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+        &state.limits,
+    )?;
+    let page = state
+        .store
+        .page(query)
+        .await
+        .map_err(|error| ApiError::storage(&error))?;
+    let answer = PageAnswer {
+        events: page.events,
+        next_offset: page.next.map(|cursor| cursor.encode()),
+    };
     Ok(Json(answer).into_response())
 }

@@ -30,22 +30,39 @@ impl TestApp {
     }
 
     /// Starts a server on an existing data directory, as after a restart.
-    pub async fn spawn_in(data_dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    pub async fn spawn_in(
+        data_dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             // Several tests in one binary: only the first installs the subscriber.
-            let _ = tracing_subscriber::fmt().with_env_filter("debug").with_test_writer().try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .try_init();
         }
         let mut config = Config::new(data_dir.path().to_owned());
         configure(&mut config);
         let app = App::open(config).await.expect("open app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let address = listener.local_addr().expect("address");
         let (shutdown, shutdown_requested) = oneshot::channel::<()>();
         let server = tokio::spawn(app.serve(listener, async move {
             let _ = shutdown_requested.await;
         }));
-        let client = reqwest::Client::builder().no_gzip().build().expect("client");
-        TestApp { address, client, shutdown: Some(shutdown), server: Some(server), data_dir }
+        let client = reqwest::Client::builder()
+            .no_gzip()
+            .build()
+            .expect("client");
+        TestApp {
+            address,
+            client,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            data_dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -53,11 +70,22 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self.client.post(self.url(path)).json(body).send().await.expect("post");
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("post");
         answer(response).await
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
         let mut request = self.client.post(self.url(path)).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -66,7 +94,14 @@ impl TestApp {
     }
 
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        answer(self.client.get(self.url(path_and_query)).send().await.expect("get")).await
+        answer(
+            self.client
+                .get(self.url(path_and_query))
+                .send()
+                .await
+                .expect("get"),
+        )
+        .await
     }
 
     /// Every stored event, oldest first, read through the API.
@@ -74,7 +109,9 @@ impl TestApp {
         let mut events = Vec::new();
         let mut offset = String::new();
         loop {
-            let (status, page) = self.get(&format!("/api/events?limit=1000&offset={offset}")).await;
+            let (status, page) = self
+                .get(&format!("/api/events?limit=1000&offset={offset}"))
+                .await;
             assert_eq!(status, 200, "{page}");
             events.extend(page["events"].as_array().expect("events").iter().cloned());
             match page["next_offset"].as_str() {
@@ -100,7 +137,11 @@ impl TestApp {
 pub async fn answer(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, body)
 }
 

@@ -45,8 +45,11 @@ async fn cursor_pages_yield_each_event_once_in_order_while_events_arrive() {
         let mut offset = String::new();
         let mut pages = 0;
         loop {
-            let (status, page) =
-                app.get(&format!("/api/events/get?since={base_ms}&limit=100&order={order}&offset={offset}")).await;
+            let (status, page) = app
+                .get(&format!(
+                    "/api/events/get?since={base_ms}&limit=100&order={order}&offset={offset}"
+                ))
+                .await;
             assert_eq!(status, 200, "{page}");
             let events = page["events"].as_array().expect("events");
             assert!(events.len() <= 100);
@@ -64,7 +67,10 @@ async fn cursor_pages_yield_each_event_once_in_order_while_events_arrive() {
                 None => break,
             }
         }
-        let keys: Vec<(i64, &str)> = seen.iter().map(|(timestamp, id, _)| (*timestamp, id.as_str())).collect();
+        let keys: Vec<(i64, &str)> = seen
+            .iter()
+            .map(|(timestamp, id, _)| (*timestamp, id.as_str()))
+            .collect();
         let mut sorted = keys.clone();
         sorted.sort();
         if order == "desc" {
@@ -78,7 +84,10 @@ async fn cursor_pages_yield_each_event_once_in_order_while_events_arrive() {
         if order == "desc" {
             expected.reverse();
         }
-        assert_eq!(originals, expected, "{order}: each of the 10,000 events once");
+        assert_eq!(
+            originals, expected,
+            "{order}: each of the 10,000 events once"
+        );
     }
     posting.store(false, Ordering::Relaxed);
     let posted = poster.await.expect("poster");

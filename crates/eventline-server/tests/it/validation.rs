@@ -25,34 +25,105 @@ fn without(field: &str) -> Value {
 
 #[tokio::test]
 async fn invalid_events_are_refused_by_field_and_nothing_is_stored() {
-    let app = TestApp::spawn_with(|config| config.limits = config.limits.clone().with_content_bytes_max(100)).await;
+    let app = TestApp::spawn_with(|config| {
+        config.limits = config.limits.clone().with_content_bytes_max(100)
+    })
+    .await;
     let long = |chars: usize| Value::String("x".repeat(chars));
     let cases: Vec<(Value, &str, Option<&str>)> = vec![
         (without("event_type"), "invalid-field", Some("event_type")),
-        (with("event_type", json!("")), "invalid-field", Some("event_type")),
-        (with("event_type", long(129)), "invalid-field", Some("event_type")),
-        (with("event_type", json!("a,b")), "invalid-field", Some("event_type")),
-        (with("event_type", json!("a\u{0007}b")), "invalid-field", Some("event_type")),
-        (with("event_type", json!(" padded")), "invalid-field", Some("event_type")),
-        (with("event_type", json!(5)), "invalid-field", Some("event_type")),
+        (
+            with("event_type", json!("")),
+            "invalid-field",
+            Some("event_type"),
+        ),
+        (
+            with("event_type", long(129)),
+            "invalid-field",
+            Some("event_type"),
+        ),
+        (
+            with("event_type", json!("a,b")),
+            "invalid-field",
+            Some("event_type"),
+        ),
+        (
+            with("event_type", json!("a\u{0007}b")),
+            "invalid-field",
+            Some("event_type"),
+        ),
+        (
+            with("event_type", json!(" padded")),
+            "invalid-field",
+            Some("event_type"),
+        ),
+        (
+            with("event_type", json!(5)),
+            "invalid-field",
+            Some("event_type"),
+        ),
         (without("content"), "invalid-field", Some("content")),
-        (with("content", json!([1, 2])), "invalid-field", Some("content")),
-        (with("content", json!("text")), "invalid-field", Some("content")),
+        (
+            with("content", json!([1, 2])),
+            "invalid-field",
+            Some("content"),
+        ),
+        (
+            with("content", json!("text")),
+            "invalid-field",
+            Some("content"),
+        ),
         (with("content", json!(3)), "invalid-field", Some("content")),
-        (with("content", json!(null)), "invalid-field", Some("content")),
-        (with("content", json!({"big": "y".repeat(100)})), "invalid-field", Some("content")),
-        (with("contact_id", long(257)), "invalid-field", Some("contact_id")),
-        (with("contact_id", json!(12)), "invalid-field", Some("contact_id")),
+        (
+            with("content", json!(null)),
+            "invalid-field",
+            Some("content"),
+        ),
+        (
+            with("content", json!({"big": "y".repeat(100)})),
+            "invalid-field",
+            Some("content"),
+        ),
+        (
+            with("contact_id", long(257)),
+            "invalid-field",
+            Some("contact_id"),
+        ),
+        (
+            with("contact_id", json!(12)),
+            "invalid-field",
+            Some("contact_id"),
+        ),
         (with("scope", json!("web")), "invalid-field", Some("scope")),
         (with("scope", json!("")), "invalid-field", Some("scope")),
         (with("id", json!("not-a-uuid")), "invalid-field", Some("id")),
         (with("id", json!(42)), "invalid-field", Some("id")),
-        (with("timestamp", json!("yesterday")), "invalid-field", Some("timestamp")),
-        (with("timestamp", json!(-1)), "invalid-field", Some("timestamp")),
-        (with("timestamp", json!(true)), "invalid-field", Some("timestamp")),
-        (with("timestamp", json!("10000-01-01T00:00:00Z")), "invalid-field", Some("timestamp")),
+        (
+            with("timestamp", json!("yesterday")),
+            "invalid-field",
+            Some("timestamp"),
+        ),
+        (
+            with("timestamp", json!(-1)),
+            "invalid-field",
+            Some("timestamp"),
+        ),
+        (
+            with("timestamp", json!(true)),
+            "invalid-field",
+            Some("timestamp"),
+        ),
+        (
+            with("timestamp", json!("10000-01-01T00:00:00Z")),
+            "invalid-field",
+            Some("timestamp"),
+        ),
         (with("sent_at", json!({})), "invalid-field", Some("sent_at")),
-        (with("event_typ", json!("typo")), "unknown-field", Some("event_typ")),
+        (
+            with("event_typ", json!("typo")),
+            "unknown-field",
+            Some("event_typ"),
+        ),
         (with("Content", json!({})), "unknown-field", Some("Content")),
         (json!([valid()]), "not-an-object", None),
         (json!("event"), "not-an-object", None),
@@ -66,56 +137,106 @@ async fn invalid_events_are_refused_by_field_and_nothing_is_stored() {
             assert_eq!(problem["type"], format!("/problems/{code}"));
             assert_eq!(problem["status"], 400);
             assert_eq!(problem["field"].as_str(), field, "{body}: {problem}");
-            assert!(problem["detail"].as_str().is_some_and(|detail| !detail.is_empty()));
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .is_some_and(|detail| !detail.is_empty())
+            );
         }
     }
     // A key given twice is refused too, though serde_json would keep the last.
-    let (status, problem) =
-        app.post_raw("/api/events", Some("application/json"), r#"{"event_type":"a","event_type":"b","content":{}}"#).await;
-    assert_eq!((status, problem["field"].clone()), (400, json!("event_type")), "{problem}");
+    let (status, problem) = app
+        .post_raw(
+            "/api/events",
+            Some("application/json"),
+            r#"{"event_type":"a","event_type":"b","content":{}}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (400, json!("event_type")),
+        "{problem}"
+    );
     // The largest valid content is accepted at exactly the limit.
     let exact = format!(r#"{{"k":"{}"}}"#, "y".repeat(100 - 8));
     assert_eq!(exact.len(), 100);
-    let (status, _) = app.post_raw("/api/events", None, format!(r#"{{"event_type":"a","content":{exact}}}"#)).await;
+    let (status, _) = app
+        .post_raw(
+            "/api/events",
+            None,
+            format!(r#"{{"event_type":"a","content":{exact}}}"#),
+        )
+        .await;
     assert_eq!(status, 201);
-    assert_eq!(app.all_events().await.len(), 1, "only the valid event is stored");
+    assert_eq!(
+        app.all_events().await.len(),
+        1,
+        "only the valid event is stored"
+    );
 }
 
 #[tokio::test]
 async fn malformed_json_says_where() {
     let app = TestApp::spawn().await;
     let cases = [
-        ("{\"event_type\": \"a\",\n  \"content\": {\"x\": }\n}", 2, 20),
+        (
+            "{\"event_type\": \"a\",\n  \"content\": {\"x\": }\n}",
+            2,
+            20,
+        ),
         ("{\"event_type\": \"a\"", 1, 18),
         ("", 1, 0),
         ("{]", 1, 2),
     ];
     for (body, line, column) in cases {
-        let (status, problem) = app.post_raw("/api/events/post", Some("application/json"), body).await;
+        let (status, problem) = app
+            .post_raw("/api/events/post", Some("application/json"), body)
+            .await;
         assert_eq!(status, 400, "{body:?}: {problem}");
         assert_eq!(problem["code"], "malformed-json");
-        assert_eq!((problem["line"].as_u64(), problem["column"].as_u64()), (Some(line), Some(column)), "{body:?}: {problem}");
-        assert!(problem["detail"].as_str().is_some_and(|detail| detail.contains(&format!("line {line}"))));
+        assert_eq!(
+            (problem["line"].as_u64(), problem["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{body:?}: {problem}"
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains(&format!("line {line}")))
+        );
     }
-    let (status, problem) = app.post_raw("/api/events/batch", Some("application/json"), "[{}, {").await;
-    assert_eq!((status, problem["code"].clone()), (400, json!("malformed-json")), "{problem}");
+    let (status, problem) = app
+        .post_raw("/api/events/batch", Some("application/json"), "[{}, {")
+        .await;
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (400, json!("malformed-json")),
+        "{problem}"
+    );
     assert_eq!(app.all_events().await.len(), 0);
 }
 
 #[tokio::test]
 async fn a_batch_with_bad_events_lists_every_bad_index_and_stores_nothing() {
     let app = TestApp::spawn().await;
-    let mut events: Vec<Value> = (0..300).map(|n| json!({"event_type": "t", "content": {"n": n}})).collect();
+    let mut events: Vec<Value> = (0..300)
+        .map(|n| json!({"event_type": "t", "content": {"n": n}}))
+        .collect();
     events[3] = json!({"event_type": "t"});
     events[7] = json!({"event_type": "t", "content": [], "extra": 1});
-    let (status, problem) = app.post("/api/events/batch", &json!({"events": events.clone()})).await;
+    let (status, problem) = app
+        .post("/api/events/batch", &json!({"events": events.clone()}))
+        .await;
     assert_eq!(status, 400, "{problem}");
     assert_eq!(problem["code"], "invalid-batch");
     assert_eq!(problem["error_count"], 2);
-    assert_eq!(problem["errors"], json!([
-        {"index": 3, "code": "invalid-field", "field": "content", "detail": "content: is required and must be a JSON object"},
-        {"index": 7, "code": "unknown-field", "field": "extra", "detail": problem["errors"][1]["detail"]},
-    ]));
+    assert_eq!(
+        problem["errors"],
+        json!([
+            {"index": 3, "code": "invalid-field", "field": "content", "detail": "content: is required and must be a JSON object"},
+            {"index": 7, "code": "unknown-field", "field": "extra", "detail": problem["errors"][1]["detail"]},
+        ])
+    );
 
     // More than 100 bad events: the first 100 are listed, all are counted.
     for event in events.iter_mut().skip(100) {
@@ -131,14 +252,29 @@ async fn a_batch_with_bad_events_lists_every_bad_index_and_stores_nothing() {
 
     // NDJSON reports the line of each bad event.
     let ndjson = "{\"event_type\":\"t\",\"content\":{}}\n\n{\"event_type\":\"t\"\n";
-    let (status, problem) = app.post_raw("/api/events/batch", Some("application/x-ndjson"), ndjson).await;
+    let (status, problem) = app
+        .post_raw("/api/events/batch", Some("application/x-ndjson"), ndjson)
+        .await;
     assert_eq!(status, 400, "{problem}");
     assert_eq!(problem["errors"][0]["index"], 1);
-    assert!(problem["errors"][0]["detail"].as_str().is_some_and(|detail| detail.starts_with("line 3:")), "{problem}");
+    assert!(
+        problem["errors"][0]["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.starts_with("line 3:")),
+        "{problem}"
+    );
 
-    for not_a_batch in [json!({"event": []}), json!(5), json!({"events": [], "more": 1})] {
+    for not_a_batch in [
+        json!({"event": []}),
+        json!(5),
+        json!({"events": [], "more": 1}),
+    ] {
         let (status, problem) = app.post("/api/events/batch", &not_a_batch).await;
-        assert_eq!((status, problem["code"].clone()), (400, json!("invalid-batch")), "{not_a_batch}: {problem}");
+        assert_eq!(
+            (status, problem["code"].clone()),
+            (400, json!("invalid-batch")),
+            "{not_a_batch}: {problem}"
+        );
     }
     assert_eq!(app.all_events().await.len(), 0);
 }
@@ -153,18 +289,32 @@ async fn limits_on_bodies_batches_and_encodings() {
     let event = json!({"event_type": "t", "content": {}});
     let eleven: Vec<Value> = vec![event.clone(); 11];
     let (status, problem) = app.post("/api/events/batch", &json!(eleven)).await;
-    assert_eq!((status, problem["code"].clone()), (413, json!("body-too-large")), "{problem}");
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (413, json!("body-too-large")),
+        "{problem}"
+    );
     let ndjson = format!("{event}\n").repeat(11);
-    let (status, _) = app.post_raw("/api/events/batch", Some("application/x-ndjson"), ndjson).await;
+    let (status, _) = app
+        .post_raw("/api/events/batch", Some("application/x-ndjson"), ndjson)
+        .await;
     assert_eq!(status, 413);
 
     let big_batch = json!([{"event_type": "t", "content": {"x": "y".repeat(5_000)}}]);
     let (status, problem) = app.post("/api/events/batch", &big_batch).await;
-    assert_eq!((status, problem["code"].clone()), (413, json!("body-too-large")), "{problem}");
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (413, json!("body-too-large")),
+        "{problem}"
+    );
     // A single event body is bounded by the content limit plus a small envelope.
     let big_event = json!({"event_type": "t", "content": {"x": "y".repeat(80 * 1024)}});
     let (status, problem) = app.post("/api/events", &big_event).await;
-    assert_eq!((status, problem["code"].clone()), (413, json!("body-too-large")), "{problem}");
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (413, json!("body-too-large")),
+        "{problem}"
+    );
 
     // A gzip bomb: 64 MiB of zeros in a few KiB; cut off at the limit.
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -185,7 +335,11 @@ async fn limits_on_bodies_batches_and_encodings() {
             .await
             .expect("post");
         let (status, problem) = crate::answer(response).await;
-        assert_eq!((status, problem["code"].clone()), (413, json!("body-too-large")), "{path}: {problem}");
+        assert_eq!(
+            (status, problem["code"].clone()),
+            (413, json!("body-too-large")),
+            "{path}: {problem}"
+        );
     }
     let corrupt = app
         .client
@@ -196,7 +350,11 @@ async fn limits_on_bodies_batches_and_encodings() {
         .await
         .expect("post");
     let (status, problem) = crate::answer(corrupt).await;
-    assert_eq!((status, problem["code"].clone()), (400, json!("invalid-gzip")), "{problem}");
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (400, json!("invalid-gzip")),
+        "{problem}"
+    );
 
     for (content_type, path) in [
         ("application/x-www-form-urlencoded", "/api/events"),
@@ -204,8 +362,14 @@ async fn limits_on_bodies_batches_and_encodings() {
         ("application/xml", "/api/events/batch"),
         ("application/x-ndjson", "/api/events/post"),
     ] {
-        let (status, problem) = app.post_raw(path, Some(content_type), event.to_string()).await;
-        assert_eq!((status, problem["code"].clone()), (415, json!("unsupported-media-type")), "{content_type}: {problem}");
+        let (status, problem) = app
+            .post_raw(path, Some(content_type), event.to_string())
+            .await;
+        assert_eq!(
+            (status, problem["code"].clone()),
+            (415, json!("unsupported-media-type")),
+            "{content_type}: {problem}"
+        );
     }
     let brotli = app
         .client
@@ -216,7 +380,11 @@ async fn limits_on_bodies_batches_and_encodings() {
         .await
         .expect("post");
     let (status, problem) = crate::answer(brotli).await;
-    assert_eq!((status, problem["code"].clone()), (415, json!("unsupported-media-type")), "{problem}");
+    assert_eq!(
+        (status, problem["code"].clone()),
+        (415, json!("unsupported-media-type")),
+        "{problem}"
+    );
     assert_eq!(app.all_events().await.len(), 0);
 }
 
@@ -239,7 +407,16 @@ async fn bad_query_parameters_are_named() {
         ("contactid=c1", "contactid"),
         ("limit=5&limit=6", "limit"),
         ("contact_id=a&contactId=b", "contact_id"),
-        (&format!("event_types={}", (0..101).map(|n| format!("t{n}")).collect::<Vec<_>>().join(",")), "event_types"),
+        (
+            &format!(
+                "event_types={}",
+                (0..101)
+                    .map(|n| format!("t{n}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "event_types",
+        ),
     ];
     for (query, parameter) in cases {
         for path in ["/api/events/get", "/api/events"] {
@@ -250,20 +427,33 @@ async fn bad_query_parameters_are_named() {
         }
     }
     let (_, problem) = app.get("/api/events?limit=1001").await;
-    assert!(problem["detail"].as_str().is_some_and(|detail| detail.contains("1000")), "names the maximum: {problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("1000")),
+        "names the maximum: {problem}"
+    );
 }
 
 #[tokio::test]
 async fn every_error_is_problem_json() {
     let app = TestApp::spawn().await;
-    for (method, path) in [("GET", "/nowhere"), ("DELETE", "/api/events"), ("GET", "/api/events/batch"), ("PUT", "/healthz")] {
+    for (method, path) in [
+        ("GET", "/nowhere"),
+        ("DELETE", "/api/events"),
+        ("GET", "/api/events/batch"),
+        ("PUT", "/healthz"),
+    ] {
         let response = app
             .client
             .request(method.parse().expect("method"), app.url(path))
             .send()
             .await
             .expect("request");
-        let content_type = response.headers()["content-type"].to_str().expect("header").to_owned();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .expect("header")
+            .to_owned();
         let (status, problem) = crate::answer(response).await;
         assert!(status == 404 || status == 405, "{method} {path}: {status}");
         assert_eq!(content_type, "application/problem+json");

@@ -20,7 +20,10 @@ pub(super) fn page(connection: &Connection, query: &PageQuery) -> Result<Page, E
     // One row more than the page was asked for tells whether another page exists.
     let next = if events.len() > query.limit as usize {
         events.truncate(query.limit as usize);
-        events.last().map(|event| Cursor { timestamp_ms: event.timestamp_ms, id: event.id })
+        events.last().map(|event| Cursor {
+            timestamp_ms: event.timestamp_ms,
+            id: event.id,
+        })
     } else {
         None
     };
@@ -53,7 +56,10 @@ fn page_sql(query: &PageQuery) -> (String, Vec<Value>) {
                 let mut conditions = conditions(&query.filter, query, &mut values);
                 conditions.push("event_type = ?".to_owned());
                 values.push(Value::Text(event_type.clone()));
-                format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", conditions.join(" AND "))
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE {}",
+                    conditions.join(" AND ")
+                )
             })
             .collect();
         format!("{} {order_by} LIMIT ? OFFSET ?", parts.join(" UNION ALL "))
@@ -71,7 +77,10 @@ fn page_sql(query: &PageQuery) -> (String, Vec<Value>) {
                 values.extend(event_types.iter().cloned().map(Value::Text));
             }
         }
-        format!("SELECT {EVENT_COLUMNS} FROM events WHERE {} {order_by} LIMIT ? OFFSET ?", conditions.join(" AND "))
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {} {order_by} LIMIT ? OFFSET ?",
+            conditions.join(" AND ")
+        )
     };
     values.push(Value::Integer(fetch));
     values.push(Value::Integer(skip));
@@ -112,9 +121,15 @@ fn conditions(filter: &Filter, query: &PageQuery, values: &mut Vec<Value>) -> Ve
 #[cfg(test)]
 pub(super) fn plan(connection: &Connection, query: &PageQuery) -> String {
     let (sql, values) = page_sql(query);
-    let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("plan");
+    let mut statement = connection
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("plan");
     let rows = statement
-        .query_map(rusqlite::params_from_iter(values), |row| row.get::<_, String>(3))
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            row.get::<_, String>(3)
+        })
         .expect("plan rows");
-    rows.map(|row| row.expect("plan row")).collect::<Vec<_>>().join("\n")
+    rows.map(|row| row.expect("plan row"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -4,7 +4,13 @@ use eventline_store::{Outcome, Store, Submission};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-fn event(n: u128, event_type: &str, contact_id: Option<&str>, scope: Scope, timestamp_ms: i64) -> Event {
+fn event(
+    n: u128,
+    event_type: &str,
+    contact_id: Option<&str>,
+    scope: Scope,
+    timestamp_ms: i64,
+) -> Event {
     Event {
         id: Uuid::from_u128(n),
         event_type: event_type.to_owned(),
@@ -25,13 +31,22 @@ fn corpus() -> Vec<Event> {
             let contact = format!("contact-{}", n % 7);
             let contact_id = (n % 5 != 0).then_some(contact.as_str());
             let scope = if n % 4 == 0 { Scope::Site } else { Scope::App };
-            event(n + 1, types[(n % 4) as usize], contact_id, scope, 1_000_000 + (n as i64 / 3) * 1000)
+            event(
+                n + 1,
+                types[(n % 4) as usize],
+                contact_id,
+                scope,
+                1_000_000 + (n as i64 / 3) * 1000,
+            )
         })
         .collect()
 }
 
 async fn append_all(store: &dyn Store, events: Vec<Event>) {
-    let outcomes = store.append(vec![Submission { events }]).await.expect("append");
+    let outcomes = store
+        .append(vec![Submission { events }])
+        .await
+        .expect("append");
     assert!(matches!(outcomes.as_slice(), [Outcome::Stored(_)]));
 }
 
@@ -39,7 +54,15 @@ async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> V
     let mut ids = Vec::new();
     let mut start = Start::First;
     for _ in 0..10_000 {
-        let page = store.page(PageQuery { filter: filter.clone(), order, start, limit }).await.expect("page");
+        let page = store
+            .page(PageQuery {
+                filter: filter.clone(),
+                order,
+                start,
+                limit,
+            })
+            .await
+            .expect("page");
         assert!(page.events.len() <= limit as usize);
         ids.extend(page.events.iter().map(|event| event.id));
         match page.next {
@@ -51,7 +74,10 @@ async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> V
 }
 
 fn expected(events: &[Event], filter: &Filter, order: Order) -> Vec<Uuid> {
-    let mut matching: Vec<&Event> = events.iter().filter(|event| filter.matches(event)).collect();
+    let mut matching: Vec<&Event> = events
+        .iter()
+        .filter(|event| filter.matches(event))
+        .collect();
     matching.sort_by_key(|event| (event.timestamp_ms, event.id));
     if order == Order::Desc {
         matching.reverse();
@@ -60,10 +86,21 @@ fn expected(events: &[Event], filter: &Filter, order: Order) -> Vec<Uuid> {
 }
 
 pub async fn stores_and_reads_back(store: &dyn Store) {
-    let original = event(7, "store_purchase", Some("c1"), Scope::App, 1_499_299_200_000);
+    let original = event(
+        7,
+        "store_purchase",
+        Some("c1"),
+        Scope::App,
+        1_499_299_200_000,
+    );
     append_all(store, vec![original.clone()]).await;
     let page = store
-        .page(PageQuery { filter: Filter::default(), order: Order::Asc, start: Start::First, limit: 10 })
+        .page(PageQuery {
+            filter: Filter::default(),
+            order: Order::Asc,
+            start: Start::First,
+            limit: 10,
+        })
         .await
         .expect("page");
     assert_eq!(page.events.len(), 1);
@@ -83,14 +120,29 @@ pub async fn replay_returns_stored_event_and_conflict_stores_nothing(store: &dyn
     let mut replay = first.clone();
     replay.received_at_ms += 99;
     replay.content = RawValue::from_string(r#"{ "n" : 1 }"#.to_owned()).expect("json");
-    let outcomes = store.append(vec![Submission { events: vec![replay] }]).await.expect("append");
-    let Outcome::Stored(appended) = &outcomes[0] else { panic!("replay refused: {outcomes:?}") };
+    let outcomes = store
+        .append(vec![Submission {
+            events: vec![replay],
+        }])
+        .await
+        .expect("append");
+    let Outcome::Stored(appended) = &outcomes[0] else {
+        panic!("replay refused: {outcomes:?}")
+    };
     assert!(appended[0].replayed);
-    assert_eq!(appended[0].event.received_at_ms, first.received_at_ms, "the first copy is answered");
+    assert_eq!(
+        appended[0].event.received_at_ms, first.received_at_ms,
+        "the first copy is answered"
+    );
 
     let mut different = first.clone();
     different.event_type = "new_contact".to_owned();
-    let outcomes = store.append(vec![Submission { events: vec![different] }]).await.expect("append");
+    let outcomes = store
+        .append(vec![Submission {
+            events: vec![different],
+        }])
+        .await
+        .expect("append");
     assert!(matches!(outcomes[0], Outcome::Conflict { index: 0, .. }));
 
     let all = walk(store, &Filter::default(), Order::Asc, 10).await;
@@ -99,10 +151,25 @@ pub async fn replay_returns_stored_event_and_conflict_stores_nothing(store: &dyn
 
 pub async fn conflict_in_a_submission_undoes_only_that_submission(store: &dyn Store) {
     append_all(store, vec![event(1, "a", None, Scope::App, 1)]).await;
-    let good = Submission { events: vec![event(2, "a", None, Scope::App, 2), event(3, "a", None, Scope::App, 3)] };
-    let bad = Submission { events: vec![event(4, "a", None, Scope::App, 4), event(1, "b", None, Scope::App, 1)] };
-    let also_good = Submission { events: vec![event(5, "a", None, Scope::App, 5)] };
-    let outcomes = store.append(vec![good, bad, also_good]).await.expect("append");
+    let good = Submission {
+        events: vec![
+            event(2, "a", None, Scope::App, 2),
+            event(3, "a", None, Scope::App, 3),
+        ],
+    };
+    let bad = Submission {
+        events: vec![
+            event(4, "a", None, Scope::App, 4),
+            event(1, "b", None, Scope::App, 1),
+        ],
+    };
+    let also_good = Submission {
+        events: vec![event(5, "a", None, Scope::App, 5)],
+    };
+    let outcomes = store
+        .append(vec![good, bad, also_good])
+        .await
+        .expect("append");
     assert!(matches!(outcomes[0], Outcome::Stored(_)));
     assert!(matches!(outcomes[1], Outcome::Conflict { index: 1, .. }));
     assert!(matches!(outcomes[2], Outcome::Stored(_)));
@@ -116,13 +183,36 @@ pub async fn filters_match_the_reference(store: &dyn Store) {
     append_all(store, events.clone()).await;
     let filters = [
         Filter::default(),
-        Filter { since_ms: Some(1_050_000), until_ms: Some(1_120_000), ..Filter::default() },
-        Filter { since_ms: Some(1_050_000), until_ms: Some(1_050_000), ..Filter::default() },
-        Filter { contact_id: Some("contact-3".to_owned()), ..Filter::default() },
-        Filter { contact_id: Some("nobody".to_owned()), ..Filter::default() },
-        Filter { scope: Some(Scope::Site), ..Filter::default() },
-        Filter { event_types: vec!["new_order".to_owned()], ..Filter::default() },
-        Filter { event_types: vec!["new_order".to_owned(), "page_view".to_owned()], ..Filter::default() },
+        Filter {
+            since_ms: Some(1_050_000),
+            until_ms: Some(1_120_000),
+            ..Filter::default()
+        },
+        Filter {
+            since_ms: Some(1_050_000),
+            until_ms: Some(1_050_000),
+            ..Filter::default()
+        },
+        Filter {
+            contact_id: Some("contact-3".to_owned()),
+            ..Filter::default()
+        },
+        Filter {
+            contact_id: Some("nobody".to_owned()),
+            ..Filter::default()
+        },
+        Filter {
+            scope: Some(Scope::Site),
+            ..Filter::default()
+        },
+        Filter {
+            event_types: vec!["new_order".to_owned()],
+            ..Filter::default()
+        },
+        Filter {
+            event_types: vec!["new_order".to_owned(), "page_view".to_owned()],
+            ..Filter::default()
+        },
         Filter {
             since_ms: Some(1_010_000),
             until_ms: Some(1_150_000),
@@ -133,7 +223,11 @@ pub async fn filters_match_the_reference(store: &dyn Store) {
         Filter {
             since_ms: Some(1_010_000),
             scope: Some(Scope::App),
-            event_types: vec!["new_contact".to_owned(), "store_purchase".to_owned(), "absent".to_owned()],
+            event_types: vec![
+                "new_contact".to_owned(),
+                "store_purchase".to_owned(),
+                "absent".to_owned(),
+            ],
             ..Filter::default()
         },
     ];
@@ -141,7 +235,11 @@ pub async fn filters_match_the_reference(store: &dyn Store) {
         for order in [Order::Asc, Order::Desc] {
             for limit in [1, 7, 1000] {
                 let got = walk(store, filter, order, limit).await;
-                assert_eq!(got, expected(&events, filter, order), "{filter:?} {order:?} limit {limit}");
+                assert_eq!(
+                    got,
+                    expected(&events, filter, order),
+                    "{filter:?} {order:?} limit {limit}"
+                );
             }
         }
     }
@@ -158,8 +256,20 @@ pub async fn cursor_walk_yields_each_event_once_in_both_orders(store: &dyn Store
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let page = store.page(PageQuery { filter: filter.clone(), order: Order::Asc, start, limit: 25 }).await.expect("page");
-        seen.extend(page.events.iter().map(|event| (event.timestamp_ms, event.id)));
+        let page = store
+            .page(PageQuery {
+                filter: filter.clone(),
+                order: Order::Asc,
+                start,
+                limit: 25,
+            })
+            .await
+            .expect("page");
+        seen.extend(
+            page.events
+                .iter()
+                .map(|event| (event.timestamp_ms, event.id)),
+        );
         pages += 1;
         if pages == 3 {
             append_all(store, second_half.to_vec()).await;
@@ -175,13 +285,23 @@ pub async fn cursor_walk_yields_each_event_once_in_both_orders(store: &dyn Store
     assert_eq!(sorted, seen, "strictly increasing, no repeats");
     let expected_tail: Vec<_> = {
         let position = seen[3 * 25 - 1];
-        let mut later: Vec<_> =
-            events.iter().map(|event| (event.timestamp_ms, event.id)).filter(|key| *key > position).collect();
+        let mut later: Vec<_> = events
+            .iter()
+            .map(|event| (event.timestamp_ms, event.id))
+            .filter(|key| *key > position)
+            .collect();
         later.sort();
         later
     };
-    assert_eq!(&seen[75..], expected_tail.as_slice(), "everything after the cursor, once");
-    assert_eq!(walk(store, &filter, Order::Desc, 33).await, expected(&events, &filter, Order::Desc));
+    assert_eq!(
+        &seen[75..],
+        expected_tail.as_slice(),
+        "everything after the cursor, once"
+    );
+    assert_eq!(
+        walk(store, &filter, Order::Desc, 33).await,
+        expected(&events, &filter, Order::Desc)
+    );
 }
 
 pub async fn numeric_offset_skips(store: &dyn Store) {
@@ -189,15 +309,31 @@ pub async fn numeric_offset_skips(store: &dyn Store) {
     append_all(store, events.clone()).await;
     let all = expected(&events, &Filter::default(), Order::Asc);
     let page = store
-        .page(PageQuery { filter: Filter::default(), order: Order::Asc, start: Start::Skip(590), limit: 50 })
+        .page(PageQuery {
+            filter: Filter::default(),
+            order: Order::Asc,
+            start: Start::Skip(590),
+            limit: 50,
+        })
         .await
         .expect("page");
     let ids: Vec<Uuid> = page.events.iter().map(|event| event.id).collect();
     assert_eq!(ids, all[590..]);
     assert!(page.next.is_none());
-    let filter = Filter { event_types: vec!["new_order".to_owned(), "page_view".to_owned()], ..Filter::default() };
+    let filter = Filter {
+        event_types: vec!["new_order".to_owned(), "page_view".to_owned()],
+        ..Filter::default()
+    };
     let all = expected(&events, &filter, Order::Desc);
-    let page = store.page(PageQuery { filter, order: Order::Desc, start: Start::Skip(10), limit: 5 }).await.expect("page");
+    let page = store
+        .page(PageQuery {
+            filter,
+            order: Order::Desc,
+            start: Start::Skip(10),
+            limit: 5,
+        })
+        .await
+        .expect("page");
     let ids: Vec<Uuid> = page.events.iter().map(|event| event.id).collect();
     assert_eq!(ids, all[10..15]);
     assert!(page.next.is_some());

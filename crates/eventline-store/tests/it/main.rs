@@ -15,8 +15,12 @@ pub struct TestStore {
 
 pub fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open sqlite store");
-    TestStore { store: Arc::new(store), _dir: dir }
+    let store =
+        SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open sqlite store");
+    TestStore {
+        store: Arc::new(store),
+        _dir: dir,
+    }
 }
 
 /// Runs one conformance check against every store.
@@ -49,5 +53,8 @@ fn second_process_on_same_directory_is_refused() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let _first = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("first open");
     let second = SqliteStore::open(dir.path(), &SqliteOptions::default());
-    assert!(matches!(second, Err(eventline_store::Error::DataDirLocked(_))));
+    assert!(matches!(
+        second,
+        Err(eventline_store::Error::DataDirLocked(_))
+    ));
 }

@@ -1,0 +1,78 @@
+//! Tests of the `eventline` binary as a process: start-up, and `kill -9` under load.
+
+mod crash;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The real binary serving on 127.0.0.1:0, and the address it printed.
+pub struct Server {
+    pub child: Child,
+    pub address: String,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eventline"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env(
+                "RUST_LOG",
+                if std::env::var_os("TEST_LOG").is_some() {
+                    "debug"
+                } else {
+                    "warn"
+                },
+            )
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn eventline");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stdout")
+            .expect("a first line");
+        let address = line
+            .strip_prefix("listening on ")
+            .expect("the listening line")
+            .to_owned();
+        assert!(!address.ends_with(":0"), "the real port is printed: {line}");
+        Server { child, address }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+#[tokio::test]
+async fn prints_the_real_address_and_serves() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(dir.path()).await;
+    let health = reqwest::get(server.url("/healthz")).await.expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let _first = Server::start(dir.path()).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run eventline");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("used by another eventline process"),
+        "{stderr}"
+    );
+}
