@@ -13,13 +13,17 @@ async fn read_body(body: Bytes) -> (StatusCode, &'static str) {
 }
 
 pub fn serve(listen: &str) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let router = Router::new()
             .route("/api/events/post", post(read_body))
             .route("/api/events/batch", post(read_body))
             .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024));
-        let listener = tokio::net::TcpListener::bind(listen).await.context("bind")?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .context("bind")?;
         println!("listening on http://{}", listener.local_addr()?);
         axum::serve(listener, router).await.context("serve")
     })

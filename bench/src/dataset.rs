@@ -8,15 +8,45 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Map, Value, json};
 
 const EVENT_TYPES: [&str; 20] = [
-    "page_view", "screen_view", "new_order", "store_purchase", "add_to_cart", "new_contact",
-    "login", "logout", "search", "product_view", "checkout_started", "payment_failed",
-    "coupon_applied", "review_posted", "newsletter_signup", "push_opened", "share",
-    "wishlist_add", "refund_requested", "account_deleted",
+    "page_view",
+    "screen_view",
+    "new_order",
+    "store_purchase",
+    "add_to_cart",
+    "new_contact",
+    "login",
+    "logout",
+    "search",
+    "product_view",
+    "checkout_started",
+    "payment_failed",
+    "coupon_applied",
+    "review_posted",
+    "newsletter_signup",
+    "push_opened",
+    "share",
+    "wishlist_add",
+    "refund_requested",
+    "account_deleted",
 ];
 const CONTACTS: u32 = 100_000;
 const FIELDS: [&str; 16] = [
-    "store_id", "card_id", "order_number", "amount", "currency", "sku", "quantity", "page",
-    "referrer", "campaign", "device", "os", "app_version", "locale", "session_id", "variant",
+    "store_id",
+    "card_id",
+    "order_number",
+    "amount",
+    "currency",
+    "sku",
+    "quantity",
+    "page",
+    "referrer",
+    "campaign",
+    "device",
+    "os",
+    "app_version",
+    "locale",
+    "session_id",
+    "variant",
 ];
 const BYTES_MIN: usize = 200;
 const BYTES_MAX: usize = 300;
@@ -27,7 +57,9 @@ const TIME_SPAN_MS: i64 = 30 * 24 * 3_600_000;
 /// The `n`-th event type under a Zipf-like skew: the first type is about 20 times as
 /// common as the last.
 fn event_type(rng: &mut StdRng) -> &'static str {
-    let weights: Vec<f64> = (1..=EVENT_TYPES.len()).map(|rank| 1.0 / rank as f64).collect();
+    let weights: Vec<f64> = (1..=EVENT_TYPES.len())
+        .map(|rank| 1.0 / rank as f64)
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut pick = rng.random::<f64>() * total;
     for (index, weight) in weights.iter().enumerate() {
@@ -46,7 +78,9 @@ fn field_value(rng: &mut StdRng, field: &str) -> Value {
         "currency" => json!(["EUR", "USD", "GBP"][rng.random_range(0..3)]),
         _ => {
             let len = rng.random_range(6..18);
-            let text: String = (0..len).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect();
+            let text: String = (0..len)
+                .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                .collect();
             json!(text)
         }
     }
@@ -61,7 +95,11 @@ pub fn event(rng: &mut StdRng) -> Value {
         let field = fields.swap_remove(rng.random_range(0..fields.len()));
         content.insert(field.to_owned(), field_value(rng, field));
     }
-    let contact_id = if rng.random_bool(0.9) { json!(format!("contact-{}", rng.random_range(0..CONTACTS))) } else { json!(null) };
+    let contact_id = if rng.random_bool(0.9) {
+        json!(format!("contact-{}", rng.random_range(0..CONTACTS)))
+    } else {
+        json!(null)
+    };
     let scope = if rng.random_bool(0.8) { "app" } else { "site" };
     let mut event = json!({
         "event_type": event_type(rng),
@@ -77,8 +115,12 @@ pub fn event(rng: &mut StdRng) -> Value {
         event["content"]["note"] = json!(pad);
     }
     while event.to_string().len() > BYTES_MAX {
-        let Some(content) = event["content"].as_object_mut() else { break };
-        let Some(key) = content.keys().next().cloned() else { break };
+        let Some(content) = event["content"].as_object_mut() else {
+            break;
+        };
+        let Some(key) = content.keys().next().cloned() else {
+            break;
+        };
         content.remove(&key);
     }
     event

@@ -40,11 +40,21 @@ struct Server {
 
 impl Server {
     fn start(command: &mut Command) -> anyhow::Result<Server> {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("start server")?;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start server")?;
         let stdout = child.stdout.take().context("server stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).context("read the listening line")?;
-        let url = line.trim().strip_prefix("listening on ").context("no listening line")?.to_owned();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("read the listening line")?;
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .context("no listening line")?
+            .to_owned();
         Ok(Server { child, url })
     }
 }
@@ -75,11 +85,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     write_lines(&bodies_path, &lines[..lines.len().min(20_000)])?;
     let script_path = args.out_dir.join("post.lua");
     std::fs::write(&script_path, WRK_SCRIPT)?;
-    let batches: Vec<Bytes> =
-        lines.chunks(args.batch_len).map(|chunk| Bytes::from(format!("[{}]", chunk.join(",")))).collect();
+    let batches: Vec<Bytes> = lines
+        .chunks(args.batch_len)
+        .map(|chunk| Bytes::from(format!("[{}]", chunk.join(","))))
+        .collect();
 
     let myself = std::env::current_exe()?;
-    let baseline = Server::start(Command::new(&myself).args(["baseline", "--listen", "127.0.0.1:0"]))?;
+    let baseline =
+        Server::start(Command::new(&myself).args(["baseline", "--listen", "127.0.0.1:0"]))?;
     eprintln!("baseline: single-event posts");
     let baseline_single = wrk(args, &baseline.url, &script_path, &bodies_path)?;
     eprintln!("baseline: batches");
@@ -88,7 +101,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 
     let data_dir = tempfile::tempdir()?;
     let eventline = Server::start(
-        Command::new(&args.eventline).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir.path()),
+        Command::new(&args.eventline)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path()),
     )?;
     eprintln!("eventline: single-event posts");
     let eventline_single = wrk(args, &eventline.url, &script_path, &bodies_path)?;
@@ -107,17 +122,36 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
          {:<34} {:>14.2} {:>14.2} {:>8.2}\n\
          errors (non-2xx or socket): baseline {} + {}, eventline {} + {}\n\
          eventline data directory after the run: {} bytes\n",
-        args.events, bytes_mean, args.connections, args.duration, args.batch_len, args.batch_connections,
-        "figure", "bare axum", "eventline", "ratio",
-        "single POST requests/s", baseline_single.per_second, eventline_single.per_second,
+        args.events,
+        bytes_mean,
+        args.connections,
+        args.duration,
+        args.batch_len,
+        args.batch_connections,
+        "figure",
+        "bare axum",
+        "eventline",
+        "ratio",
+        "single POST requests/s",
+        baseline_single.per_second,
+        eventline_single.per_second,
         eventline_single.per_second / baseline_single.per_second,
-        "single POST p99 ms", baseline_single.p99_ms, eventline_single.p99_ms,
+        "single POST p99 ms",
+        baseline_single.p99_ms,
+        eventline_single.p99_ms,
         eventline_single.p99_ms / baseline_single.p99_ms,
-        "batch ingest events/s", baseline_batch.per_second, eventline_batch.per_second,
+        "batch ingest events/s",
+        baseline_batch.per_second,
+        eventline_batch.per_second,
         eventline_batch.per_second / baseline_batch.per_second,
-        "batch request p99 ms", baseline_batch.p99_ms, eventline_batch.p99_ms,
+        "batch request p99 ms",
+        baseline_batch.p99_ms,
+        eventline_batch.p99_ms,
         eventline_batch.p99_ms / baseline_batch.p99_ms,
-        baseline_single.errors, baseline_batch.errors, eventline_single.errors, eventline_batch.errors,
+        baseline_single.errors,
+        baseline_batch.errors,
+        eventline_single.errors,
+        eventline_batch.errors,
         bytes_on_disk,
     );
     print!("{table}");
@@ -151,7 +185,12 @@ fn wrk(args: &RunArgs, url: &str, script: &Path, bodies: &Path) -> anyhow::Resul
     let json = stdout
         .lines()
         .find_map(|line| line.strip_prefix("WRK_JSON "))
-        .with_context(|| format!("wrk printed no result: {stdout} {}", String::from_utf8_lossy(&output.stderr)))?;
+        .with_context(|| {
+            format!(
+                "wrk printed no result: {stdout} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
     let value: serde_json::Value = serde_json::from_str(json)?;
     let number = |key: &str| value[key].as_f64().unwrap_or_default();
     Ok(Figures {
@@ -162,7 +201,10 @@ fn wrk(args: &RunArgs, url: &str, script: &Path, bodies: &Path) -> anyhow::Resul
 }
 
 fn batch_load(args: &RunArgs, url: &str, batches: &[Bytes]) -> anyhow::Result<Figures> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let client = reqwest::Client::new();
         let url = format!("{url}/api/events/batch");
@@ -172,13 +214,24 @@ fn batch_load(args: &RunArgs, url: &str, batches: &[Bytes]) -> anyhow::Result<Fi
         let batch_len = args.batch_len;
         let tasks: Vec<_> = (0..args.batch_connections)
             .map(|_| {
-                let (client, url, next, batches) = (client.clone(), url.clone(), Arc::clone(&next), batches.to_vec());
+                let (client, url, next, batches) = (
+                    client.clone(),
+                    url.clone(),
+                    Arc::clone(&next),
+                    batches.to_vec(),
+                );
                 tokio::spawn(async move {
                     let (mut events, mut errors, mut latencies) = (0usize, 0u64, Vec::new());
                     while Instant::now() < deadline {
-                        let batch = batches[next.fetch_add(1, Ordering::Relaxed) % batches.len()].clone();
+                        let batch =
+                            batches[next.fetch_add(1, Ordering::Relaxed) % batches.len()].clone();
                         let sent = Instant::now();
-                        let response = client.post(&url).header("content-type", "application/json").body(batch).send().await;
+                        let response = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(batch)
+                            .send()
+                            .await;
                         match response {
                             Ok(response) if response.status().is_success() => {
                                 let _ = response.bytes().await;
@@ -204,7 +257,9 @@ fn batch_load(args: &RunArgs, url: &str, batches: &[Bytes]) -> anyhow::Result<Fi
         let elapsed = started.elapsed();
         latencies.sort_unstable();
         figures.per_second = events as f64 / elapsed.as_secs_f64();
-        figures.p99_ms = latencies.get(latencies.len() * 99 / 100).map_or(0.0, |latency| latency.as_secs_f64() * 1e3);
+        figures.p99_ms = latencies
+            .get(latencies.len() * 99 / 100)
+            .map_or(0.0, |latency| latency.as_secs_f64() * 1e3);
         Ok(figures)
     })
 }

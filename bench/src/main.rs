@@ -62,7 +62,10 @@ pub struct RunArgs {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.trim_end_matches('s').parse::<u64>().map(Duration::from_secs).map_err(|error| error.to_string())
+    text.trim_end_matches('s')
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|error| error.to_string())
 }
 
 fn main() -> ExitCode {
