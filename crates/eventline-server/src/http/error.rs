@@ -228,7 +228,9 @@ pub(super) async fn problem_for_bare_errors(response: Response) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
         StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
-        _ => ErrorCode::Internal,
+        // No layer makes other errors; were one added, its answer should get a code of
+        // its own rather than a mislabelled one.
+        _ => return response,
     };
     let detail = match code {
         ErrorCode::NotFound => "no such route; the API is under /api/events".to_owned(),
@@ -236,13 +238,31 @@ pub(super) async fn problem_for_bare_errors(response: Response) -> Response {
         _ => code.title().to_owned(),
     };
     let mut problem = ApiError::new(code, detail).into_response();
-    if code == ErrorCode::Internal {
-        *problem.status_mut() = status;
-    }
     if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
         problem
             .headers_mut()
             .insert(axum::http::header::ALLOW, allow.clone());
     }
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_and_store_failures_ask_to_retry() {
+        for error in [
+            IngestError::Overloaded,
+            IngestError::Store,
+            IngestError::ShuttingDown,
+        ] {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], "1");
+            assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
+        }
+        let response = ApiError::new(ErrorCode::InvalidField, "x").into_response();
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
 }

@@ -93,6 +93,17 @@ impl TestApp {
         answer(request.send().await.expect("post")).await
     }
 
+    /// Posts a body sent with a `Content-Encoding`, as JSON.
+    pub async fn post_encoded(&self, path: &str, encoding: &str, body: Vec<u8>) -> (u16, Value) {
+        let request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body);
+        answer(request.send().await.expect("post")).await
+    }
+
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
         answer(
             self.client
@@ -155,4 +166,15 @@ pub fn seed_event() -> Value {
             "order_number": "61017114657"
         }
     })
+}
+
+/// Asserts that an answer is a problem with this status and code.
+#[track_caller]
+pub fn assert_problem(answer: &(u16, Value), status: u16, code: &str) {
+    let (actual_status, problem) = answer;
+    assert_eq!(
+        (*actual_status, problem["code"].as_str()),
+        (status, Some(code)),
+        "{problem}"
+    );
 }

@@ -58,16 +58,8 @@ async fn every_posting_path_and_body_form_is_accepted() {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(body.as_bytes()).expect("gzip");
     let gzipped = encoder.finish().expect("gzip");
-    let response = app
-        .client
-        .post(app.url("/api/events/post"))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(gzipped)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status().as_u16(), 201);
+    let (status, answer) = app.post_encoded("/api/events/post", "gzip", gzipped).await;
+    assert_eq!(status, 201, "{answer}");
     assert_eq!(app.all_events().await.len(), 6);
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::TestApp;
+use crate::{TestApp, assert_problem};
 
 fn valid() -> Value {
     json!({"event_type": "new_order", "content": {"order": 1}})
@@ -205,13 +205,11 @@ async fn malformed_json_says_where() {
                 .is_some_and(|detail| detail.contains(&format!("line {line}")))
         );
     }
-    let (status, problem) = app
-        .post_raw("/api/events/batch", Some("application/json"), "[{}, {")
-        .await;
-    assert_eq!(
-        (status, problem["code"].clone()),
-        (400, json!("malformed-json")),
-        "{problem}"
+    assert_problem(
+        &app.post_raw("/api/events/batch", Some("application/json"), "[{}, {")
+            .await,
+        400,
+        "malformed-json",
     );
     assert_eq!(app.all_events().await.len(), 0);
 }
@@ -269,11 +267,10 @@ async fn a_batch_with_bad_events_lists_every_bad_index_and_stores_nothing() {
         json!(5),
         json!({"events": [], "more": 1}),
     ] {
-        let (status, problem) = app.post("/api/events/batch", &not_a_batch).await;
-        assert_eq!(
-            (status, problem["code"].clone()),
-            (400, json!("invalid-batch")),
-            "{not_a_batch}: {problem}"
+        assert_problem(
+            &app.post("/api/events/batch", &not_a_batch).await,
+            400,
+            "invalid-batch",
         );
     }
     assert_eq!(app.all_events().await.len(), 0);
@@ -288,11 +285,10 @@ async fn limits_on_bodies_batches_and_encodings() {
     .await;
     let event = json!({"event_type": "t", "content": {}});
     let eleven: Vec<Value> = vec![event.clone(); 11];
-    let (status, problem) = app.post("/api/events/batch", &json!(eleven)).await;
-    assert_eq!(
-        (status, problem["code"].clone()),
-        (413, json!("body-too-large")),
-        "{problem}"
+    assert_problem(
+        &app.post("/api/events/batch", &json!(eleven)).await,
+        413,
+        "body-too-large",
     );
     let ndjson = format!("{event}\n").repeat(11);
     let (status, _) = app
@@ -301,19 +297,17 @@ async fn limits_on_bodies_batches_and_encodings() {
     assert_eq!(status, 413);
 
     let big_batch = json!([{"event_type": "t", "content": {"x": "y".repeat(5_000)}}]);
-    let (status, problem) = app.post("/api/events/batch", &big_batch).await;
-    assert_eq!(
-        (status, problem["code"].clone()),
-        (413, json!("body-too-large")),
-        "{problem}"
+    assert_problem(
+        &app.post("/api/events/batch", &big_batch).await,
+        413,
+        "body-too-large",
     );
     // A single event body is bounded by the content limit plus a small envelope.
     let big_event = json!({"event_type": "t", "content": {"x": "y".repeat(80 * 1024)}});
-    let (status, problem) = app.post("/api/events", &big_event).await;
-    assert_eq!(
-        (status, problem["code"].clone()),
-        (413, json!("body-too-large")),
-        "{problem}"
+    assert_problem(
+        &app.post("/api/events", &big_event).await,
+        413,
+        "body-too-large",
     );
 
     // A gzip bomb: 64 MiB of zeros in a few KiB; cut off at the limit.
@@ -325,35 +319,17 @@ async fn limits_on_bodies_batches_and_encodings() {
     let bomb = encoder.finish().expect("gzip");
     assert!(bomb.len() < 200_000);
     for path in ["/api/events", "/api/events/batch"] {
-        let response = app
-            .client
-            .post(app.url(path))
-            .header("content-type", "application/json")
-            .header("content-encoding", "gzip")
-            .body(bomb.clone())
-            .send()
-            .await
-            .expect("post");
-        let (status, problem) = crate::answer(response).await;
-        assert_eq!(
-            (status, problem["code"].clone()),
-            (413, json!("body-too-large")),
-            "{path}: {problem}"
+        assert_problem(
+            &app.post_encoded(path, "gzip", bomb.clone()).await,
+            413,
+            "body-too-large",
         );
     }
-    let corrupt = app
-        .client
-        .post(app.url("/api/events"))
-        .header("content-encoding", "gzip")
-        .body(b"\x1f\x8b\x08\x00garbage".to_vec())
-        .send()
-        .await
-        .expect("post");
-    let (status, problem) = crate::answer(corrupt).await;
-    assert_eq!(
-        (status, problem["code"].clone()),
-        (400, json!("invalid-gzip")),
-        "{problem}"
+    let corrupt = b"\x1f\x8b\x08\x00garbage".to_vec();
+    assert_problem(
+        &app.post_encoded("/api/events", "gzip", corrupt).await,
+        400,
+        "invalid-gzip",
     );
 
     for (content_type, path) in [
@@ -362,29 +338,17 @@ async fn limits_on_bodies_batches_and_encodings() {
         ("application/xml", "/api/events/batch"),
         ("application/x-ndjson", "/api/events/post"),
     ] {
-        let (status, problem) = app
-            .post_raw(path, Some(content_type), event.to_string())
-            .await;
-        assert_eq!(
-            (status, problem["code"].clone()),
-            (415, json!("unsupported-media-type")),
-            "{content_type}: {problem}"
+        assert_problem(
+            &app.post_raw(path, Some(content_type), event.to_string())
+                .await,
+            415,
+            "unsupported-media-type",
         );
     }
     let brotli = app
-        .client
-        .post(app.url("/api/events"))
-        .header("content-encoding", "br")
-        .body(event.to_string())
-        .send()
-        .await
-        .expect("post");
-    let (status, problem) = crate::answer(brotli).await;
-    assert_eq!(
-        (status, problem["code"].clone()),
-        (415, json!("unsupported-media-type")),
-        "{problem}"
-    );
+        .post_encoded("/api/events", "br", event.to_string().into_bytes())
+        .await;
+    assert_problem(&brotli, 415, "unsupported-media-type");
     assert_eq!(app.all_events().await.len(), 0);
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the `eventline` binary as a process: start-up, and `kill -9` under load.
 
 mod crash;
+mod shutdown;
 
 use std::path::Path;
 use std::process::Stdio;
