@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::Server;
 
-const WORKERS: usize = 256;
-const POSTS: usize = 4_000;
+const WORKERS: usize = 2_000;
+const POSTS: usize = 6_000;
 /// The server is killed once this many posts are acknowledged.
-const KILL_AFTER_ACKNOWLEDGED: usize = 1_500;
+const KILL_AFTER_ACKNOWLEDGED: usize = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
