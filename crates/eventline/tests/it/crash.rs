@@ -141,28 +141,12 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
 }
 
 async fn all_ids(client: &reqwest::Client, server: &Server) -> Vec<Uuid> {
-    let mut ids = Vec::new();
-    let mut offset = String::new();
-    loop {
-        let page: Value = client
-            .get(server.url(&format!("/api/events?limit=1000&offset={offset}")))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("page");
-        for event in page["events"].as_array().expect("events") {
-            ids.push(
-                event["id"]
-                    .as_str()
-                    .and_then(|id| Uuid::parse_str(id).ok())
-                    .expect("id"),
-            );
-        }
-        match page["next_offset"].as_str() {
-            Some(next) => offset = next.to_owned(),
-            None => return ids,
-        }
-    }
+    let events = server.all_events(client).await;
+    let id = |event: &Value| {
+        event["id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .expect("id")
+    };
+    events.iter().map(id).collect()
 }

@@ -50,6 +50,27 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
+
+    /// Every stored event, oldest first, read page by page through the API.
+    pub async fn all_events(&self, client: &reqwest::Client) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        let mut offset = String::new();
+        loop {
+            let page: serde_json::Value = client
+                .get(self.url(&format!("/api/events?limit=1000&offset={offset}")))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("page");
+            events.extend(page["events"].as_array().expect("events").iter().cloned());
+            match page["next_offset"].as_str() {
+                Some(next) => offset = next.to_owned(),
+                None => return events,
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -58,23 +58,7 @@ async fn sigterm_drains_the_queue_and_exits_cleanly() {
     }
 
     let server = Server::start(dir.path()).await;
-    let mut stored = 0;
-    let mut offset = String::new();
-    loop {
-        let page: Value = client
-            .get(server.url(&format!("/api/events?limit=1000&offset={offset}")))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("page");
-        stored += page["events"].as_array().map_or(0, Vec::len);
-        match page["next_offset"].as_str() {
-            Some(next) => offset = next.to_owned(),
-            None => break,
-        }
-    }
+    let stored = server.all_events(&client).await.len();
     assert_eq!(
         stored,
         acknowledged.load(Ordering::Relaxed),
