@@ -116,10 +116,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         "\nEventline benchmark: {} events of {:.0} B on average; single posts at {} connections for {:?}; \
          batches of {} at {} connections\n\
          {:<34} {:>14} {:>14} {:>8}\n\
-         {:<34} {:>14.0} {:>14.0} {:>8.2}\n\
-         {:<34} {:>14.2} {:>14.2} {:>8.2}\n\
-         {:<34} {:>14.0} {:>14.0} {:>8.2}\n\
-         {:<34} {:>14.2} {:>14.2} {:>8.2}\n\
+         {:<34} {:>14.0} {:>14.0} {:>8.3}\n\
+         {:<34} {:>14.2} {:>14.2} {:>8.3}\n\
+         {:<34} {:>14.0} {:>14.0} {:>8.3}\n\
+         {:<34} {:>14.2} {:>14.2} {:>8.3}\n\
          errors (non-2xx or socket): baseline {} + {}, eventline {} + {}\n\
          eventline data directory after the run: {} bytes\n",
         args.events,
