@@ -112,48 +112,30 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     drop(eventline);
     let bytes_on_disk = dir_bytes(data_dir.path())?;
 
-    let table = format!(
-        "\nEventline benchmark: {} events of {:.0} B on average; single posts at {} connections for {:?}; \
-         batches of {} at {} connections\n\
-         {:<34} {:>14} {:>14} {:>8}\n\
-         {:<34} {:>14.0} {:>14.0} {:>8.3}\n\
-         {:<34} {:>14.2} {:>14.2} {:>8.3}\n\
-         {:<34} {:>14.0} {:>14.0} {:>8.3}\n\
-         {:<34} {:>14.2} {:>14.2} {:>8.3}\n\
-         errors (non-2xx or socket): baseline {} + {}, eventline {} + {}\n\
-         eventline data directory after the run: {} bytes\n",
-        args.events,
-        bytes_mean,
-        args.connections,
-        args.duration,
-        args.batch_len,
-        args.batch_connections,
-        "figure",
-        "bare axum",
-        "eventline",
-        "ratio",
-        "single POST requests/s",
-        baseline_single.per_second,
-        eventline_single.per_second,
-        eventline_single.per_second / baseline_single.per_second,
-        "single POST p99 ms",
-        baseline_single.p99_ms,
-        eventline_single.p99_ms,
-        eventline_single.p99_ms / baseline_single.p99_ms,
-        "batch ingest events/s",
-        baseline_batch.per_second,
-        eventline_batch.per_second,
-        eventline_batch.per_second / baseline_batch.per_second,
-        "batch request p99 ms",
-        baseline_batch.p99_ms,
-        eventline_batch.p99_ms,
-        eventline_batch.p99_ms / baseline_batch.p99_ms,
-        baseline_single.errors,
-        baseline_batch.errors,
-        eventline_single.errors,
-        eventline_batch.errors,
-        bytes_on_disk,
-    );
+    let row = |name: &str, baseline: f64, eventline: f64, decimals: usize| {
+        format!(
+            "{name:<34} {baseline:>14.decimals$} {eventline:>14.decimals$} {:>8.3}\n",
+            eventline / baseline
+        )
+    };
+    let table = [
+        format!(
+            "\nEventline benchmark: {} events of {bytes_mean:.0} B on average; single posts at {} connections \
+             for {:?}; batches of {} at {} connections\n",
+            args.events, args.connections, args.duration, args.batch_len, args.batch_connections
+        ),
+        format!("{:<34} {:>14} {:>14} {:>8}\n", "figure", "bare axum", "eventline", "ratio"),
+        row("single POST requests/s", baseline_single.per_second, eventline_single.per_second, 0),
+        row("single POST p99 ms", baseline_single.p99_ms, eventline_single.p99_ms, 2),
+        row("batch ingest events/s", baseline_batch.per_second, eventline_batch.per_second, 0),
+        row("batch request p99 ms", baseline_batch.p99_ms, eventline_batch.p99_ms, 2),
+        format!(
+            "errors (non-2xx or socket): baseline {} + {}, eventline {} + {}\n",
+            baseline_single.errors, baseline_batch.errors, eventline_single.errors, eventline_batch.errors
+        ),
+        format!("eventline data directory after the run: {bytes_on_disk} bytes\n"),
+    ]
+    .concat();
     print!("{table}");
     std::fs::write(args.out_dir.join("results.txt"), &table)?;
     Ok(())

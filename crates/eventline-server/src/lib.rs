@@ -87,7 +87,6 @@ impl App {
         let state = http::AppState {
             store,
             ingest,
-            limits: Arc::new(config.limits.clone()),
             config: Arc::new(config),
         };
         Ok(App { state, writer })

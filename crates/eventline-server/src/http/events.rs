@@ -42,8 +42,9 @@ async fn post_event(
 ) -> Result<Response, ApiError> {
     let received_at_ms = now_ms();
     body::format(&headers, Accepts::Json)?;
-    let bytes = body::read(body, state.limits.event_body_bytes_max).await?;
-    let event = event::parse_event(&bytes, &state.limits)?.stamp(received_at_ms, Uuid::now_v7())?;
+    let bytes = body::read(body, state.config.limits.event_body_bytes_max).await?;
+    let event =
+        event::parse_event(&bytes, &state.config.limits)?.stamp(received_at_ms, Uuid::now_v7())?;
     match state.ingest.submit(vec![event]).await? {
         Outcome::Stored(mut appended) => {
             let appended = appended
@@ -80,8 +81,8 @@ async fn post_batch(
         BodyFormat::Json => BatchFormat::Json,
         BodyFormat::Ndjson => BatchFormat::Ndjson,
     };
-    let bytes = body::read(body, state.limits.batch_body_bytes_max).await?;
-    let new_events = batch::parse_batch(&bytes, format, &state.limits)?;
+    let bytes = body::read(body, state.config.limits.batch_body_bytes_max).await?;
+    let new_events = batch::parse_batch(&bytes, format, &state.config.limits)?;
     let events = stamp_all(new_events, received_at_ms)?;
     match state.ingest.submit(events).await? {
         Outcome::Stored(appended) => {
@@ -145,7 +146,7 @@ async fn get_events(
         pairs
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
-        &state.limits,
+        &state.config.limits,
     )?;
     let page = state
         .store

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use eventline_core::limits::Limits;
 use eventline_store::Store;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -29,7 +28,6 @@ pub use error::ApiError;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: Ingest,
-    pub limits: Arc<Limits>,
     pub config: Arc<Config>,
 }
 
