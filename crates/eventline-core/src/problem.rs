@@ -13,6 +13,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
+    OriginNotAllowed,
     IdConflict,
     BodyTooLarge,
     UnsupportedMediaType,
@@ -34,6 +35,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
+        ErrorCode::OriginNotAllowed,
         ErrorCode::IdConflict,
         ErrorCode::BodyTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -101,9 +103,12 @@ impl ErrorCode {
                 415,
                 "Unsupported content type or encoding",
             ),
+            ErrorCode::OriginNotAllowed => {
+                ("origin-not-allowed", 403, "This origin may not use the API")
+            }
             ErrorCode::IngestOverloaded => (
                 "ingest-overloaded",
-                503,
+                429,
                 "Too many events are waiting to be stored",
             ),
             ErrorCode::StorageUnavailable => (

@@ -22,12 +22,64 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub limits: Limits,
-    /// Events accepted but not yet committed; past it, posts answer 503.
+    /// Events accepted but not yet committed; past it, posts answer 429.
     pub ingest_queue_events_max: usize,
     /// Events in one group commit (a single larger batch is committed whole).
     pub commit_events_max: usize,
     /// A request body that has not fully arrived by then is refused (slow clients).
     pub request_body_timeout: Duration,
+    /// Web origins whose pages may use the API.
+    pub allowed_origins: AllowedOrigins,
+}
+
+/// The web origins (`scheme://host[:port]`) whose pages may call the API from a browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any page may post and read (the open default, like every analytics endpoint).
+    Any,
+    /// Only these; a request from another origin is refused with 403.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// `*` for any origin, else a comma-separated list such as
+    /// `https://shop.example,http://localhost:3000`.
+    pub fn parse(text: &str) -> Result<AllowedOrigins, Error> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(AllowedOrigins::Any);
+        }
+        let mut origins = Vec::new();
+        for origin in text
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+        {
+            let (scheme, host) = origin.split_once("://").ok_or_else(|| {
+                Error::Config(format!(
+                    "origin {origin:?} has no scheme; write https://{origin}"
+                ))
+            })?;
+            let valid = matches!(scheme, "http" | "https")
+                && !host.is_empty()
+                && !host.contains(['/', '?', '#', ' '])
+                && origin.is_ascii();
+            if !valid {
+                return Err(Error::Config(format!(
+                    "origin {origin:?} is not of the form scheme://host[:port] \
+                     (no path, no trailing slash)"
+                )));
+            }
+            // Browsers send origins in lower case.
+            origins.push(origin.to_ascii_lowercase());
+        }
+        if origins.is_empty() {
+            return Err(Error::Config(
+                "no allowed origin given; use * to allow every origin".to_owned(),
+            ));
+        }
+        Ok(AllowedOrigins::List(origins))
+    }
 }
 
 impl Config {
@@ -39,6 +91,7 @@ impl Config {
             ingest_queue_events_max: 200_000,
             commit_events_max: 20_000,
             request_body_timeout: Duration::from_secs(30),
+            allowed_origins: AllowedOrigins::Any,
         }
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use eventline_core::event::Scope;
 use eventline_core::limits::Limits;
-use eventline_server::{App, Config};
+use eventline_server::{AllowedOrigins, App, Config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -50,13 +50,17 @@ struct ServeArgs {
     /// Largest `limit` of a page.
     #[arg(long, env = "EVENTLINE_PAGE_LEN_MAX", default_value_t = 1_000)]
     page_len_max: u32,
-    /// Events accepted but not yet committed; past it, posts answer 503 with Retry-After.
+    /// Events accepted but not yet committed; past it, posts answer 429 with Retry-After.
     #[arg(
         long,
         env = "EVENTLINE_INGEST_QUEUE_EVENTS_MAX",
         default_value_t = 200_000
     )]
     ingest_queue_events_max: usize,
+    /// Web origins whose pages may use the API: `*` (any) or a comma-separated list such
+    /// as `https://shop.example,http://localhost:3000`; other origins get 403.
+    #[arg(long, env = "EVENTLINE_ALLOWED_ORIGINS", default_value = "*")]
+    allowed_origins: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +134,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(args.data_dir.clone());
     config.limits = limits;
     config.ingest_queue_events_max = args.ingest_queue_events_max;
+    config.allowed_origins = AllowedOrigins::parse(&args.allowed_origins)?;
     config.durability = match args.durability {
         Durability::Full => eventline_store::Durability::Full,
         Durability::Normal => eventline_store::Durability::Normal,

@@ -258,7 +258,11 @@ mod tests {
             IngestError::ShuttingDown,
         ] {
             let response = ApiError::from(error).into_response();
-            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let status = match error {
+                IngestError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+                IngestError::Store | IngestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            assert_eq!(response.status(), status);
             assert_eq!(response.headers()[RETRY_AFTER], "1");
             assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
         }

@@ -24,6 +24,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/events", post(post_event).get(get_events))
         .route("/api/events/post", post(post_event))
         .route("/api/events/get", get(get_events))
+        // The path in the seed SDK documentation's `getEvents` example.
+        .route("/api/contacts/get", get(get_events))
         .route("/api/events/batch", post(post_batch))
 }
 

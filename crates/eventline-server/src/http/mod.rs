@@ -19,8 +19,10 @@ use crate::Config;
 use crate::ingest::Ingest;
 
 mod body;
+mod cors;
 mod error;
 mod events;
+mod sdk;
 
 pub use error::ApiError;
 
@@ -33,17 +35,24 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let body_timeout = state.config.request_body_timeout;
+    let origins = Arc::new(state.config.allowed_origins.clone());
+    let cors = cors::layer(&origins);
     Router::new()
         .merge(events::router())
+        .merge(sdk::router())
         .route("/healthz", get(healthz))
         .with_state(state)
         // Layers run from the last added (outermost) to the first.
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(middleware::from_fn_with_state(origins, cors::guard))
         // Decoding happens before the handlers' size limits, so those limits bound the
         // decoded size: a gzip bomb is cut off at the limit.
         .layer(RequestDecompressionLayer::new())
         .layer(middleware::map_response(error::problem_for_bare_errors))
         .layer(CompressionLayer::new())
+        // Outside the guard and the error mapping: a preflight is answered here, and
+        // every answer, errors included, carries the headers a page needs to read it.
+        .layer(cors)
         .layer(TraceLayer::new_for_http())
 }
 

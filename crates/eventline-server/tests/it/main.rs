@@ -1,6 +1,7 @@
 //! HTTP integration tests: each spawns the real server on 127.0.0.1:0 with a temporary
 //! data directory and talks to it over loopback.
 
+mod browser;
 mod paging;
 mod posting;
 mod reading;

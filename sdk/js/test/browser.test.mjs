@@ -1,0 +1,247 @@
+// The SDK in a real browser: Debian's Chromium, headless, driven by playwright-core,
+// against the real Eventline server. Every page is served from another origin than the
+// server's, as on a customer's web site.
+
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import { once } from 'node:events'
+import { chromium } from 'playwright-core'
+
+import { startProxy, startServer } from './support.mjs'
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
+const SEED_CONTACT = '123e4567-e89b-12d3-a456-426655440000'
+
+let server
+let pages
+let browser
+
+before(async () => {
+  server = await startServer()
+  pages = await startPageServer(server.origin)
+  // The flags keep Chromium off the network it has no business on (updates, sync),
+  // which this machine's closed network would refuse.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  })
+})
+
+after(async () => {
+  await browser?.close()
+  pages?.close()
+  await server?.stop()
+})
+
+/** Serves test/pages/ on its own port: another origin than the Eventline server's. */
+async function startPageServer(eventlineOrigin) {
+  const http = createServer(async (request, response) => {
+    const name = new URL(request.url, 'http://page').pathname.slice(1)
+    if (!/^[a-z-]+\.html$/.test(name)) {
+      response.writeHead(404).end()
+      return
+    }
+    try {
+      const text = await readFile(new URL(`pages/${name}`, import.meta.url), 'utf8')
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      response.end(text.replaceAll('EVENTLINE_ORIGIN', eventlineOrigin).replaceAll('https://yourserver.com', eventlineOrigin))
+    } catch {
+      response.writeHead(404).end()
+    }
+  })
+  http.listen(0, '127.0.0.1')
+  await once(http, 'listening')
+  const origin = `http://127.0.0.1:${http.address().port}`
+  assert.notEqual(origin, eventlineOrigin)
+  return { origin, url: (name) => `${origin}/${name}`, close: () => http.close() }
+}
+
+/** Opens a page in a fresh context and collects what it logs to the console. */
+async function open(name, context) {
+  context = context || (await browser.newContext())
+  const page = await context.newPage()
+  const logged = []
+  const waiters = []
+  page.on('console', async (message) => {
+    const values = await Promise.all(message.args().map((arg) => arg.jsonValue().catch(() => null)))
+    logged.push(values[0])
+    for (const waiter of waiters.splice(0)) waiter()
+  })
+  page.on('pageerror', (error) => {
+    logged.push({ pageerror: error.message })
+    for (const waiter of waiters.splice(0)) waiter()
+  })
+  /** Resolves with the first logged value matching `predicate`. */
+  const nextLog = async (predicate) => {
+    for (;;) {
+      const found = logged.find(predicate)
+      if (found) return found
+      const failure = logged.find((value) => value && value.pageerror)
+      if (failure) throw new Error(`the page failed: ${failure.pageerror}`)
+      await new Promise((resolve) => waiters.push(resolve))
+    }
+  }
+  await page.goto(pages.url(name))
+  return { page, context, logged, nextLog }
+}
+
+test('the seed postEvent example posts and its onSuccess logs the stored event', async () => {
+  const { context, nextLog } = await open('seed-post.html')
+  try {
+    const logged = await nextLog((value) => value && (value.id || value.status !== undefined))
+    assert.equal(logged.event_type, 'store_purchase', JSON.stringify(logged))
+    assert.deepEqual(logged.content, { store_id: 'appmachine', card_id: '09102017133515', order_number: '61017114657' })
+    assert.equal(logged.scope, 'app')
+    const stored = await server.allEvents('&event_types=store_purchase')
+    assert.deepEqual(stored.filter((event) => event.id == logged.id), [logged])
+  } finally {
+    await context.close()
+  }
+})
+
+test('the seed getEvents example reads the contact’s new orders and contacts', async () => {
+  const post = (event) =>
+    fetch(server.url('/api/events'), { method: 'POST', body: JSON.stringify({ content: {}, scope: 'app', ...event }) })
+  const wanted = [
+    { event_type: 'new_order', contact_id: SEED_CONTACT, timestamp: '2020-01-01T00:00:00Z' },
+    { event_type: 'new_contact', contact_id: SEED_CONTACT, timestamp: '2021-01-01T00:00:00Z' },
+  ]
+  for (const event of [
+    ...wanted,
+    { event_type: 'new_order', contact_id: 'someone-else', timestamp: '2020-06-01T00:00:00Z' },
+    { event_type: 'store_purchase', contact_id: SEED_CONTACT, timestamp: '2020-06-01T00:00:00Z' },
+    { event_type: 'new_order', contact_id: SEED_CONTACT, scope: 'site', timestamp: '2020-06-01T00:00:00Z' },
+    { event_type: 'new_order', contact_id: SEED_CONTACT, timestamp: '2016-01-01T00:00:00Z' },
+  ]) {
+    assert.equal((await post(event)).status, 201)
+  }
+  const { context, nextLog } = await open('seed-get.html')
+  try {
+    const logged = await nextLog((value) => value && (value.events || value.status !== undefined))
+    assert.ok(logged.events, JSON.stringify(logged))
+    assert.deepEqual(
+      logged.events.map((event) => [event.event_type, event.contact_id, new Date(event.timestamp).toISOString()]),
+      wanted.map((event) => [event.event_type, event.contact_id, new Date(event.timestamp).toISOString()]),
+    )
+    assert.equal(logged.next_offset, null)
+  } finally {
+    await context.close()
+  }
+})
+
+test('as an ES module from the server, with Promises and readable error details', async () => {
+  const { page, context } = await open('module.html')
+  try {
+    await page.waitForFunction(() => document.title == 'loaded')
+    const outcome = await page.evaluate(async (origin) => {
+      const Builder = window.moduleBuilder
+      const stored = await Builder.postEvent(origin + '/api/events/post', { event_type: 'from_module', content: { a: 1 } })
+      const refused = await Builder.postEvent(origin + '/api/events/post', { event_type: 'bad', content: [] }).catch(
+        (error) => ({ name: error.name, status: error.status, code: error.problem && error.problem.code, field: error.problem && error.problem.field }),
+      )
+      return { stored, refused, sameDefault: window.sameDefault, globalBuilder: window.globalBuilder }
+    }, server.origin)
+    assert.equal(outcome.stored.event_type, 'from_module')
+    assert.deepEqual(outcome.refused, { name: 'EventlineError', status: 400, code: 'invalid-field', field: 'content' })
+    assert.equal(outcome.sameDefault, true)
+    assert.equal(outcome.globalBuilder, 'undefined', 'the module defines no global')
+  } finally {
+    await context.close()
+  }
+})
+
+test('offline, then online: the event is delivered once', async () => {
+  const { page, context } = await open('app.html')
+  try {
+    await context.setOffline(true)
+    const failed = page.waitForEvent('requestfailed')
+    await page.evaluate(() => {
+      Builder.configure({ retryBaseMs: 200, retryCapMs: 1000 })
+      window.delivery = Builder.postEvent(eventlineOrigin + '/api/events/post', { event_type: 'offline_then_online', content: {} }).catch(
+        (error) => ({ failed: error.status }),
+      )
+    })
+    const attempt = await failed
+    assert.match(attempt.failure().errorText, /INTERNET_DISCONNECTED/)
+    await context.setOffline(false)
+    const stored = await page.evaluate(() => window.delivery)
+    assert.equal(stored.event_type, 'offline_then_online', JSON.stringify(stored))
+    const copies = await server.allEvents('&event_types=offline_then_online')
+    assert.deepEqual(copies.map((event) => event.id), [stored.id])
+  } finally {
+    await context.close()
+  }
+})
+
+test('closing the page sends the queued events by beacon', async () => {
+  // The proxy tells when the beacon arrived; it forwards to the real server.
+  const proxy = await startProxy(server.origin)
+  const { page, context } = await open('app.html')
+  try {
+    const ids = await page.evaluate(async (url) => {
+      // A flush interval far longer than the test: only the beacon can send them.
+      Builder.configure({ queue: true, flushIntervalMs: 3600000 })
+      const events = [1, 2, 3].map((n) => ({ id: crypto.randomUUID(), event_type: 'beacon_on_close', content: { n } }))
+      for (const event of events) Builder.postEvent(url, event)
+      return events.map((event) => event.id)
+    }, proxy.origin + '/api/events/post')
+    assert.equal(proxy.seen.length, 0, 'nothing is sent before the page goes')
+    const arrived = proxy.answered((request) => request.url == '/api/events/batch')
+    await page.close({ runBeforeUnload: true })
+    const beacon = await arrived
+    assert.match(beacon.headers['content-type'], /^text\/plain/)
+    assert.equal(beacon.status, 201)
+    const stored = await server.allEvents('&event_types=beacon_on_close')
+    assert.deepEqual(stored.map((event) => event.id).sort(), ids.sort())
+  } finally {
+    await context.close()
+    await proxy.stop()
+  }
+})
+
+test('queued events that could not be sent wait in localStorage for the next page', async () => {
+  const { page, context } = await open('app.html')
+  try {
+    await context.setOffline(true)
+    const ids = await page.evaluate(async () => {
+      Builder.configure({ queue: true, flushIntervalMs: 0, retries: 0 })
+      const events = [1, 2].map((n) => ({ id: crypto.randomUUID(), event_type: 'kept_in_storage', content: { n } }))
+      for (const event of events) Builder.postEvent(eventlineOrigin + '/api/events/post', event)
+      // Offline: the flush fails and keeps them.
+      await Builder.flush()
+      return events.map((event) => event.id)
+    })
+    const stored = () =>
+      page.evaluate(() =>
+        Object.keys(localStorage)
+          .filter((key) => key.startsWith('eventline:queue:'))
+          .flatMap((key) => JSON.parse(localStorage.getItem(key))),
+      )
+    assert.deepEqual((await stored()).map((item) => item.event.id), ids)
+    // Leave the page while still offline: the beacon cannot get through either.
+    await page.goto('about:blank')
+    await context.setOffline(false)
+
+    await page.goto(pages.url('app.html'))
+    await page.evaluate(async () => {
+      Builder.configure({ queue: true })
+      await Builder.flush()
+    })
+    const delivered = await server.allEvents('&event_types=kept_in_storage')
+    assert.deepEqual(delivered.map((event) => event.id).sort(), ids.sort())
+    assert.deepEqual(await stored(), [], 'delivered events leave storage')
+  } finally {
+    await context.close()
+  }
+})

@@ -1,0 +1,157 @@
+// Test support: starts the real Eventline binary on 127.0.0.1:0 with a temporary data
+// directory, and small loopback helpers (a fault proxy, a database lock).
+
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { createServer, request as httpRequest } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { EventEmitter, once } from 'node:events'
+
+const repository = resolve(import.meta.dirname, '../../..')
+
+/** The binary `cargo build -p eventline` makes; scripts/test builds it before this suite. */
+export function eventlineBinary() {
+  const binary = process.env.EVENTLINE_BIN || join(repository, 'target/debug/eventline')
+  if (!existsSync(binary)) {
+    throw new Error(`no Eventline binary at ${binary}: run \`cargo build -p eventline\` first (or set EVENTLINE_BIN)`)
+  }
+  return binary
+}
+
+/** Starts `eventline serve` and resolves once it prints its address. */
+export async function startServer(args = []) {
+  const dataDir = await mkdtemp(join(tmpdir(), 'eventline-sdk-'))
+  const child = spawn(eventlineBinary(), ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+  })
+  // A failed test must not leave a server behind to keep the test process alive.
+  process.once('exit', () => child.kill('SIGKILL'))
+  let stderr = ''
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  const origin = await new Promise((resolvePromise, reject) => {
+    let stdout = ''
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+      const match = /listening on (http:\/\/\S+)/.exec(stdout)
+      if (match) resolvePromise(match[1])
+    })
+    child.once('exit', (code) => reject(new Error(`eventline exited with ${code} before listening:\n${stderr}`)))
+  })
+  return {
+    origin,
+    dataDir,
+    url: (path) => origin + path,
+    /** Every stored event, oldest first, read with the server's own paging. */
+    async allEvents(query = '') {
+      const events = []
+      let offset = ''
+      for (;;) {
+        const response = await fetch(`${origin}/api/events?limit=1000&offset=${encodeURIComponent(offset)}${query}`)
+        const page = await response.json()
+        events.push(...page.events)
+        if (!page.next_offset) return events
+        offset = page.next_offset
+      }
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM')
+        await once(child, 'exit')
+      }
+      await rm(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * A loopback proxy in front of `target` that hands each request to `decide(request,
+ * body)`: `'forward'` passes it on; `'drop-answer'` passes it on and then cuts the
+ * connection instead of answering, as a network failure after the server acted would.
+ */
+export async function startProxy(target, decide = () => 'forward') {
+  const seen = []
+  const answered = new EventEmitter()
+  const server = createServer(async (request, response) => {
+    const chunks = []
+    for await (const chunk of request) chunks.push(chunk)
+    const body = Buffer.concat(chunks)
+    const record = { method: request.method, url: request.url, headers: request.headers, body: body.toString() }
+    seen.push(record)
+    const action = decide(request, body, seen.length)
+    const upstream = httpRequest(target + request.url, { method: request.method, headers: request.headers })
+    upstream.end(body)
+    const [answer] = await once(upstream, 'response')
+    const answerChunks = []
+    for await (const chunk of answer) answerChunks.push(chunk)
+    if (action == 'drop-answer') {
+      request.socket.destroy()
+      return
+    }
+    response.writeHead(answer.statusCode, answer.headers)
+    response.end(Buffer.concat(answerChunks))
+    record.status = answer.statusCode
+    answered.emit('answered', record)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    seen,
+    /** Resolves with the first request matching `predicate` once it has been answered. */
+    answered(predicate) {
+      const done = seen.find((record) => record.status && predicate(record))
+      if (done) return Promise.resolve(done)
+      return new Promise((resolve) => {
+        const listener = (record) => {
+          if (predicate(record)) {
+            answered.off('answered', listener)
+            resolve(record)
+          }
+        }
+        answered.on('answered', listener)
+      })
+    },
+    async stop() {
+      server.closeAllConnections()
+      server.close()
+    },
+  }
+}
+
+/**
+ * Holds SQLite's write lock on the server's database from another process (the sqlite3
+ * shell, the standard tool a user inspects the data directory with), so that the
+ * server's commits wait and then fail: a real storage fault, with reads still working.
+ */
+export async function lockDatabase(dataDir) {
+  const shell = spawn('sqlite3', [join(dataDir, 'eventline.sqlite3')], { stdio: ['pipe', 'pipe', 'inherit'] })
+  shell.stdin.write("BEGIN IMMEDIATE;\nSELECT 'locked';\n")
+  await new Promise((resolvePromise, reject) => {
+    let output = ''
+    shell.stdout.on('data', (chunk) => {
+      output += chunk
+      if (output.includes('locked')) resolvePromise()
+    })
+    shell.once('exit', (code) => reject(new Error(`sqlite3 exited with ${code}`)))
+  })
+  return {
+    async release() {
+      shell.stdin.end('ROLLBACK;\n.quit\n')
+      if (shell.exitCode === null) await once(shell, 'exit')
+    },
+  }
+}
+
+/** Counts the fetches the SDK makes, by wrapping the global `fetch`. */
+export function countFetches() {
+  const original = globalThis.fetch
+  const counter = { calls: [], restore: () => (globalThis.fetch = original) }
+  globalThis.fetch = (url, init) => {
+    counter.calls.push({ url: String(url), init })
+    return original(url, init)
+  }
+  return counter
+}
