@@ -140,7 +140,8 @@ async function request(url, init) {
       error = failure(response.status, body && body.status ? body : null, response.statusText)
       waitMs = retryAfterMs(response.headers.get('retry-after'))
     } catch (cause) {
-      error = cause.name == 'EventlineError' ? cause : failure(0, null, cause.message)
+      // No answer: refused, reset, offline, or the attempt's timeout.
+      error = failure(0, null, cause.message)
     }
     const backoffMs = Math.random() * Math.min(options.retryCapMs, options.retryBaseMs * 2 ** attempt)
     waitMs = Math.max(waitMs, backoffMs)
@@ -271,6 +272,7 @@ function adopt() {
 
 function persist() {
   const store = storage()
+  if (!store) return
   try {
     const kept = queue.concat(unconfirmed)
     if (kept.length) store.setItem(tabKey(), JSON.stringify(kept))

@@ -281,13 +281,18 @@ async function lockedDatabaseErrors(server) {
   }
 }
 
-test('network failures: status 0 after the bounded retries', async () => {
-  // A port that refuses connections: bind one, then close it.
+/** A loopback port that refuses connections: bound, then closed. */
+async function closedPort() {
   const probe = createServer()
   probe.listen(0, '127.0.0.1')
   await once(probe, 'listening')
   const port = probe.address().port
   probe.close()
+  return port
+}
+
+test('network failures: status 0 after the bounded retries', async () => {
+  const port = await closedPort()
   Builder.configure({ ...fast, retries: 2 })
   const counter = countFetches()
   const { error } = await callbacks((onSuccess, onError) =>
@@ -318,11 +323,7 @@ test('a server that never answers: each attempt times out, then status 0', async
 })
 
 test('the retry window bounds the time spent', async () => {
-  const probe = createServer()
-  probe.listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const port = probe.address().port
-  probe.close()
+  const port = await closedPort()
   // Many retries allowed, but backoffs of up to a second cannot fit in 50 ms.
   Builder.configure({ ...fast, retries: 100, retryBaseMs: 1000, retryCapMs: 1000, retryWindowMs: 50 })
   const counter = countFetches()
