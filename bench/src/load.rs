@@ -111,6 +111,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let eventline_batch = batch_load(args, &eventline.url, &batches)?;
     drop(eventline);
     let bytes_on_disk = dir_bytes(data_dir.path())?;
+    let postgres = if args.postgres {
+        Some(postgres_figures(
+            args,
+            &script_path,
+            &bodies_path,
+            &batches,
+        )?)
+    } else {
+        None
+    };
 
     let row = |name: &str, baseline: f64, eventline: f64, decimals: usize| {
         format!(
@@ -134,11 +144,104 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             baseline_single.errors, baseline_batch.errors, eventline_single.errors, eventline_batch.errors
         ),
         format!("eventline data directory after the run: {bytes_on_disk} bytes\n"),
+        postgres.map_or_else(String::new, |postgres| {
+            [
+                format!(
+                    "\nOn PostgreSQL (a durable cluster on this machine), next to the embedded store\n{:<34} {:>14} {:>14} {:>8}\n",
+                    "figure", "embedded", "postgresql", "ratio"
+                ),
+                row("single POST requests/s", eventline_single.per_second, postgres.single.per_second, 0),
+                row("single POST p99 ms", eventline_single.p99_ms, postgres.single.p99_ms, 2),
+                row("batch ingest events/s", eventline_batch.per_second, postgres.batch.per_second, 0),
+                format!(
+                    "{:<34} {:>14} {:>14.0} {:>8.3}\n",
+                    "pgbench 1-row INSERTs/s, 16 clients",
+                    "",
+                    postgres.pgbench_per_second,
+                    postgres.single.per_second / postgres.pgbench_per_second
+                ),
+                "(the last ratio: Eventline's single POSTs/s on PostgreSQL over pgbench's durable INSERTs/s)\n".to_owned(),
+                format!(
+                    "errors (non-2xx or socket) on postgresql: {} + {}\n",
+                    postgres.single.errors, postgres.batch.errors
+                ),
+            ]
+            .concat()
+        }),
     ]
     .concat();
     print!("{table}");
     std::fs::write(args.out_dir.join("results.txt"), &table)?;
     Ok(())
+}
+
+struct PostgresFigures {
+    single: Figures,
+    batch: Figures,
+    pgbench_per_second: f64,
+}
+
+/// Eventline on a throwaway PostgreSQL cluster with fsync on, under the same loads, then
+/// `pgbench` doing durable one-row INSERTs with 16 clients on the same cluster.
+fn postgres_figures(
+    args: &RunArgs,
+    script_path: &Path,
+    bodies_path: &Path,
+    batches: &[Bytes],
+) -> anyhow::Result<PostgresFigures> {
+    eprintln!("postgresql: starting a durable cluster");
+    let cluster = eventline_testkit::Cluster::start_durable();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let url = runtime.block_on(cluster.create_database());
+    let eventline = Server::start(Command::new(&args.eventline).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &url,
+    ]))?;
+    eprintln!("eventline on postgresql: single-event posts");
+    let single = wrk(args, &eventline.url, script_path, bodies_path)?;
+    eprintln!("eventline on postgresql: batches");
+    let batch = batch_load(args, &eventline.url, batches)?;
+    drop(eventline);
+
+    eprintln!("pgbench: durable one-row INSERTs, 16 clients");
+    let status = Command::new(cluster.program("psql"))
+        .args([&url, "-q", "-c"])
+        .arg("CREATE TABLE pgbench_events (id uuid PRIMARY KEY, content jsonb NOT NULL)")
+        .status()?;
+    anyhow::ensure!(status.success(), "psql could not create the pgbench table");
+    let script = args.out_dir.join("pgbench-insert.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO pgbench_events VALUES (gen_random_uuid(), '{\"store_id\": \"appmachine\", \"order_number\": \"61017114657\"}');\n",
+    )?;
+    let output = Command::new(cluster.program("pgbench"))
+        .args(["-n", "-c", "16", "-j", "2", "-T"])
+        .arg(args.duration.as_secs().to_string())
+        .arg("-f")
+        .arg(&script)
+        .arg(&url)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // "tps = 1234.567890 (without initial connection time)"
+    let pgbench_per_second = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse::<f64>().ok())
+        .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))?;
+    Ok(PostgresFigures {
+        single,
+        batch,
+        pgbench_per_second,
+    })
 }
 
 fn write_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {

@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Concurrent batch requests.
     #[arg(long, default_value_t = 4)]
     pub batch_connections: usize,
+    /// Also measure Eventline on PostgreSQL (a throwaway durable cluster from the system's
+    /// PostgreSQL binaries) and `pgbench` one-row INSERTs on the same cluster.
+    #[arg(long)]
+    pub postgres: bool,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

@@ -136,9 +136,44 @@ fn same_json(a: &RawValue, b: &RawValue) -> bool {
         serde_json::from_str::<serde_json::Value>(a.get()),
         serde_json::from_str::<serde_json::Value>(b.get()),
     ) {
-        (Ok(a), Ok(b)) => a == b,
+        (Ok(a), Ok(b)) => same_value(&a, &b),
         _ => false,
     }
+}
+
+/// JSON equality where numbers are equal by value: a store may keep `1e2` as `100`
+/// (PostgreSQL's jsonb does), and a replay of `1e2` is still the same event.
+fn same_value(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => {
+            a == b || (a.as_f64().is_some() && a.as_f64() == b.as_f64())
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(key, a)| b.get(key).is_some_and(|b| same_value(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Whether JSON text holds the escape `\u0000`. PostgreSQL's jsonb cannot store U+0000,
+/// so both stores refuse it, alike. (A raw U+0000 is not valid JSON text.)
+fn has_nul_escape(json: &str) -> bool {
+    let mut bytes = json.bytes();
+    while let Some(byte) = bytes.next() {
+        if byte == b'\\' {
+            // The escaped character: `u` and four hex digits, or one of `"\/bfnrt`.
+            if bytes.next() == Some(b'u') && bytes.by_ref().take(4).eq(*b"0000") {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// A field that failed validation, named so the client knows what to fix.
@@ -385,6 +420,13 @@ impl Fields<'_> {
                         raw.get().len(),
                         limits.content_bytes_max
                     ),
+                )
+                .into());
+            }
+            Some(raw) if has_nul_escape(raw.get()) => {
+                return Err(FieldError::invalid(
+                    "content",
+                    "contains the character U+0000 (\\u0000), which Eventline does not store",
                 )
                 .into());
             }

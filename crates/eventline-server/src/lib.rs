@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventline_core::limits::Limits;
+use eventline_store::postgres::{PostgresOptions, PostgresStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 use eventline_store::{Durability, Store};
 use tokio::net::TcpListener;
@@ -19,7 +20,10 @@ pub mod ingest;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The embedded store's directory; unused with `database_url`.
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the events live in PostgreSQL and this server keeps no state.
+    pub database_url: Option<String>,
     pub durability: Durability,
     pub limits: Limits,
     /// Events accepted but not yet committed; past it, posts answer 429.
@@ -86,6 +90,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
+            database_url: None,
             durability: Durability::Full,
             limits: Limits::default(),
             ingest_queue_events_max: 200_000,
@@ -122,14 +127,26 @@ impl App {
                 config.ingest_queue_events_max, config.limits.batch_len_max
             )));
         }
-        let options = SqliteOptions {
-            durability: config.durability,
-            ..SqliteOptions::default()
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => {
+                let options = PostgresOptions {
+                    durability: config.durability,
+                    ..PostgresOptions::default()
+                };
+                Arc::new(PostgresStore::connect(url, &options).await?)
+            }
+            None => {
+                let options = SqliteOptions {
+                    durability: config.durability,
+                    ..SqliteOptions::default()
+                };
+                let data_dir = config.data_dir.clone();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, &options))
+                        .await??,
+                )
+            }
         };
-        let data_dir = config.data_dir.clone();
-        let store =
-            tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, &options)).await??;
-        let store: Arc<dyn Store> = Arc::new(store);
         let (ingest, writer) = ingest::start(
             Arc::clone(&store),
             ingest::Options {

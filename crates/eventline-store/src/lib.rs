@@ -6,6 +6,8 @@ use eventline_core::event::Event;
 use eventline_core::query::{Page, PageQuery};
 use uuid::Uuid;
 
+mod page_sql;
+pub mod postgres;
 pub mod sqlite;
 
 /// How hard a commit works to survive a crash.
@@ -47,6 +49,14 @@ pub struct Appended {
 pub enum Error {
     #[error("sqlite")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no database connection")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("invalid database URL: {0}")]
+    DatabaseUrl(String),
+    #[error("other servers kept storing the same ids; the group was not committed")]
+    Contended,
     #[error("data directory {path}")]
     DataDir {
         path: std::path::PathBuf,

@@ -31,6 +31,10 @@ struct ServeArgs {
     /// Directory of the embedded store; created if missing.
     #[arg(long, env = "EVENTLINE_DATA_DIR", default_value = "./eventline-data")]
     data_dir: PathBuf,
+    /// A `postgres://` URL: store events in PostgreSQL, keeping no state in this server,
+    /// so that any number of servers can share the database. Default: the embedded store.
+    #[arg(long, env = "EVENTLINE_DATABASE_URL")]
+    database: Option<String>,
     /// `full`: an answered post is on disk (fsync per group commit). `normal`: it survives
     /// a crash of the process but not of the machine; faster.
     #[arg(long, env = "EVENTLINE_DURABILITY", value_enum, default_value_t = Durability::Full)]
@@ -102,9 +106,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         let config = config(&args)?;
-        let app = App::open(config).await.with_context(|| {
-            format!("cannot open the data directory {}", args.data_dir.display())
-        })?;
+        let app = App::open(config)
+            .await
+            .with_context(|| match &args.database {
+                Some(_) => "cannot open the database".to_owned(),
+                None => format!("cannot open the data directory {}", args.data_dir.display()),
+            })?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -135,6 +142,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     config.limits = limits;
     config.ingest_queue_events_max = args.ingest_queue_events_max;
     config.allowed_origins = AllowedOrigins::parse(&args.allowed_origins)?;
+    if let Some(url) = args.database.as_deref().filter(|url| !url.is_empty()) {
+        anyhow::ensure!(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "--database takes a postgres:// URL"
+        );
+        config.database_url = Some(url.to_owned());
+    }
     config.durability = match args.durability {
         Durability::Full => eventline_store::Durability::Full,
         Durability::Normal => eventline_store::Durability::Normal,

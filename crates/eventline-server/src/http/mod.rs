@@ -13,7 +13,7 @@ use eventline_store::Store;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::Config;
 use crate::ingest::Ingest;
@@ -53,7 +53,12 @@ pub fn router(state: AppState) -> Router {
         // Outside the guard and the error mapping: a preflight is answered here, and
         // every answer, errors included, carries the headers a page needs to read it.
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        // A failed answer's cause is logged once where it happens (`ApiError`); an error
+        // line per refused request on top would flood the log during an outage.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -1,5 +1,8 @@
 //! HTTP integration tests: each spawns the real server on 127.0.0.1:0 with a temporary
 //! data directory and talks to it over loopback.
+//!
+//! With `EVENTLINE_TEST_STORE=postgres` every test runs on a fresh PostgreSQL database
+//! instead (scripts/test runs this binary both ways).
 
 mod browser;
 mod paging;
@@ -18,7 +21,29 @@ pub struct TestApp {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), eventline_server::Error>>>,
+    storage: Storage,
+}
+
+/// Where a test server keeps its events; kept across a restart.
+pub struct Storage {
     data_dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl Storage {
+    /// Fresh storage of the kind `EVENTLINE_TEST_STORE` asks for (default: embedded).
+    pub async fn new() -> Storage {
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let database_url = match std::env::var("EVENTLINE_TEST_STORE").as_deref() {
+            Ok("postgres") => Some(eventline_testkit::database().await),
+            Ok("sqlite") | Ok("") | Err(_) => None,
+            Ok(other) => panic!("EVENTLINE_TEST_STORE={other}: expected sqlite or postgres"),
+        };
+        Storage {
+            data_dir,
+            database_url,
+        }
+    }
 }
 
 impl TestApp {
@@ -27,14 +52,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-        TestApp::spawn_in(tempfile::tempdir().expect("temporary directory"), configure).await
+        TestApp::spawn_in(Storage::new().await, configure).await
     }
 
     /// Starts a server on an existing data directory, as after a restart.
-    pub async fn spawn_in(
-        data_dir: tempfile::TempDir,
-        configure: impl FnOnce(&mut Config),
-    ) -> TestApp {
+    pub async fn spawn_in(storage: Storage, configure: impl FnOnce(&mut Config)) -> TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             // Several tests in one binary: only the first installs the subscriber.
             let _ = tracing_subscriber::fmt()
@@ -42,7 +64,8 @@ impl TestApp {
                 .with_test_writer()
                 .try_init();
         }
-        let mut config = Config::new(data_dir.path().to_owned());
+        let mut config = Config::new(storage.data_dir.path().to_owned());
+        config.database_url = storage.database_url.clone();
         configure(&mut config);
         let app = App::open(config).await.expect("open app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -62,7 +85,7 @@ impl TestApp {
             client,
             shutdown: Some(shutdown),
             server: Some(server),
-            data_dir,
+            storage,
         }
     }
 
@@ -135,14 +158,14 @@ impl TestApp {
 
     /// Stops the server the way SIGTERM does, waits until it has drained, and hands back
     /// the data directory.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    pub async fn stop(mut self) -> Storage {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server");
         }
-        self.data_dir
+        self.storage
     }
 }
 

@@ -225,7 +225,7 @@ async fn graceful_shutdown_commits_every_accepted_request() {
         assert!(std::time::Instant::now() < deadline, "no batch was stored");
         tokio::task::yield_now().await;
     }
-    let data_dir = app.stop().await;
+    let storage = app.stop().await;
     let mut acknowledged = 0;
     for post in posts {
         if let Ok(response) = post.await.expect("task") {
@@ -233,6 +233,6 @@ async fn graceful_shutdown_commits_every_accepted_request() {
             acknowledged += 2_000;
         }
     }
-    let app = TestApp::spawn_in(data_dir, |_| {}).await;
+    let app = TestApp::spawn_in(storage, |_| {}).await;
     assert_eq!(app.all_events().await.len(), acknowledged);
 }

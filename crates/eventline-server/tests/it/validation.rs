@@ -424,3 +424,43 @@ async fn every_error_is_problem_json() {
         assert_eq!(problem["status"], status);
     }
 }
+
+#[tokio::test]
+async fn the_nul_character_is_refused_alike_by_both_stores() {
+    let app = TestApp::spawn().await;
+    let answer = app
+        .post_raw(
+            "/api/events",
+            Some("application/json"),
+            br#"{"event_type":"t","content":{"name":"a\u0000b"}}"#.to_vec(),
+        )
+        .await;
+    assert_problem(&answer, 400, "invalid-field");
+    assert_eq!(answer.1["field"], "content");
+    // A backslash followed by the text u0000 is not the character.
+    let answer = app
+        .post_raw(
+            "/api/events",
+            Some("application/json"),
+            br#"{"event_type":"t","content":{"path":"C:\\u0000"}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    assert_eq!(answer.1["content"]["path"], "C:\\u0000");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_is_the_same_event_whatever_the_number_spelling() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::now_v7();
+    let post = |content: &'static str| {
+        let body = format!(r#"{{"id":"{id}","event_type":"t","content":{content}}}"#);
+        app.post_raw("/api/events", Some("application/json"), body.into_bytes())
+    };
+    assert_eq!(post(r#"{"x":1e2,"y":[0.5]}"#).await.0, 201);
+    assert_eq!(post(r#"{"x":1e2,"y":[0.5]}"#).await.0, 200);
+    assert_eq!(post(r#"{"y":[5e-1],"x":100}"#).await.0, 200);
+    assert_eq!(post(r#"{"x":101,"y":[0.5]}"#).await.0, 409);
+    app.stop().await;
+}

@@ -5,12 +5,14 @@ mod conformance;
 use std::sync::Arc;
 
 use eventline_store::Store;
+use eventline_store::postgres::{PostgresOptions, PostgresStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 
-/// A store in a fresh temporary directory, removed when dropped.
+/// A store on fresh storage: a temporary directory removed when dropped, or a new
+/// PostgreSQL database.
 pub struct TestStore {
     pub store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub fn sqlite() -> TestStore {
@@ -19,7 +21,18 @@ pub fn sqlite() -> TestStore {
         SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open sqlite store");
     TestStore {
         store: Arc::new(store),
-        _dir: dir,
+        _dir: Some(dir),
+    }
+}
+
+pub async fn postgres() -> TestStore {
+    let url = eventline_testkit::database().await;
+    let store = PostgresStore::connect(&url, &PostgresOptions::default())
+        .await
+        .expect("connect postgres store");
+    TestStore {
+        store: Arc::new(store),
+        _dir: None,
     }
 }
 
@@ -32,6 +45,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     let test_store = $crate::sqlite();
+                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let test_store = $crate::postgres().await;
                     $crate::conformance::$name(test_store.store.as_ref()).await;
                 }
             )*

@@ -1,6 +1,9 @@
-//! Tests of the `eventline` binary as a process: start-up, and `kill -9` under load.
+//! Tests of the `eventline` binary as a process: start-up, `kill -9` under load, several
+//! nodes on one PostgreSQL, and a PostgreSQL outage.
 
 mod crash;
+mod multinode;
+mod outage;
 mod shutdown;
 
 use std::path::Path;
@@ -17,9 +20,20 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[]).await
+    }
+
+    /// A node of the PostgreSQL store: no state of its own.
+    pub async fn start_on_database(database_url: &str) -> Server {
+        let unused = tempfile::tempdir().expect("temporary directory");
+        Server::start_with(unused.path(), &["--database", database_url]).await
+    }
+
+    pub async fn start_with(data_dir: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_eventline"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env(
                 "RUST_LOG",
                 if std::env::var_os("TEST_LOG").is_some() {

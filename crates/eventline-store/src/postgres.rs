@@ -1,0 +1,426 @@
+//! The PostgreSQL store: any number of stateless Eventline servers on one database.
+//!
+//! Writes: one transaction per group commit. The ids of the group are looked up in one
+//! query, replays and conflicts are decided in memory, and the new events go in as one
+//! multi-row `INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING`. Should another
+//! server insert one of those ids between the lookup and the insert, the insert skips
+//! it, the transaction is rolled back and the group is decided again, now seeing it.
+//!
+//! Durability: `synchronous_commit` is set on every connection from [`Durability`], so
+//! the database's own default cannot weaken what a 2xx promises.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use eventline_core::event::{Event, Scope};
+use eventline_core::query::{Page, PageQuery};
+use serde_json::value::RawValue;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::page_sql::{self, Dialect, Param};
+use crate::{Appended, Durability, Error, Outcome, Store, Submission};
+
+const SCHEMA: &str = include_str!("postgres/schema.sql");
+/// Migrations in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[SCHEMA];
+/// Serializes migrations when several servers start at once (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK_KEY: i64 = 0x6576_656e_746c_696e; // "eventlin"
+/// A group that races another server on the same ids this many times in a row fails.
+const RACE_RETRIES_MAX: usize = 5;
+
+/// Columns of `events` in the order [`event_from_row`] reads them.
+const EVENT_COLUMNS: &str = "id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content::text";
+
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pub durability: Durability,
+    /// Connections this server opens at most; more requests wait.
+    pub connections_max: usize,
+    /// How long a request waits for a connection, and a new connection for the
+    /// database, before the request fails with 503.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> PostgresOptions {
+        PostgresOptions {
+            durability: Durability::Full,
+            connections_max: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects, and creates or migrates the schema.
+    pub async fn connect(url: &str, options: &PostgresOptions) -> Result<PostgresStore, Error> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| Error::DatabaseUrl(format!("{error}")))?;
+        let synchronous_commit = match options.durability {
+            Durability::Full => "on",
+            Durability::Normal => "off",
+        };
+        config
+            .options(format!("-c synchronous_commit={synchronous_commit}"))
+            .application_name("eventline")
+            .connect_timeout(options.connect_timeout);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A closed connection is noticed without a query; a broken one fails its
+                // next statement, and the pool drops it.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.connections_max)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|error| Error::DatabaseUrl(error.to_string()))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        transaction
+            .batch_execute("CREATE TABLE IF NOT EXISTS eventline_schema (version integer NOT NULL)")
+            .await?;
+        let version: i32 = transaction
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM eventline_schema",
+                &[],
+            )
+            .await?
+            .get(0);
+        let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+        if version > known {
+            return Err(Error::SchemaTooNew {
+                found: i64::from(version),
+                known: i64::from(known),
+            });
+        }
+        for (number, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            transaction.batch_execute(migration).await?;
+            let number = i32::try_from(number + 1).unwrap_or(i32::MAX);
+            transaction
+                .execute(
+                    "INSERT INTO eventline_schema (version) VALUES ($1)",
+                    &[&number],
+                )
+                .await?;
+            tracing::info!(version = number, "database schema migrated");
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
+        let mut client = self.pool.get().await?;
+        for _ in 0..RACE_RETRIES_MAX {
+            let transaction = client.transaction().await?;
+            let (outcomes, new_events) = decide(&transaction, &submissions).await?;
+            let inserted = insert(&transaction, &new_events).await?;
+            if inserted == new_events.len() {
+                transaction.commit().await?;
+                return Ok(outcomes);
+            }
+            // Another server stored one of these ids since the lookup: decide again.
+            transaction.rollback().await?;
+        }
+        Err(Error::Contended)
+    }
+
+    async fn page(&self, query: PageQuery) -> Result<Page, Error> {
+        let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
+        let params = to_sql(params);
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client.query(&statement, &borrowed(&params)).await?;
+        let events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page_sql::into_page(events, query.limit))
+    }
+
+    async fn check(&self) -> Result<(), Error> {
+        let client = self.pool.get().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+}
+
+type SqlValue = Box<dyn ToSql + Sync + Send>;
+
+fn to_sql(params: Vec<Param>) -> Vec<SqlValue> {
+    params
+        .into_iter()
+        .map(|param| -> SqlValue {
+            match param {
+                Param::Int(value) => Box::new(value),
+                Param::Text(value) => Box::new(value),
+                Param::Id(id) => Box::new(id),
+            }
+        })
+        .collect()
+}
+
+fn borrowed(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|value| value.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// Decides every submission of the group against the stored events and the group's
+/// earlier submissions: the outcomes, and the events to insert.
+async fn decide(
+    client: &Transaction<'_>,
+    submissions: &[Submission],
+) -> Result<(Vec<Outcome>, Vec<Event>), Error> {
+    let ids: Vec<Uuid> = submissions
+        .iter()
+        .flat_map(|submission| submission.events.iter().map(|event| event.id))
+        .collect();
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1)"
+        ))
+        .await?;
+    let mut known: HashMap<Uuid, Event> = HashMap::new();
+    for row in client.query(&statement, &[&ids]).await? {
+        let event = event_from_row(&row)?;
+        known.insert(event.id, event);
+    }
+    let mut outcomes = Vec::with_capacity(submissions.len());
+    let mut new_events = Vec::new();
+    for submission in submissions {
+        let mut appended = Vec::with_capacity(submission.events.len());
+        let mut accepted: Vec<Event> = Vec::new();
+        let mut conflict = None;
+        for (index, event) in submission.events.iter().enumerate() {
+            // An id stored before, or taken earlier in this group or this submission.
+            let earlier = known
+                .get(&event.id)
+                .or_else(|| accepted.iter().find(|other| other.id == event.id));
+            match earlier {
+                Some(stored) if stored.is_same_submission(event) => appended.push(Appended {
+                    event: stored.clone(),
+                    replayed: true,
+                }),
+                Some(_) => {
+                    conflict = Some(Outcome::Conflict {
+                        index,
+                        id: event.id,
+                    });
+                    break;
+                }
+                None => {
+                    accepted.push(event.clone());
+                    appended.push(Appended {
+                        event: event.clone(),
+                        replayed: false,
+                    });
+                }
+            }
+        }
+        match conflict {
+            Some(conflict) => outcomes.push(conflict),
+            None => {
+                for event in accepted {
+                    known.insert(event.id, event.clone());
+                    new_events.push(event);
+                }
+                outcomes.push(Outcome::Stored(appended));
+            }
+        }
+    }
+    Ok((outcomes, new_events))
+}
+
+/// Inserts the events in one statement; how many were inserted.
+async fn insert(client: &Transaction<'_>, events: &[Event]) -> Result<usize, Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO events (id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content)
+             SELECT id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content::jsonb
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+                 AS submitted (id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
+    let timestamps: Vec<i64> = events.iter().map(|event| event.timestamp_ms).collect();
+    let received: Vec<i64> = events.iter().map(|event| event.received_at_ms).collect();
+    let client_timestamps: Vec<Option<i64>> = events
+        .iter()
+        .map(|event| event.client_timestamp_ms)
+        .collect();
+    let event_types: Vec<&str> = events
+        .iter()
+        .map(|event| event.event_type.as_str())
+        .collect();
+    let contact_ids: Vec<Option<&str>> = events
+        .iter()
+        .map(|event| event.contact_id.as_deref())
+        .collect();
+    let scopes: Vec<&str> = events.iter().map(|event| event.scope.as_str()).collect();
+    let contents: Vec<&str> = events.iter().map(|event| event.content.get()).collect();
+    let inserted = client
+        .execute(
+            &statement,
+            &[
+                &ids,
+                &timestamps,
+                &received,
+                &client_timestamps,
+                &event_types,
+                &contact_ids,
+                &scopes,
+                &contents,
+            ],
+        )
+        .await?;
+    Ok(usize::try_from(inserted).unwrap_or(usize::MAX))
+}
+
+fn event_from_row(row: &Row) -> Result<Event, Error> {
+    let id: Uuid = row.try_get(0)?;
+    let scope: &str = row.try_get(6)?;
+    let scope = Scope::parse(scope)
+        .ok_or_else(|| Error::Corrupt(format!("event {id}: scope {scope:?}")))?;
+    let content: String = row.try_get(7)?;
+    let content = RawValue::from_string(content)
+        .map_err(|error| Error::Corrupt(format!("event {id}: content: {error}")))?;
+    Ok(Event {
+        id,
+        timestamp_ms: row.try_get(1)?,
+        received_at_ms: row.try_get(2)?,
+        client_timestamp_ms: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        contact_id: row.try_get(5)?,
+        scope,
+        content,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use eventline_core::cursor::Cursor;
+    use eventline_core::query::{Filter, Order, Start};
+
+    use super::*;
+
+    /// Each query shape can read its own index in page order: no sort. Scans and sorts
+    /// are priced out, since PostgreSQL rightly prefers them on a table this small: the
+    /// plan left is the one it takes on a large table.
+    #[tokio::test]
+    async fn every_query_shape_uses_an_index_in_page_order() {
+        let url = eventline_testkit::database().await;
+        let store = PostgresStore::connect(&url, &PostgresOptions::default())
+            .await
+            .expect("connect");
+        let client = store.pool.get().await.expect("connection");
+        client
+            .batch_execute(
+                "SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off",
+            )
+            .await
+            .expect("set");
+        let after = Start::After(Cursor {
+            timestamp_ms: 5,
+            id: Uuid::nil(),
+        });
+        let window = Filter {
+            since_ms: Some(1),
+            until_ms: Some(9),
+            ..Filter::default()
+        };
+        let cases = [
+            (window.clone(), "events_by_time"),
+            (
+                Filter {
+                    contact_id: Some("c".to_owned()),
+                    ..window.clone()
+                },
+                "events_by_contact",
+            ),
+            (
+                Filter {
+                    event_types: vec!["a".to_owned()],
+                    ..window.clone()
+                },
+                "events_by_type",
+            ),
+            (
+                Filter {
+                    event_types: vec!["a".to_owned(), "b".to_owned()],
+                    ..window.clone()
+                },
+                "events_by_type",
+            ),
+        ];
+        for (filter, index) in cases {
+            for order in [Order::Asc, Order::Desc] {
+                for start in [Start::First, after] {
+                    let query = PageQuery {
+                        filter: filter.clone(),
+                        order,
+                        start,
+                        limit: 50,
+                    };
+                    let (sql, params) =
+                        page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
+                    let params = to_sql(params);
+                    let plan: Vec<String> = client
+                        .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
+                        .await
+                        .expect("explain")
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
+                    let plan = plan.join("\n");
+                    assert!(
+                        plan.contains(index),
+                        "{query:?} should use {index}:\n{plan}"
+                    );
+                    let nodes = |name: &str| {
+                        plan.lines()
+                            .filter(|line| line.trim().trim_start_matches("->").trim() == name)
+                            .count()
+                    };
+                    // Several types: each range cut at the page's end, then merged.
+                    let types = filter.event_types.len();
+                    let cut_ranges = if types > 1 { types } else { 0 };
+                    assert_eq!(nodes("Limit"), 1 + cut_ranges, "{query:?}:\n{plan}");
+                    assert_eq!(nodes("Sort"), 0, "{query:?} sorts:\n{plan}");
+                }
+            }
+        }
+    }
+}
