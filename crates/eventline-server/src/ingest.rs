@@ -7,7 +7,7 @@ use std::sync::Arc;
 use eventline_core::event::Event;
 use eventline_store::{Outcome, Store, Submission};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -109,7 +109,14 @@ async fn write_loop(
     mut stopped: watch::Receiver<bool>,
     commit_events_max: usize,
 ) {
+    let in_flight_max = store.appends_in_flight_max().max(1);
+    let mut in_flight = JoinSet::new();
     loop {
+        // A free commit slot first: while every slot is busy, jobs gather in the queue
+        // and go together in the next group.
+        while in_flight.len() >= in_flight_max {
+            in_flight.join_next().await;
+        }
         let wake = tokio::select! {
             biased;
             job = receiver.recv() => Wake::Job(job),
@@ -135,8 +142,11 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        commit(store.as_ref(), jobs).await;
+        let store = Arc::clone(&store);
+        in_flight.spawn(async move { commit(store.as_ref(), jobs).await });
     }
+    // Every accepted job is answered before the writer ends.
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn commit(store: &dyn Store, jobs: Vec<Job>) {
@@ -194,11 +204,26 @@ mod tests {
     /// A store whose commits wait for a permit, to hold the writer mid-commit.
     struct GatedStore {
         gate: Semaphore,
+        appends_in_flight_max: usize,
+        /// Appends that have started, finished or not.
+        appends_started: std::sync::atomic::AtomicUsize,
+    }
+
+    impl GatedStore {
+        fn new(appends_in_flight_max: usize) -> Arc<GatedStore> {
+            Arc::new(GatedStore {
+                gate: Semaphore::new(0),
+                appends_in_flight_max,
+                appends_started: std::sync::atomic::AtomicUsize::new(0),
+            })
+        }
     }
 
     #[async_trait]
     impl Store for GatedStore {
         async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
+            self.appends_started
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.gate
                 .acquire()
                 .await
@@ -227,6 +252,9 @@ mod tests {
         async fn check(&self) -> Result<(), Error> {
             Ok(())
         }
+        fn appends_in_flight_max(&self) -> usize {
+            self.appends_in_flight_max
+        }
     }
 
     fn events(len: usize) -> Vec<Event> {
@@ -252,9 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_and_frees_its_places_after_the_commit() {
-        let store = Arc::new(GatedStore {
-            gate: Semaphore::new(0),
-        });
+        let store = GatedStore::new(1);
         let (ingest, writer) = start(
             store.clone(),
             Options {
@@ -294,9 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn drain_answers_everything_queued_then_refuses() {
-        let store = Arc::new(GatedStore {
-            gate: Semaphore::new(0),
-        });
+        let store = GatedStore::new(1);
         let (ingest, writer) = start(
             store.clone(),
             Options {
@@ -320,5 +344,47 @@ mod tests {
             ingest.submit(events(1)).await.err(),
             Some(IngestError::ShuttingDown)
         );
+    }
+
+    #[tokio::test]
+    async fn commits_run_side_by_side_when_the_store_allows() {
+        let store = GatedStore::new(2);
+        let (ingest, writer) = start(
+            store.clone(),
+            Options {
+                queue_events_max: 100,
+                commit_events_max: 100,
+            },
+        );
+        let first = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(events(1)).await }
+        });
+        // The first commit holds its slot until the gate opens.
+        wait_until(|| {
+            store
+                .appends_started
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 1
+        })
+        .await;
+        let second = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(events(1)).await }
+        });
+        // The second goes into the other slot: both appends are under way at once.
+        let started = || {
+            store
+                .appends_started
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        wait_until(|| started() == 2).await;
+        store.gate.add_permits(2);
+        assert!(matches!(first.await.expect("task"), Ok(Outcome::Stored(_))));
+        assert!(matches!(
+            second.await.expect("task"),
+            Ok(Outcome::Stored(_))
+        ));
+        writer.drain().await;
     }
 }

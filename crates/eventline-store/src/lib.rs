@@ -91,4 +91,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve right now.
     async fn check(&self) -> Result<(), Error>;
+
+    /// How many `append`s may run at once. One for a store with a single writer; more
+    /// for a database that commits concurrent transactions in parallel.
+    fn appends_in_flight_max(&self) -> usize {
+        1
+    }
 }

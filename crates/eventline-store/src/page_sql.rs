@@ -167,3 +167,51 @@ pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
     };
     Page { events, next }
 }
+
+/// Every query shape, in both orders, with and without a cursor, and the index each
+/// should read: the cases of both stores' query-plan tests.
+#[cfg(test)]
+pub(crate) fn query_shapes() -> Vec<(PageQuery, &'static str)> {
+    use eventline_core::query::Filter;
+
+    let window = Filter {
+        since_ms: Some(1),
+        until_ms: Some(9),
+        ..Filter::default()
+    };
+    let with_types = |types: &[&str]| Filter {
+        event_types: types.iter().map(|name| (*name).to_owned()).collect(),
+        ..window.clone()
+    };
+    let filters = [
+        (window.clone(), "events_by_time"),
+        (
+            Filter {
+                contact_id: Some("c".to_owned()),
+                ..window.clone()
+            },
+            "events_by_contact",
+        ),
+        (with_types(&["a"]), "events_by_type"),
+        (with_types(&["a", "b"]), "events_by_type"),
+    ];
+    let after = Start::After(Cursor {
+        timestamp_ms: 5,
+        id: Uuid::nil(),
+    });
+    let mut shapes = Vec::new();
+    for (filter, index) in filters {
+        for order in [Order::Asc, Order::Desc] {
+            for start in [Start::First, after] {
+                let query = PageQuery {
+                    filter: filter.clone(),
+                    order,
+                    start,
+                    limit: 50,
+                };
+                shapes.push((query, index));
+            }
+        }
+    }
+    shapes
+}

@@ -57,6 +57,7 @@ impl Default for PostgresOptions {
 
 pub struct PostgresStore {
     pool: Pool,
+    connections_max: usize,
 }
 
 impl PostgresStore {
@@ -90,7 +91,10 @@ impl PostgresStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|error| Error::DatabaseUrl(error.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            connections_max: options.connections_max,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -169,6 +173,13 @@ impl Store for PostgresStore {
         let client = self.pool.get().await?;
         client.query_one("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    /// PostgreSQL flushes the WAL of concurrent commits together: several group commits in
+    /// flight keep it busy while each waits for its flush. A quarter of the pool, so that
+    /// reads always find connections.
+    fn appends_in_flight_max(&self) -> usize {
+        (self.connections_max / 4).max(1)
     }
 }
 
@@ -331,10 +342,57 @@ fn event_from_row(row: &Row) -> Result<Event, Error> {
 
 #[cfg(test)]
 mod tests {
-    use eventline_core::cursor::Cursor;
-    use eventline_core::query::{Filter, Order, Start};
-
     use super::*;
+
+    /// The durability setting reaches every connection, whatever the database's default.
+    #[tokio::test]
+    async fn durability_sets_synchronous_commit() {
+        let url = eventline_testkit::database().await;
+        for (durability, expected) in [(Durability::Full, "on"), (Durability::Normal, "off")] {
+            let options = PostgresOptions {
+                durability,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect(&url, &options)
+                .await
+                .expect("connect");
+            let client = store.pool.get().await.expect("connection");
+            let row = client
+                .query_one("SHOW synchronous_commit", &[])
+                .await
+                .expect("show");
+            assert_eq!(row.get::<_, String>(0), expected);
+        }
+    }
+
+    /// Servers starting together migrate once, one after another.
+    #[tokio::test]
+    async fn concurrent_starts_migrate_once() {
+        let url = eventline_testkit::database().await;
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    PostgresStore::connect(&url, &PostgresOptions::default()).await
+                })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for start in starts {
+            stores.push(start.await.expect("task").expect("connect"));
+        }
+        let store = stores.pop().expect("a store");
+        let client = store.pool.get().await.expect("connection");
+        let versions: Vec<i32> = client
+            .query("SELECT version FROM eventline_schema ORDER BY version", &[])
+            .await
+            .expect("versions")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let expected: Vec<i32> = (1..=MIGRATIONS.len() as i32).collect();
+        assert_eq!(versions, expected);
+    }
 
     /// Each query shape can read its own index in page order: no sort. Scans and sorts
     /// are priced out, since PostgreSQL rightly prefers them on a table this small: the
@@ -352,75 +410,31 @@ mod tests {
             )
             .await
             .expect("set");
-        let after = Start::After(Cursor {
-            timestamp_ms: 5,
-            id: Uuid::nil(),
-        });
-        let window = Filter {
-            since_ms: Some(1),
-            until_ms: Some(9),
-            ..Filter::default()
-        };
-        let cases = [
-            (window.clone(), "events_by_time"),
-            (
-                Filter {
-                    contact_id: Some("c".to_owned()),
-                    ..window.clone()
-                },
-                "events_by_contact",
-            ),
-            (
-                Filter {
-                    event_types: vec!["a".to_owned()],
-                    ..window.clone()
-                },
-                "events_by_type",
-            ),
-            (
-                Filter {
-                    event_types: vec!["a".to_owned(), "b".to_owned()],
-                    ..window.clone()
-                },
-                "events_by_type",
-            ),
-        ];
-        for (filter, index) in cases {
-            for order in [Order::Asc, Order::Desc] {
-                for start in [Start::First, after] {
-                    let query = PageQuery {
-                        filter: filter.clone(),
-                        order,
-                        start,
-                        limit: 50,
-                    };
-                    let (sql, params) =
-                        page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
-                    let params = to_sql(params);
-                    let plan: Vec<String> = client
-                        .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
-                        .await
-                        .expect("explain")
-                        .iter()
-                        .map(|row| row.get(0))
-                        .collect();
-                    let plan = plan.join("\n");
-                    assert!(
-                        plan.contains(index),
-                        "{query:?} should use {index}:\n{plan}"
-                    );
-                    let nodes = |name: &str| {
-                        plan.lines()
-                            .filter(|line| line.trim().trim_start_matches("->").trim() == name)
-                            .count()
-                    };
-                    // Several types: each range cut at the page's end, then merged.
-                    let types = filter.event_types.len();
-                    let cut_ranges = if types > 1 { types } else { 0 };
-                    assert_eq!(nodes("Limit"), 1 + cut_ranges, "{query:?}:\n{plan}");
-                    assert_eq!(nodes("Sort"), 0, "{query:?} sorts:\n{plan}");
-                }
-            }
+        for (query, index) in page_sql::query_shapes() {
+            let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
+            let params = to_sql(params);
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
+                .await
+                .expect("explain")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains(index),
+                "{query:?} should use {index}:\n{plan}"
+            );
+            let nodes = |name: &str| {
+                plan.lines()
+                    .filter(|line| line.trim().trim_start_matches("->").trim() == name)
+                    .count()
+            };
+            // Several types: each range cut at the page's end, then merged.
+            let types = query.filter.event_types.len();
+            let cut_ranges = if types > 1 { types } else { 0 };
+            assert_eq!(nodes("Limit"), 1 + cut_ranges, "{query:?}:\n{plan}");
+            assert_eq!(nodes("Sort"), 0, "{query:?} sorts:\n{plan}");
         }
     }
 }

@@ -310,9 +310,6 @@ fn open_reader(path: &Path) -> Result<Connection, Error> {
 
 #[cfg(test)]
 mod tests {
-    use eventline_core::cursor::Cursor;
-    use eventline_core::query::{Filter, Order, PageQuery, Start};
-
     use super::*;
 
     /// Each query shape reads its own index in page order: no full scan, no sort.
@@ -321,54 +318,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open");
         let connection = store.writer.lock().expect("writer");
-        let after = Start::After(Cursor {
-            timestamp_ms: 5,
-            id: Uuid::nil(),
-        });
-        let window = Filter {
-            since_ms: Some(1),
-            until_ms: Some(9),
-            ..Filter::default()
-        };
-        let contact = Filter {
-            contact_id: Some("c".to_owned()),
-            ..window.clone()
-        };
-        let one_type = Filter {
-            event_types: vec!["a".to_owned()],
-            ..window.clone()
-        };
-        let types = Filter {
-            event_types: vec!["a".to_owned(), "b".to_owned()],
-            ..window.clone()
-        };
-        let cases = [
-            (window, "events_by_time"),
-            (contact, "events_by_contact"),
-            (one_type, "events_by_type"),
-            (types, "events_by_type"),
-        ];
-        for (filter, index) in cases {
-            for order in [Order::Asc, Order::Desc] {
-                for start in [Start::First, after] {
-                    let query = PageQuery {
-                        filter: filter.clone(),
-                        order,
-                        start,
-                        limit: 50,
-                    };
-                    let plan = query::plan(&connection, &query);
-                    assert!(
-                        plan.contains(index),
-                        "{query:?} should use {index}:\n{plan}"
-                    );
-                    assert!(
-                        !plan.contains("SCAN events"),
-                        "{query:?} scans the table:\n{plan}"
-                    );
-                    assert!(!plan.contains("TEMP B-TREE"), "{query:?} sorts:\n{plan}");
-                }
-            }
+        for (query, index) in crate::page_sql::query_shapes() {
+            let plan = query::plan(&connection, &query);
+            assert!(
+                plan.contains(index),
+                "{query:?} should use {index}:\n{plan}"
+            );
+            assert!(
+                !plan.contains("SCAN events"),
+                "{query:?} scans the table:\n{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{query:?} sorts:\n{plan}");
         }
     }
 }

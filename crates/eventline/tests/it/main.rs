@@ -65,19 +65,26 @@ impl Server {
         format!("{}{path}", self.address)
     }
 
+    /// One JSON answer to a GET.
+    pub async fn get_json(&self, client: &reqwest::Client, path: &str) -> serde_json::Value {
+        client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// Every stored event, oldest first, read page by page through the API.
     pub async fn all_events(&self, client: &reqwest::Client) -> Vec<serde_json::Value> {
         let mut events = Vec::new();
         let mut offset = String::new();
         loop {
-            let page: serde_json::Value = client
-                .get(self.url(&format!("/api/events?limit=1000&offset={offset}")))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("page");
+            let page = self
+                .get_json(client, &format!("/api/events?limit=1000&offset={offset}"))
+                .await;
             events.extend(page["events"].as_array().expect("events").iter().cloned());
             match page["next_offset"].as_str() {
                 Some(next) => offset = next.to_owned(),

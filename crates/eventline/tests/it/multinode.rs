@@ -140,22 +140,8 @@ async fn three_nodes_one_killed_store_each_acknowledged_event_once() {
     let mut offset = String::new();
     loop {
         let path = format!("/api/events?event_types=multinode&limit=250&offset={offset}");
-        let page: Value = client
-            .get(nodes[1].url(&path))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("page");
-        let same: Value = client
-            .get(nodes[2].url(&path))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("page");
+        let page = nodes[1].get_json(&client, &path).await;
+        let same = nodes[2].get_json(&client, &path).await;
         assert_eq!(page, same, "the survivors differ at offset {offset:?}");
         events.extend(page["events"].as_array().expect("events").iter().cloned());
         match page["next_offset"].as_str() {
