@@ -3,6 +3,7 @@
 //!
 //! This crate does no IO: no files, no sockets, no clock. Callers pass the time in.
 
+pub mod access;
 pub mod batch;
 pub mod cursor;
 pub mod event;

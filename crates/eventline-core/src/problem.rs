@@ -14,6 +14,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     RequestTimeout,
     OriginNotAllowed,
+    KeyRequired,
+    KeyInvalid,
+    Forbidden,
+    ContactSuppressed,
+    RateLimited,
     IdConflict,
     BodyTooLarge,
     UnsupportedMediaType,
@@ -36,6 +41,11 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
         ErrorCode::OriginNotAllowed,
+        ErrorCode::KeyRequired,
+        ErrorCode::KeyInvalid,
+        ErrorCode::Forbidden,
+        ErrorCode::ContactSuppressed,
+        ErrorCode::RateLimited,
         ErrorCode::IdConflict,
         ErrorCode::BodyTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -106,6 +116,15 @@ impl ErrorCode {
             ErrorCode::OriginNotAllowed => {
                 ("origin-not-allowed", 403, "This origin may not use the API")
             }
+            ErrorCode::KeyRequired => ("key-required", 401, "A key is required"),
+            ErrorCode::KeyInvalid => ("key-invalid", 401, "The key or token is not valid"),
+            ErrorCode::Forbidden => ("forbidden", 403, "This key may not do this"),
+            ErrorCode::ContactSuppressed => (
+                "contact-suppressed",
+                403,
+                "Events of this contact are refused",
+            ),
+            ErrorCode::RateLimited => ("rate-limited", 429, "Too many requests"),
             ErrorCode::IngestOverloaded => (
                 "ingest-overloaded",
                 429,

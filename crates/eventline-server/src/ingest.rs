@@ -255,6 +255,15 @@ mod tests {
         fn appends_in_flight_max(&self) -> usize {
             self.appends_in_flight_max
         }
+        async fn erase_contact(&self, _: &str, _: bool) -> Result<u64, Error> {
+            Ok(0)
+        }
+        async fn unsuppress_contact(&self, _: &str) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn delete_before(&self, _: i64, _: u32) -> Result<u64, Error> {
+            Ok(0)
+        }
     }
 
     fn events(len: usize) -> Vec<Event> {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventline_core::access::Keys;
 use eventline_core::limits::Limits;
 use eventline_store::postgres::{PostgresOptions, PostgresStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub mod http;
 pub mod ingest;
+pub mod retention;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,33 +34,62 @@ pub struct Config {
     pub commit_events_max: usize,
     /// A request body that has not fully arrived by then is refused (slow clients).
     pub request_body_timeout: Duration,
-    /// Web origins whose pages may use the API.
-    pub allowed_origins: AllowedOrigins,
+    /// Web origins configured for pages that use the API.
+    pub cors_origins: CorsOrigins,
+    /// Write keys, secret keys and the contact-token secret. No secret key: open mode.
+    pub keys: Keys,
+    pub rate_limits: RateLimits,
+    /// Events whose `timestamp` is older than this are deleted; None keeps them all.
+    pub retention: Option<Duration>,
 }
 
-/// The web origins (`scheme://host[:port]`) whose pages may call the API from a browser.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowedOrigins {
-    /// Any page may post and read (the open default, like every analytics endpoint).
-    Any,
-    /// Only these; a request from another origin is refused with 403.
-    List(Vec<String>),
+/// Token buckets: a rate per second and a burst; a rate of 0 turns a limit off.
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Every `/api` request, per client IP address.
+    pub per_ip_per_second: u32,
+    pub per_ip_burst: u32,
+    /// Posts, per write key (or secret key).
+    pub per_write_key_per_second: u32,
+    pub per_write_key_burst: u32,
+    /// Take the client address from `X-Forwarded-For` (the last entry), as set by a
+    /// proxy in front; otherwise the socket's peer address.
+    pub trust_proxy: bool,
 }
 
-impl AllowedOrigins {
-    /// `*` for any origin, else a comma-separated list such as
-    /// `https://shop.example,http://localhost:3000`.
-    pub fn parse(text: &str) -> Result<AllowedOrigins, Error> {
-        let text = text.trim();
-        if text == "*" {
-            return Ok(AllowedOrigins::Any);
+impl Default for RateLimits {
+    /// Generous for one client or app, tight enough that one cannot take the server.
+    fn default() -> RateLimits {
+        RateLimits {
+            per_ip_per_second: 1_000,
+            per_ip_burst: 2_000,
+            per_write_key_per_second: 10_000,
+            per_write_key_burst: 20_000,
+            trust_proxy: false,
         }
-        let mut origins = Vec::new();
-        for origin in text
-            .split(',')
-            .map(str::trim)
+    }
+}
+
+/// The web origins (`scheme://host[:port]`) configured for pages that call the API from
+/// a browser. None configured: any page may post; reading is open to pages only in open
+/// mode (no secret key, loopback only). Some configured: only they may post, and read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorsOrigins(Vec<String>);
+
+impl CorsOrigins {
+    /// Checks each origin: `https://shop.example`, `http://localhost:3000`.
+    pub fn parse(origins: &[String]) -> Result<CorsOrigins, Error> {
+        let mut parsed = Vec::new();
+        for origin in origins
+            .iter()
+            .map(|origin| origin.trim())
             .filter(|origin| !origin.is_empty())
         {
+            if origin == "*" {
+                return Err(Error::Config(
+                    "--cors-origin takes origins; leave it unset to let any page post".to_owned(),
+                ));
+            }
             let (scheme, host) = origin.split_once("://").ok_or_else(|| {
                 Error::Config(format!(
                     "origin {origin:?} has no scheme; write https://{origin}"
@@ -75,14 +106,17 @@ impl AllowedOrigins {
                 )));
             }
             // Browsers send origins in lower case.
-            origins.push(origin.to_ascii_lowercase());
+            parsed.push(origin.to_ascii_lowercase());
         }
-        if origins.is_empty() {
-            return Err(Error::Config(
-                "no allowed origin given; use * to allow every origin".to_owned(),
-            ));
-        }
-        Ok(AllowedOrigins::List(origins))
+        Ok(CorsOrigins(parsed))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, origin: &[u8]) -> bool {
+        self.0.iter().any(|allowed| allowed.as_bytes() == origin)
     }
 }
 
@@ -96,7 +130,10 @@ impl Config {
             ingest_queue_events_max: 200_000,
             commit_events_max: 20_000,
             request_body_timeout: Duration::from_secs(30),
-            allowed_origins: AllowedOrigins::Any,
+            cors_origins: CorsOrigins::default(),
+            keys: Keys::default(),
+            rate_limits: RateLimits::default(),
+            retention: None,
         }
     }
 }
@@ -157,6 +194,7 @@ impl App {
         let state = http::AppState {
             store,
             ingest,
+            limiters: Arc::new(http::rate_limit::Limiters::new(&config.rate_limits)),
             config: Arc::new(config),
         };
         Ok(App { state, writer })
@@ -170,6 +208,20 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let App { state, writer } = self;
+        // Idle clients' buckets are dropped once a minute: memory follows the clients of
+        // the last minute, not every address ever seen.
+        let limiters = Arc::clone(&state.limiters);
+        let forget = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limiters.forget_idle();
+            }
+        });
+        let retention = state
+            .config
+            .retention
+            .map(|max_age| tokio::spawn(retention::run(Arc::clone(&state.store), max_age)));
         let router = http::router(state);
         axum::serve(
             listener,
@@ -177,6 +229,10 @@ impl App {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
+        forget.abort();
+        if let Some(retention) = retention {
+            retention.abort();
+        }
         writer.drain().await;
         Ok(())
     }

@@ -36,6 +36,9 @@ pub enum Outcome {
     /// The event at `index` has the id of a stored event that differs from it; nothing of
     /// the submission was stored.
     Conflict { index: usize, id: Uuid },
+    /// The event at `index` belongs to a suppressed contact; nothing of the submission was
+    /// stored.
+    Suppressed { index: usize, contact_id: String },
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve right now.
     async fn check(&self) -> Result<(), Error>;
+
+    /// Deletes every event of `contact_id` so that no trace of them stays in the store's
+    /// files (as far as the store can promise; see docs/access.md), and, with `suppress`,
+    /// refuses the contact's new events from then on. Returns how many were deleted.
+    async fn erase_contact(&self, contact_id: &str, suppress: bool) -> Result<u64, Error>;
+
+    /// Accepts the contact's events again; whether it was suppressed.
+    async fn unsuppress_contact(&self, contact_id: &str) -> Result<bool, Error>;
+
+    /// Deletes at most `limit` events whose `timestamp` is before `cutoff_ms`; how many.
+    /// Retention calls it in small steps so that ingest never waits long.
+    async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error>;
 
     /// How many `append`s may run at once. One for a store with a single writer; more
     /// for a database that commits concurrent transactions in parallel.

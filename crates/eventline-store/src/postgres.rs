@@ -24,9 +24,11 @@ use uuid::Uuid;
 use crate::page_sql::{self, Dialect, Param};
 use crate::{Appended, Durability, Error, Outcome, Store, Submission};
 
-const SCHEMA: &str = include_str!("postgres/schema.sql");
 /// Migrations in order; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[SCHEMA];
+const MIGRATIONS: &[&str] = &[
+    include_str!("postgres/schema.sql"),
+    include_str!("postgres/suppression.sql"),
+];
 /// Serializes migrations when several servers start at once (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK_KEY: i64 = 0x6576_656e_746c_696e; // "eventlin"
 /// A group that races another server on the same ids this many times in a row fails.
@@ -175,6 +177,46 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn erase_contact(&self, contact_id: &str, suppress: bool) -> Result<u64, Error> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let erased = transaction
+            .execute("DELETE FROM events WHERE contact_id = $1", &[&contact_id])
+            .await?;
+        if suppress {
+            transaction
+                .execute(
+                    "INSERT INTO suppressed_contacts (contact_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&contact_id],
+                )
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(erased)
+    }
+
+    async fn unsuppress_contact(&self, contact_id: &str) -> Result<bool, Error> {
+        let client = self.pool.get().await?;
+        let removed = client
+            .execute(
+                "DELETE FROM suppressed_contacts WHERE contact_id = $1",
+                &[&contact_id],
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error> {
+        let client = self.pool.get().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE timestamp_ms < $1 ORDER BY timestamp_ms LIMIT $2)",
+                &[&cutoff_ms, &i64::from(limit)],
+            )
+            .await?;
+        Ok(deleted)
+    }
+
     /// PostgreSQL flushes the WAL of concurrent commits together: several group commits in
     /// flight keep it busy while each waits for its flush. A quarter of the pool, so that
     /// reads always find connections.
@@ -225,9 +267,44 @@ async fn decide(
         let event = event_from_row(&row)?;
         known.insert(event.id, event);
     }
+    let contact_ids: Vec<&str> = submissions
+        .iter()
+        .flat_map(|submission| submission.events.iter())
+        .filter_map(|event| event.contact_id.as_deref())
+        .collect();
+    let suppressed: std::collections::HashSet<String> = if contact_ids.is_empty() {
+        Default::default()
+    } else {
+        let statement = client
+            .prepare_cached("SELECT contact_id FROM suppressed_contacts WHERE contact_id = ANY($1)")
+            .await?;
+        client
+            .query(&statement, &[&contact_ids])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
     let mut outcomes = Vec::with_capacity(submissions.len());
     let mut new_events = Vec::new();
     for submission in submissions {
+        let suppressed_at = submission
+            .events
+            .iter()
+            .enumerate()
+            .find_map(|(index, event)| {
+                let contact_id = event.contact_id.as_ref()?;
+                suppressed
+                    .contains(contact_id)
+                    .then(|| Outcome::Suppressed {
+                        index,
+                        contact_id: contact_id.clone(),
+                    })
+            });
+        if let Some(outcome) = suppressed_at {
+            outcomes.push(outcome);
+            continue;
+        }
         let mut appended = Vec::with_capacity(submission.events.len());
         let mut accepted: Vec<Event> = Vec::new();
         let mut conflict = None;

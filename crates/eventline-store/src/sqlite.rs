@@ -22,8 +22,11 @@ mod query;
 
 pub const DATABASE_FILE: &str = "eventline.sqlite3";
 const LOCK_FILE: &str = "eventline.lock";
-const SCHEMA: &str = include_str!("sqlite/schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+/// Migrations in order; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    include_str!("sqlite/schema.sql"),
+    include_str!("sqlite/suppression.sql"),
+];
 
 /// Columns of `events` in the order [`event_from_row`] reads them.
 pub(crate) const EVENT_COLUMNS: &str =
@@ -54,6 +57,20 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs `work` on the writer connection, off the async threads.
+    async fn write<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut connection)
+        })
+        .await?
+    }
+
     /// Opens (creating if needed) the store in `data_dir`. Blocks: call it at start-up.
     pub fn open(data_dir: &Path, options: &SqliteOptions) -> Result<SqliteStore, Error> {
         let dir_error = |source| Error::DataDir {
@@ -75,7 +92,10 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = {synchronous};
              PRAGMA busy_timeout = 5000;
-             PRAGMA cache_size = -65536;"
+             PRAGMA cache_size = -65536;
+             -- Deleted rows are overwritten with zeros: an erased contact's events do
+             -- not linger in free space.
+             PRAGMA secure_delete = ON;"
         ))?;
         migrate(&mut writer)?;
         let readers = Readers {
@@ -92,33 +112,28 @@ impl SqliteStore {
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), Error> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    match version {
-        0 => {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            transaction.execute_batch(SCHEMA)?;
-            transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            transaction.commit()?;
-            Ok(())
-        }
-        SCHEMA_VERSION => Ok(()),
-        found => Err(Error::SchemaTooNew {
-            found,
-            known: SCHEMA_VERSION,
-        }),
+    if version > known {
+        return Err(Error::SchemaTooNew {
+            found: version,
+            known,
+        });
     }
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (number, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", number as i64 + 1)?;
+    }
+    transaction.commit()?;
+    Ok(())
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
-        let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || {
-            let mut connection = writer.lock().unwrap_or_else(PoisonError::into_inner);
-            append_blocking(&mut connection, submissions)
-        })
-        .await?
+        self.write(move |connection| append_blocking(connection, submissions))
+            .await
     }
 
     async fn page(&self, query: PageQuery) -> Result<Page, Error> {
@@ -131,6 +146,56 @@ impl Store for SqliteStore {
         self.readers
             .run(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    async fn erase_contact(&self, contact_id: &str, suppress: bool) -> Result<u64, Error> {
+        let contact_id = contact_id.to_owned();
+        self.write(move |connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let erased = transaction.execute("DELETE FROM events WHERE contact_id = ?1", [&contact_id])?;
+            if suppress {
+                transaction.execute(
+                    "INSERT INTO suppressed_contacts (contact_id) VALUES (?1) ON CONFLICT DO NOTHING",
+                    [&contact_id],
+                )?;
+            }
+            transaction.commit()?;
+            // The deleted rows are zeroed in the new page images (secure_delete); moving
+            // them into the database file and emptying the WAL removes the old images too.
+            let (busy, _, _): (i64, i64, i64) = connection.query_row(
+                "PRAGMA wal_checkpoint(TRUNCATE)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            if busy != 0 {
+                tracing::warn!("the WAL could not be emptied after an erasure (readers busy); the next checkpoint will");
+            }
+            Ok(erased as u64)
+        })
+        .await
+    }
+
+    async fn unsuppress_contact(&self, contact_id: &str) -> Result<bool, Error> {
+        let contact_id = contact_id.to_owned();
+        self.write(move |connection| {
+            let removed = connection.execute(
+                "DELETE FROM suppressed_contacts WHERE contact_id = ?1",
+                [&contact_id],
+            )?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error> {
+        self.write(move |connection| {
+            let deleted = connection.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE timestamp_ms < ?1 ORDER BY timestamp_ms LIMIT ?2)",
+                params![cutoff_ms, limit],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
     }
 }
 
@@ -150,7 +215,7 @@ fn append_blocking(
             let outcome = append_submission(&savepoint, submission)?;
             match outcome {
                 Outcome::Stored(_) => savepoint.commit()?,
-                Outcome::Conflict { .. } => savepoint.finish()?,
+                Outcome::Conflict { .. } | Outcome::Suppressed { .. } => savepoint.finish()?,
             }
             outcome
         };
@@ -166,6 +231,18 @@ fn append_submission(connection: &Connection, submission: Submission) -> Result<
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO NOTHING",
     )?;
+    let mut suppressed =
+        connection.prepare_cached("SELECT 1 FROM suppressed_contacts WHERE contact_id = ?1")?;
+    for (index, event) in submission.events.iter().enumerate() {
+        if let Some(contact_id) = &event.contact_id
+            && suppressed.exists([contact_id])?
+        {
+            return Ok(Outcome::Suppressed {
+                index,
+                contact_id: contact_id.clone(),
+            });
+        }
+    }
     let mut appended = Vec::with_capacity(submission.events.len());
     for (index, event) in submission.events.into_iter().enumerate() {
         let inserted = insert.execute(params![

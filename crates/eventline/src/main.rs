@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use eventline_core::access;
 use eventline_core::event::Scope;
 use eventline_core::limits::Limits;
-use eventline_server::{AllowedOrigins, App, Config};
+use eventline_server::{App, Config, CorsOrigins, RateLimits};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,6 +22,44 @@ struct Cli {
 enum Command {
     /// Serve the events API.
     Serve(ServeArgs),
+    /// Print a contact token: it lets a browser read one contact's events until it expires.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The contact whose events the token may read.
+    #[arg(long)]
+    contact: String,
+    /// How long the token is valid: 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration_s)]
+    ttl: i64,
+    /// The server's token secret (the same as its `--token-secret`).
+    #[arg(long, env = "EVENTLINE_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: String,
+}
+
+/// `90s`, `30m`, `1h`, `7d` in seconds.
+fn parse_duration_s(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: write 90s, 30m, 1h or 7d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
+    let unit_s = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
+    };
+    number
+        .checked_mul(unit_s)
+        .filter(|seconds| *seconds > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive duration"))
 }
 
 #[derive(clap::Args)]
@@ -61,10 +100,48 @@ struct ServeArgs {
         default_value_t = 200_000
     )]
     ingest_queue_events_max: usize,
-    /// Web origins whose pages may use the API: `*` (any) or a comma-separated list such
-    /// as `https://shop.example,http://localhost:3000`; other origins get 403.
-    #[arg(long, env = "EVENTLINE_ALLOWED_ORIGINS", default_value = "*")]
-    allowed_origins: String,
+    /// A key that may post (repeatable). With any, posting needs one of them.
+    #[arg(
+        long = "write-key",
+        env = "EVENTLINE_WRITE_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    write_keys: Vec<String>,
+    /// A key that may do everything: read, export, stream, stats, erase (repeatable).
+    /// Required unless the server listens on loopback only.
+    #[arg(
+        long = "secret-key",
+        env = "EVENTLINE_SECRET_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    secret_keys: Vec<String>,
+    /// The secret that signs contact tokens (`eventline token`); without it, none is accepted.
+    #[arg(long, env = "EVENTLINE_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
+    /// Delete events whose time is older than this, continuously: 90d, 12h. Default: keep all.
+    #[arg(long, env = "EVENTLINE_RETENTION", value_parser = parse_duration_s)]
+    retention: Option<i64>,
+    /// Requests per second from one client address (bursts up to twice that); 0: no
+    /// limit. Loopback peers are not limited by address.
+    #[arg(long, env = "EVENTLINE_IP_RATE_LIMIT", default_value_t = 1_000)]
+    ip_rate_limit: u32,
+    /// Posts per second with one write key (bursts up to twice that); 0: no limit.
+    #[arg(long, env = "EVENTLINE_KEY_RATE_LIMIT", default_value_t = 10_000)]
+    key_rate_limit: u32,
+    /// Behind a proxy: the client address is the last `X-Forwarded-For` entry.
+    #[arg(long, env = "EVENTLINE_TRUST_PROXY")]
+    trust_proxy: bool,
+    /// A web origin whose pages may use the API (repeatable), such as
+    /// `https://shop.example`. None: any page may post, and pages may read only in open
+    /// mode. Some: only they may post and read; other origins get 403.
+    #[arg(
+        long = "cors-origin",
+        env = "EVENTLINE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +166,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => token(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +196,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let address = listener
             .local_addr()
             .context("cannot read the listening address")?;
+        // Safe by default: without a secret key anyone who reaches the server could read
+        // every contact's events, which only a loopback address keeps to this machine.
+        anyhow::ensure!(
+            address.ip().is_loopback() || !args.secret_keys.is_empty(),
+            "refusing to listen on {address} without a secret key: anyone who can reach it \
+             could read every event. Set --secret-key (or EVENTLINE_SECRET_KEYS), or listen \
+             on a loopback address such as 127.0.0.1"
+        );
         println!("listening on http://{address}");
         app.serve(listener, shutdown_signal())
             .await
@@ -125,6 +211,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped; every accepted event is committed");
         Ok(())
     })
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    if let Some(reason) = access::weak_secret(&args.token_secret) {
+        anyhow::bail!("--token-secret is refused: {reason}; use the server's own secret");
+    }
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    let claims = access::TokenClaims {
+        contact_id: args.contact.clone(),
+        exp: i64::try_from(now_s)?.saturating_add(args.ttl),
+    };
+    println!(
+        "{}",
+        access::mint_token(args.token_secret.as_bytes(), &claims)
+    );
+    Ok(())
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -141,7 +246,40 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(args.data_dir.clone());
     config.limits = limits;
     config.ingest_queue_events_max = args.ingest_queue_events_max;
-    config.allowed_origins = AllowedOrigins::parse(&args.allowed_origins)?;
+    config.cors_origins = CorsOrigins::parse(&args.cors_origins)?;
+    config.retention = args
+        .retention
+        .map(|seconds| std::time::Duration::from_secs(seconds.unsigned_abs()));
+    config.rate_limits = RateLimits {
+        per_ip_per_second: args.ip_rate_limit,
+        per_ip_burst: args.ip_rate_limit.saturating_mul(2),
+        per_write_key_per_second: args.key_rate_limit,
+        per_write_key_burst: args.key_rate_limit.saturating_mul(2),
+        trust_proxy: args.trust_proxy,
+    };
+    for (flag, secret) in args
+        .secret_keys
+        .iter()
+        .map(|key| ("--secret-key", key.as_str()))
+        .chain(
+            args.token_secret
+                .as_deref()
+                .map(|secret| ("--token-secret", secret)),
+        )
+    {
+        if let Some(reason) = access::weak_secret(secret) {
+            anyhow::bail!("{flag} is refused: {reason}; use a long random string");
+        }
+    }
+    anyhow::ensure!(
+        args.write_keys.iter().all(|key| !key.trim().is_empty()),
+        "--write-key is empty"
+    );
+    config.keys = access::Keys::new(
+        &args.write_keys,
+        &args.secret_keys,
+        args.token_secret.as_deref(),
+    );
     if let Some(url) = args.database.as_deref().filter(|url| !url.is_empty()) {
         anyhow::ensure!(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),

@@ -5,11 +5,12 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import { once } from 'node:events'
 import { chromium } from 'playwright-core'
 
-import { startProxy, startServer } from './support.mjs'
+import { eventlineBinary, startProxy, startServer } from './support.mjs'
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 const SEED_CONTACT = '123e4567-e89b-12d3-a456-426655440000'
@@ -47,6 +48,7 @@ after(async () => {
 /** Serves test/pages/ on its own port: another origin than the Eventline server's. */
 async function startPageServer(eventlineOrigin) {
   const http = createServer(async (request, response) => {
+    const target = eventlineOrigin
     const name = new URL(request.url, 'http://page').pathname.slice(1)
     if (!/^[a-z-]+\.html$/.test(name)) {
       response.writeHead(404).end()
@@ -55,7 +57,7 @@ async function startPageServer(eventlineOrigin) {
     try {
       const text = await readFile(new URL(`pages/${name}`, import.meta.url), 'utf8')
       response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-      response.end(text.replaceAll('EVENTLINE_ORIGIN', eventlineOrigin).replaceAll('https://yourserver.com', eventlineOrigin))
+      response.end(text.replaceAll('EVENTLINE_ORIGIN', target).replaceAll('https://yourserver.com', target))
     } catch {
       response.writeHead(404).end()
     }
@@ -63,8 +65,13 @@ async function startPageServer(eventlineOrigin) {
   http.listen(0, '127.0.0.1')
   await once(http, 'listening')
   const origin = `http://127.0.0.1:${http.address().port}`
-  assert.notEqual(origin, eventlineOrigin)
-  return { origin, url: (name) => `${origin}/${name}`, close: () => http.close() }
+  return {
+    origin,
+    url: (name) => `${origin}/${name}`,
+    close: () => http.close(),
+    /** Points the pages at another Eventline server. */
+    setEventline: (other) => (eventlineOrigin = other),
+  }
 }
 
 /** Opens a page in a fresh context and collects what it logs to the console. */
@@ -243,5 +250,66 @@ test('queued events that could not be sent wait in localStorage for the next pag
     assert.deepEqual(await stored(), [], 'delivered events leave storage')
   } finally {
     await context.close()
+  }
+})
+
+test('with keys: an allowed origin posts and reads its contact with a token; another origin cannot read', async () => {
+  const tokenSecret = 'browser-test-token-secret-0123'
+  const secretKey = 'sk_browser_test_0123456789'
+  // Two page servers: one origin the Eventline server allows, one it does not.
+  const allowedPages = await startPageServer('PENDING')
+  const otherPages = await startPageServer('PENDING')
+  const keyed = await startServer([
+    '--secret-key', secretKey,
+    '--token-secret', tokenSecret,
+    '--cors-origin', allowedPages.origin,
+  ])
+  allowedPages.setEventline(keyed.origin)
+  otherPages.setEventline(keyed.origin)
+  const token = execFileSync(eventlineBinary(), ['token', '--contact', 'c-browser', '--ttl', '1h', '--token-secret', tokenSecret])
+    .toString()
+    .trim()
+  const tryCalls = (page) =>
+    page.evaluate(async (token) => {
+      const outcome = (promise) =>
+        promise.then(
+          (body) => ({ ok: true, body }),
+          (error) => ({ ok: false, status: error.status, code: error.problem && error.problem.code }),
+        )
+      const posted = await outcome(
+        Builder.postEvent(eventlineOrigin + '/api/events/post', { event_type: 'from_page', content: {}, contact_id: 'c-browser' }),
+      )
+      const read = await outcome(Builder.getEvents(eventlineOrigin + '/api/events/get?key=' + token, '', '', 'c-browser', '', '', '', 10))
+      const readOther = await outcome(Builder.getEvents(eventlineOrigin + '/api/events/get?key=' + token, '', '', 'someone-else', '', '', '', 10))
+      return { posted, read, readOther }
+    }, token)
+  const context = await browser.newContext()
+  try {
+    const allowed = await context.newPage()
+    await allowed.goto(allowedPages.url('app.html'))
+    await allowed.evaluate(() => Builder.configure({ retries: 0 }))
+    const fromAllowed = await tryCalls(allowed)
+    assert.equal(fromAllowed.posted.ok, true, JSON.stringify(fromAllowed.posted))
+    assert.equal(fromAllowed.read.ok, true, JSON.stringify(fromAllowed.read))
+    assert.deepEqual(fromAllowed.read.body.events.map((event) => event.event_type), ['from_page'])
+    // The token reads its own contact only.
+    assert.deepEqual(fromAllowed.readOther, { ok: false, status: 403, code: 'forbidden' })
+
+    const other = await context.newPage()
+    await other.goto(otherPages.url('app.html'))
+    await other.evaluate(() => Builder.configure({ retries: 0 }))
+    const fromOther = await tryCalls(other)
+    // Refused by the server (403 origin-not-allowed) without CORS headers: the page sees
+    // no answer at all, and reads nothing.
+    assert.equal(fromOther.posted.ok, false)
+    assert.equal(fromOther.read.ok, false)
+    assert.equal(fromOther.read.status, 0)
+    const stored = await (await fetch(keyed.url('/api/events?contact_id=c-browser'), { headers: { authorization: `Bearer ${secretKey}` } })).json()
+    assert.equal(stored.events.length, 1, 'only the allowed page stored an event')
+  } finally {
+    await context.close()
+    allowedPages.close()
+    otherPages.close()
+    await keyed.stop()
   }
 })

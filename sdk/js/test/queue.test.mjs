@@ -7,9 +7,11 @@ import assert from 'node:assert/strict'
 import { Builder } from '../dist/builder.mjs'
 import { countFetches, startProxy, startServer } from './support.mjs'
 
+// Posting needs this key; reading stays open (no secret key, loopback).
+const WRITE_KEY = 'wk_queue_tests_0123456789'
 let server
 before(async () => {
-  server = await startServer()
+  server = await startServer(['--write-key', WRITE_KEY])
 })
 after(() => server.stop())
 
@@ -23,12 +25,12 @@ test('posts gather into one batch request, read back in posting order', async ()
   const counter = countFetches()
   let answers
   try {
-    answers = await Promise.all(numbers.map((n) => Builder.postEvent(server.url('/api/events/post?key=k'), order(n))))
+    answers = await Promise.all(numbers.map((n) => Builder.postEvent(server.url(`/api/events/post?key=${WRITE_KEY}`), order(n))))
   } finally {
     counter.restore()
   }
   assert.equal(counter.calls.length, 1)
-  assert.equal(new URL(counter.calls[0].url).pathname + new URL(counter.calls[0].url).search, '/api/events/batch?key=k')
+  assert.equal(new URL(counter.calls[0].url).pathname + new URL(counter.calls[0].url).search, `/api/events/batch?key=${WRITE_KEY}`)
   assert.equal(answers[0].stored, 50)
   assert.equal(answers[0].ids.length, 50)
   const stored = await server.allEvents('&event_types=queued_order')
@@ -37,7 +39,7 @@ test('posts gather into one batch request, read back in posting order', async ()
 
 test('a refused event fails alone, with its reason; the others are stored', async () => {
   Builder.configure(queued)
-  const url = server.url('/api/events')
+  const url = server.url(`/api/events?key=${WRITE_KEY}`)
   const outcomes = await Promise.allSettled([
     Builder.postEvent(url, order(1, 'mixed_batch')),
     Builder.postEvent(url, { event_type: 'mixed_batch', content: 'not an object' }),
@@ -56,7 +58,7 @@ test('a batch whose answer is lost is sent again and stored once', async () => {
   Builder.configure(queued)
   const proxy = await startProxy(server.origin, (request, body, count) => (count == 1 ? 'drop-answer' : 'forward'))
   try {
-    await Promise.all([1, 2, 3].map((n) => Builder.postEvent(proxy.origin + '/api/events/post', order(n, 'lost_batch'))))
+    await Promise.all([1, 2, 3].map((n) => Builder.postEvent(`${proxy.origin}/api/events/post?key=${WRITE_KEY}`, order(n, 'lost_batch'))))
     assert.equal(proxy.seen.length, 2)
     assert.equal(proxy.seen[0].body.length > 0, true)
     const ids = (attempt) => JSON.parse(attempt.body).map((event) => event.id)
@@ -69,7 +71,7 @@ test('a batch whose answer is lost is sent again and stored once', async () => {
 
 test('the queue is bounded', async () => {
   Builder.configure({ ...queued, queueLenMax: 2, flushIntervalMs: 60000 })
-  const url = server.url('/api/events/post')
+  const url = server.url(`/api/events/post?key=${WRITE_KEY}`)
   const first = [Builder.postEvent(url, order(1, 'bounded')), Builder.postEvent(url, order(2, 'bounded'))]
   await assert.rejects(Builder.postEvent(url, order(3, 'bounded')), (error) => {
     assert.equal(error.status, 0)

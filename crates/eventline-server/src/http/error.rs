@@ -29,6 +29,8 @@ struct ProblemDetails {
     position: Option<(usize, usize)>,
     errors: Vec<ItemError>,
     error_count: Option<usize>,
+    /// For a rate limit: its rate per second, and when to come back.
+    rate_limit: Option<(u32, u64)>,
 }
 
 #[derive(Serialize)]
@@ -72,7 +74,20 @@ impl ApiError {
             position: None,
             errors: Vec::new(),
             error_count: None,
+            rate_limit: None,
         }))
+    }
+
+    /// 429 for a client over its rate limit of `per_second`, to retry in `retry_after_s`.
+    pub fn rate_limited(what: &str, per_second: u32, retry_after_s: u64) -> ApiError {
+        let mut api_error = ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "{what} is over its limit of {per_second} requests per second; retry in {retry_after_s} s"
+            ),
+        );
+        api_error.0.rate_limit = Some((per_second, retry_after_s));
+        api_error
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -90,26 +105,44 @@ impl ApiError {
 
     pub fn conflict(index: Option<usize>, id: uuid::Uuid) -> ApiError {
         let detail = format!("an event with id {id} is already stored with different fields");
-        let mut api_error = match index {
-            None => ApiError::new(ErrorCode::IdConflict, detail.clone()),
-            Some(index) => ApiError::new(
-                ErrorCode::IdConflict,
-                format!("event {index}: {detail}; nothing of this batch was stored"),
-            ),
-        };
+        ApiError::refused_event(ErrorCode::IdConflict, index, "id", detail)
+    }
+
+    pub fn suppressed(index: Option<usize>, contact_id: &str) -> ApiError {
+        let detail = format!(
+            "contact {contact_id:?} was erased with suppression; its events are refused until it is unsuppressed"
+        );
+        ApiError::refused_event(ErrorCode::ContactSuppressed, index, "contact_id", detail)
+    }
+
+    /// One event refused by the store: alone, or at `index` of a batch.
+    fn refused_event(
+        code: ErrorCode,
+        index: Option<usize>,
+        field: &str,
+        detail: String,
+    ) -> ApiError {
         match index {
-            None => api_error.0.field = Some("id".to_owned()),
+            None => {
+                let mut api_error = ApiError::new(code, detail);
+                api_error.0.field = Some(field.to_owned());
+                api_error
+            }
             Some(index) => {
+                let mut api_error = ApiError::new(
+                    code,
+                    format!("event {index}: {detail}; nothing of this batch was stored"),
+                );
                 api_error.0.errors = vec![ItemError {
                     index,
-                    code: ErrorCode::IdConflict,
-                    field: Some("id".to_owned()),
+                    code,
+                    field: Some(field.to_owned()),
                     detail,
                 }];
                 api_error.0.error_count = Some(1);
+                api_error
             }
         }
-        api_error
     }
 }
 
@@ -201,8 +234,19 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        match problem.rate_limit {
+            Some((per_second, retry_after_s)) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+                headers.insert("ratelimit-limit", HeaderValue::from(per_second));
+                headers.insert("ratelimit-remaining", HeaderValue::from(0));
+                headers.insert("ratelimit-reset", HeaderValue::from(retry_after_s));
+            }
+            None if status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            None => {}
         }
         response
     }

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use eventline_core::batch::{self, BatchError, BatchFormat, ItemError};
@@ -17,16 +18,23 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::{self, Accepts, BodyFormat};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, auth};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router(state: &AppState) -> Router<AppState> {
+    let posting = || middleware::from_fn_with_state(state.clone(), auth::post);
+    let reading = || middleware::from_fn_with_state(state.clone(), auth::read);
     Router::new()
-        .route("/api/events", post(post_event).get(get_events))
-        .route("/api/events/post", post(post_event))
-        .route("/api/events/get", get(get_events))
+        .route(
+            "/api/events",
+            post(post_event)
+                .route_layer(posting())
+                .merge(get(get_events).route_layer(reading())),
+        )
+        .route("/api/events/post", post(post_event).route_layer(posting()))
+        .route("/api/events/get", get(get_events).route_layer(reading()))
         // The path in the seed SDK documentation's `getEvents` example.
-        .route("/api/contacts/get", get(get_events))
-        .route("/api/events/batch", post(post_batch))
+        .route("/api/contacts/get", get(get_events).route_layer(reading()))
+        .route("/api/events/batch", post(post_batch).route_layer(posting()))
 }
 
 /// The server's clock, read once per request: it is the events' `received_at`.
@@ -60,6 +68,7 @@ async fn post_event(
             Ok((status, Json(appended.event)).into_response())
         }
         Outcome::Conflict { id, .. } => Err(ApiError::conflict(None, id)),
+        Outcome::Suppressed { contact_id, .. } => Err(ApiError::suppressed(None, &contact_id)),
     }
 }
 
@@ -102,6 +111,9 @@ async fn post_batch(
             Ok((status, Json(answer)).into_response())
         }
         Outcome::Conflict { index, id } => Err(ApiError::conflict(Some(index), id)),
+        Outcome::Suppressed { index, contact_id } => {
+            Err(ApiError::suppressed(Some(index), &contact_id))
+        }
     }
 }
 

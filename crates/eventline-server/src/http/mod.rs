@@ -18,10 +18,13 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use crate::Config;
 use crate::ingest::Ingest;
 
+mod auth;
 mod body;
+mod contacts;
 mod cors;
 mod error;
 mod events;
+pub mod rate_limit;
 mod sdk;
 
 pub use error::ApiError;
@@ -30,21 +33,28 @@ pub use error::ApiError;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: Ingest,
+    pub limiters: Arc<rate_limit::Limiters>,
     pub config: Arc<Config>,
 }
 
 pub fn router(state: AppState) -> Router {
     let body_timeout = state.config.request_body_timeout;
-    let origins = Arc::new(state.config.allowed_origins.clone());
-    let cors = cors::layer(&origins);
+    let origins = Arc::new(state.config.cors_origins.clone());
+    let limiters = Arc::clone(&state.limiters);
+    let cors = cors::layer(cors::Policy {
+        origins: state.config.cors_origins.clone(),
+        open_mode: !state.config.keys.has_secret_keys(),
+    });
     Router::new()
-        .merge(events::router())
+        .merge(events::router(&state))
+        .merge(contacts::router(&state))
         .merge(sdk::router())
         .route("/healthz", get(healthz))
         .with_state(state)
         // Layers run from the last added (outermost) to the first.
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn_with_state(origins, cors::guard))
+        .layer(middleware::from_fn_with_state(limiters, rate_limit::per_ip))
         // Decoding happens before the handlers' size limits, so those limits bound the
         // decoded size: a gzip bomb is cut off at the limit.
         .layer(RequestDecompressionLayer::new())
@@ -57,6 +67,11 @@ pub fn router(state: AppState) -> Router {
         // line per refused request on top would flood the log during an outage.
         .layer(
             TraceLayer::new_for_http()
+                // The path only: a query string can hold a key (`?key=`), which is
+                // never logged.
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                })
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
 }

@@ -1,7 +1,8 @@
 //! What web pages on other origins need: CORS answers, the origin guard, the SDK files,
 //! and the seed documentation's example path.
 
-use eventline_server::AllowedOrigins;
+use eventline_core::access::Keys;
+use eventline_server::CorsOrigins;
 use serde_json::json;
 
 use crate::{TestApp, assert_problem, seed_event};
@@ -22,7 +23,10 @@ async fn open_server_lets_any_page_post_and_read_without_preflight() {
         .await
         .expect("post");
     assert_eq!(response.status(), 201);
-    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        PAGE_ORIGIN
+    );
     let exposed = response.headers()["access-control-expose-headers"]
         .to_str()
         .expect("ascii")
@@ -37,7 +41,10 @@ async fn open_server_lets_any_page_post_and_read_without_preflight() {
         .await
         .expect("get");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        PAGE_ORIGIN
+    );
 
     // Errors carry the header too, so a page can read the problem details.
     let response = app
@@ -49,7 +56,10 @@ async fn open_server_lets_any_page_post_and_read_without_preflight() {
         .await
         .expect("post");
     assert_eq!(response.status(), 400);
-    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        PAGE_ORIGIN
+    );
     app.stop().await;
 }
 
@@ -75,7 +85,7 @@ async fn preflight_allows_json_and_gzip_posts() {
             response.status()
         );
         let headers = response.headers();
-        assert_eq!(headers["access-control-allow-origin"], "*");
+        assert_eq!(headers["access-control-allow-origin"], PAGE_ORIGIN);
         let methods = headers["access-control-allow-methods"]
             .to_str()
             .expect("ascii");
@@ -93,9 +103,11 @@ async fn preflight_allows_json_and_gzip_posts() {
 #[tokio::test]
 async fn listed_origins_are_served_and_others_refused() {
     let app = TestApp::spawn_with(|config| {
-        config.allowed_origins =
-            AllowedOrigins::parse("https://other.example, http://SHOP.example:8080")
-                .expect("origins");
+        config.cors_origins = CorsOrigins::parse(&[
+            "https://other.example".to_owned(),
+            "http://SHOP.example:8080".to_owned(),
+        ])
+        .expect("origins");
     })
     .await;
     let post_from = |origin: Option<&'static str>| {
@@ -137,21 +149,59 @@ async fn listed_origins_are_served_and_others_refused() {
 }
 
 #[test]
-fn allowed_origins_are_checked_at_start() {
-    assert!(matches!(
-        AllowedOrigins::parse(" * "),
-        Ok(AllowedOrigins::Any)
-    ));
+fn cors_origins_are_checked_at_start() {
+    assert!(CorsOrigins::parse(&[]).expect("none").is_empty());
     for bad in [
-        "",
-        " , ",
+        "*",
         "shop.example",
         "https://shop.example/",
         "ftp://x",
         "https://",
     ] {
-        assert!(AllowedOrigins::parse(bad).is_err(), "{bad:?} was accepted");
+        assert!(
+            CorsOrigins::parse(&[bad.to_owned()]).is_err(),
+            "{bad:?} was accepted"
+        );
     }
+}
+
+#[tokio::test]
+async fn with_secret_keys_pages_may_post_but_read_only_from_configured_origins() {
+    let secret = "sk_test_0123456789abcdef";
+    let app = TestApp::spawn_with(|config| {
+        config.keys = Keys::new(&[], &[secret.to_owned()], None);
+    })
+    .await;
+    let response = app
+        .client
+        .post(app.url("/api/events/post"))
+        .header("origin", PAGE_ORIGIN)
+        .json(&seed_event())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        PAGE_ORIGIN
+    );
+    // No origin configured for reading: the answer carries no CORS header, so a page
+    // cannot read it, even with the key.
+    let response = app
+        .client
+        .get(app.url("/api/events"))
+        .header("origin", PAGE_ORIGIN)
+        .bearer_auth(secret)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -172,7 +222,7 @@ async fn serves_the_sdk_builds_with_revalidation() {
         let headers = response.headers().clone();
         assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
         // A module script from another origin is fetched with CORS.
-        assert_eq!(headers["access-control-allow-origin"], "*");
+        assert_eq!(headers["access-control-allow-origin"], PAGE_ORIGIN);
         let body = response.text().await.expect("body");
         assert!(body.contains(marker), "{path}");
 

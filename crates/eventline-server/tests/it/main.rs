@@ -4,9 +4,11 @@
 //! With `EVENTLINE_TEST_STORE=postgres` every test runs on a fresh PostgreSQL database
 //! instead (scripts/test runs this binary both ways).
 
+mod access;
 mod browser;
 mod paging;
 mod posting;
+mod rate_limit;
 mod reading;
 mod validation;
 

@@ -4,6 +4,7 @@
 mod crash;
 mod multinode;
 mod outage;
+mod privacy;
 mod shutdown;
 
 use std::path::Path;
@@ -94,6 +95,22 @@ impl Server {
     }
 }
 
+/// Runs `eventline serve` with `args`, expects it to exit with failure, and returns what
+/// it printed on stderr.
+pub async fn serve_refused(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env_remove("EVENTLINE_SECRET_KEYS")
+        .output()
+        .await
+        .expect("run eventline");
+    assert!(!output.status.success(), "it started");
+    assert!(output.stdout.is_empty(), "it never said it was listening");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[tokio::test]
 async fn prints_the_real_address_and_serves() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -106,14 +123,7 @@ async fn prints_the_real_address_and_serves() {
 async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let _first = Server::start(dir.path()).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_eventline"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .await
-        .expect("run eventline");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refused(dir.path(), &["--listen", "127.0.0.1:0"]).await;
     assert!(
         stderr.contains("used by another eventline process"),
         "{stderr}"
