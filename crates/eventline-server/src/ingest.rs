@@ -30,6 +30,7 @@ pub enum IngestError {
 #[derive(Clone)]
 pub struct Ingest {
     sender: mpsc::Sender<Job>,
+    queue_events_max: usize,
     /// One permit per queued event: the queue is bounded in events, not requests, since
     /// one request may carry ten thousand.
     permits: Arc<Semaphore>,
@@ -52,13 +53,25 @@ pub fn start(store: Arc<dyn Store>, options: Options) -> (Ingest, Writer) {
     let (sender, receiver) = mpsc::channel(options.queue_events_max);
     let (stop, stopped) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(options.queue_events_max));
+    let depth = QueueDepth {
+        permits: Arc::clone(&permits),
+        queue_events_max: options.queue_events_max,
+    };
     let task = tokio::spawn(write_loop(
         store,
         receiver,
         stopped,
         options.commit_events_max,
+        depth,
     ));
-    (Ingest { sender, permits }, Writer { task, stop })
+    (
+        Ingest {
+            sender,
+            queue_events_max: options.queue_events_max,
+            permits,
+        },
+        Writer { task, stop },
+    )
 }
 
 impl Ingest {
@@ -71,6 +84,7 @@ impl Ingest {
                 tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
                 tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
             })?;
+        self.record_queue_depth();
         let (reply, answer) = oneshot::channel();
         let job = Job {
             submission: Submission { events },
@@ -83,6 +97,30 @@ impl Ingest {
         })?;
         // The writer answers every job it takes; a dropped reply means it is gone.
         answer.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+}
+
+/// Publishes how many events wait in the queue (taken permits).
+#[derive(Clone)]
+struct QueueDepth {
+    permits: Arc<Semaphore>,
+    queue_events_max: usize,
+}
+
+impl QueueDepth {
+    fn record(&self) {
+        let queued = self.queue_events_max - self.permits.available_permits();
+        metrics::gauge!(crate::telemetry::INGEST_QUEUE_EVENTS).set(queued as f64);
+    }
+}
+
+impl Ingest {
+    fn record_queue_depth(&self) {
+        QueueDepth {
+            permits: Arc::clone(&self.permits),
+            queue_events_max: self.queue_events_max,
+        }
+        .record();
     }
 }
 
@@ -108,6 +146,7 @@ async fn write_loop(
     mut receiver: mpsc::Receiver<Job>,
     mut stopped: watch::Receiver<bool>,
     commit_events_max: usize,
+    depth: QueueDepth,
 ) {
     let in_flight_max = store.appends_in_flight_max().max(1);
     let mut in_flight = JoinSet::new();
@@ -143,7 +182,12 @@ async fn write_loop(
             }
         }
         let store = Arc::clone(&store);
-        in_flight.spawn(async move { commit(store.as_ref(), jobs).await });
+        let depth = depth.clone();
+        in_flight.spawn(async move {
+            commit(store.as_ref(), jobs).await;
+            // The answered jobs' permits are released: the queue is shorter now.
+            depth.record();
+        });
     }
     // Every accepted job is answered before the writer ends.
     while in_flight.join_next().await.is_some() {}
@@ -158,9 +202,29 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) {
         .iter()
         .map(|submission| submission.events.len())
         .sum();
-    match store.append(submissions).await {
+    let started = std::time::Instant::now();
+    let result = store.append(submissions).await;
+    metrics::histogram!(crate::telemetry::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::telemetry::COMMIT_EVENTS).record(events as f64);
+    match result {
         Ok(outcomes) => {
             debug_assert_eq!(outcomes.len(), replies.len());
+            let (stored, replayed) = outcomes
+                .iter()
+                .filter_map(|outcome| match outcome {
+                    Outcome::Stored(appended) => Some(appended),
+                    _ => None,
+                })
+                .flatten()
+                .fold((0_u64, 0_u64), |(stored, replayed), appended| {
+                    if appended.replayed {
+                        (stored, replayed + 1)
+                    } else {
+                        (stored + 1, replayed)
+                    }
+                });
+            metrics::counter!(crate::telemetry::EVENTS_STORED).increment(stored);
+            metrics::counter!(crate::telemetry::EVENTS_REPLAYED).increment(replayed);
             for ((reply, _permit), outcome) in replies.into_iter().zip(outcomes) {
                 // The requester may have gone; its events are stored all the same.
                 let _ = reply.send(Ok(outcome));
@@ -168,6 +232,7 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) {
         }
         Err(error) => {
             tracing::error!(error = %ErrorChain(&error), events, "group commit failed");
+            metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "append").increment(1);
             for (reply, _permit) in replies {
                 let _ = reply.send(Err(IngestError::Store));
             }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 pub mod http;
 pub mod ingest;
 pub mod retention;
+pub mod telemetry;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -158,6 +159,8 @@ pub struct App {
 
 impl App {
     pub async fn open(config: Config) -> Result<App, Error> {
+        // The recorder before the first metric, so that none is lost.
+        telemetry::handle();
         if config.limits.batch_len_max > config.ingest_queue_events_max {
             return Err(Error::Config(format!(
                 "the ingest queue ({} events) must hold the largest batch ({} events)",

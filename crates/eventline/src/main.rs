@@ -14,8 +14,17 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "eventline", version, about = "A self-hostable events service")]
 struct Cli {
+    /// Logs on stderr as readable text, or as one JSON object per line.
+    #[arg(long, global = true, env = "EVENTLINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -158,12 +167,15 @@ enum ScopeArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(&args),

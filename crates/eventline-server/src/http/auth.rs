@@ -19,7 +19,8 @@ use super::{ApiError, AppState};
 pub(super) enum Need {
     Post,
     Read,
-    Erase,
+    /// Erasure and metrics: a secret key only.
+    Admin,
 }
 
 pub(super) async fn post(state: State<AppState>, request: Request, next: Next) -> Response {
@@ -30,8 +31,8 @@ pub(super) async fn read(state: State<AppState>, request: Request, next: Next) -
     authorize(state, Need::Read, request, next).await
 }
 
-pub(super) async fn erase(state: State<AppState>, request: Request, next: Next) -> Response {
-    authorize(state, Need::Erase, request, next).await
+pub(super) async fn admin(state: State<AppState>, request: Request, next: Next) -> Response {
+    authorize(state, Need::Admin, request, next).await
 }
 
 async fn authorize(
@@ -51,7 +52,7 @@ fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError
     let Some(credential) = credential(request)? else {
         let required = match need {
             Need::Post => keys.has_write_keys(),
-            Need::Read | Need::Erase => keys.has_secret_keys(),
+            Need::Read | Need::Admin => keys.has_secret_keys(),
         };
         if !required {
             return Ok(());
@@ -59,7 +60,7 @@ fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError
         let what = match need {
             Need::Post => "posting needs a write key",
             Need::Read => "reading needs a secret key or a contact token",
-            Need::Erase => "erasing needs a secret key",
+            Need::Admin => "this needs a secret key",
         };
         return Err(ApiError::new(
             ErrorCode::KeyRequired,
@@ -72,11 +73,11 @@ fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError
     match (grant, need) {
         (Grant::Secret | Grant::Write, Need::Post) => state.limiters.check_key(&credential),
         (Grant::Secret, _) => Ok(()),
-        (Grant::Write, Need::Read | Need::Erase) => Err(ApiError::new(
+        (Grant::Write, Need::Read | Need::Admin) => Err(ApiError::new(
             ErrorCode::Forbidden,
             "a write key may only post; this needs a secret key",
         )),
-        (Grant::Contact(_), Need::Post | Need::Erase) => Err(ApiError::new(
+        (Grant::Contact(_), Need::Post | Need::Admin) => Err(ApiError::new(
             ErrorCode::Forbidden,
             "a contact token may only read its contact's events",
         )),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{ApiError, AppState, auth};
 
 pub(super) fn router(state: &AppState) -> Router<AppState> {
-    let erasing = || middleware::from_fn_with_state(state.clone(), auth::erase);
+    let erasing = || middleware::from_fn_with_state(state.clone(), auth::admin);
     Router::new()
         .route(
             "/api/contacts/{contact_id}/events",

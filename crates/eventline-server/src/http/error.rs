@@ -97,6 +97,7 @@ impl ApiError {
     /// A store failure: logged with its causes, answered as a retryable 503.
     pub fn storage(error: &eventline_store::Error) -> ApiError {
         tracing::error!(error = %ErrorChain(error), "store failed");
+        metrics::counter!(crate::telemetry::STORE_ERRORS, "operation" => "request").increment(1);
         ApiError::new(
             ErrorCode::StorageUnavailable,
             "the store cannot serve this request now; retry later",

@@ -35,6 +35,10 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
         // The path in the seed SDK documentation's `getEvents` example.
         .route("/api/contacts/get", get(get_events).route_layer(reading()))
         .route("/api/events/batch", post(post_batch).route_layer(posting()))
+        .route(
+            "/api/events/export",
+            get(super::export::export).route_layer(reading()),
+        )
 }
 
 /// The server's clock, read once per request: it is the events' `received_at`.

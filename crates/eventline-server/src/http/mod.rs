@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ mod contacts;
 mod cors;
 mod error;
 mod events;
+mod export;
 pub mod rate_limit;
 mod sdk;
 
@@ -50,6 +51,12 @@ pub fn router(state: AppState) -> Router {
         .merge(contacts::router(&state))
         .merge(sdk::router())
         .route("/healthz", get(healthz))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), auth::admin)),
+        )
+        // Applied to each route after routing, so the matched route names the series.
+        .layer(middleware::from_fn(track))
         .with_state(state)
         // Layers run from the last added (outermost) to the first.
         .layer(RequestBodyTimeoutLayer::new(body_timeout))
@@ -74,6 +81,43 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
+}
+
+/// Counts and times every request by its route pattern (never the raw path, which would
+/// make a series per contact id).
+async fn track(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(crate::telemetry::HTTP_REQUEST_DURATION, "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::telemetry::HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}
+
+/// Prometheus text format.
+async fn metrics() -> Response {
+    match crate::telemetry::handle() {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            eventline_core::problem::ErrorCode::Internal,
+            "metrics are off in this process",
+        )
+        .into_response(),
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

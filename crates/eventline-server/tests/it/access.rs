@@ -81,7 +81,7 @@ enum Kind {
     Public,
 }
 
-const ENDPOINTS: [(&str, &str, Kind); 11] = [
+const ENDPOINTS: [(&str, &str, Kind); 14] = [
     ("POST", "/api/events/post", Kind::Post),
     ("POST", "/api/events", Kind::Post),
     ("POST", "/api/events/batch", Kind::Post),
@@ -93,8 +93,15 @@ const ENDPOINTS: [(&str, &str, Kind); 11] = [
         Kind::ReadOwnContact,
     ),
     ("GET", "/api/events", Kind::ReadAll),
+    (
+        "GET",
+        "/api/events/export?contact_id=c-1",
+        Kind::ReadOwnContact,
+    ),
+    ("GET", "/api/events/export", Kind::ReadAll),
     ("DELETE", "/api/contacts/c-9/events", Kind::Erase),
     ("DELETE", "/api/contacts/c-9/suppression", Kind::Erase),
+    ("GET", "/metrics", Kind::Erase),
     ("GET", "/healthz", Kind::Public),
     ("GET", "/sdk/builder.js", Kind::Public),
 ];
@@ -339,5 +346,39 @@ async fn retention_deletes_old_events_in_steps_and_keeps_recent_ones() {
     }
     let (_, page) = app.get("/api/events?event_types=recent").await;
     assert_eq!(page["events"].as_array().map(Vec::len), Some(1));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_events_and_commits() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        let (status, _) = app
+            .post(
+                "/api/events",
+                &json!({"event_type": "metered", "content": {}}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    // Tests share the process's recorder: check presence and shape, not exact totals.
+    for expected in [
+        "eventline_events_stored_total ",
+        "eventline_http_requests_total{route=\"/api/events\",method=\"POST\",status=\"201\"}",
+        "eventline_http_request_duration_seconds_bucket{route=\"/api/events\"",
+        "eventline_commit_duration_seconds_bucket",
+        "eventline_commit_events_bucket",
+        "eventline_ingest_queue_events ",
+    ] {
+        assert!(text.contains(expected), "no {expected} in:\n{text}");
+    }
     app.stop().await;
 }

@@ -6,6 +6,7 @@
 
 mod access;
 mod browser;
+mod export;
 mod paging;
 mod posting;
 mod rate_limit;
