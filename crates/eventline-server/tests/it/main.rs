@@ -144,11 +144,16 @@ impl TestApp {
 
     /// Every stored event, oldest first, read through the API.
     pub async fn all_events(&self) -> Vec<Value> {
+        self.all_events_where("").await
+    }
+
+    /// Every event matching `query` (read parameters), page by page through the API.
+    pub async fn all_events_where(&self, query: &str) -> Vec<Value> {
         let mut events = Vec::new();
         let mut offset = String::new();
         loop {
             let (status, page) = self
-                .get(&format!("/api/events?limit=1000&offset={offset}"))
+                .get(&format!("/api/events?limit=1000&offset={offset}&{query}"))
                 .await;
             assert_eq!(status, 200, "{page}");
             events.extend(page["events"].as_array().expect("events").iter().cloned());
