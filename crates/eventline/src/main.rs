@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+mod cli;
 use clap::{Parser, Subcommand, ValueEnum};
 use eventline_core::access;
 use eventline_core::event::Scope;
@@ -33,6 +35,14 @@ enum Command {
     Serve(ServeArgs),
     /// Print a contact token: it lets a browser read one contact's events until it expires.
     Token(TokenArgs),
+    /// Post one event.
+    Post(cli::PostArgs),
+    /// Read a page of events, as a table or JSON.
+    Get(cli::GetArgs),
+    /// Import events from NDJSON, in batches, with progress.
+    Import(cli::ImportArgs),
+    /// Export matching events as NDJSON, to a file or standard output.
+    Export(cli::ExportArgs),
 }
 
 #[derive(clap::Args)]
@@ -179,6 +189,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(&args),
+        Command::Post(args) => client_command(cli::post(args)),
+        Command::Get(args) => client_command(cli::get(args)),
+        Command::Import(args) => client_command(cli::import(args)),
+        Command::Export(args) => client_command(cli::export(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +237,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped; every accepted event is committed");
         Ok(())
     })
+}
+
+/// Runs a client command on a small runtime of its own.
+fn client_command(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(command)
 }
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {

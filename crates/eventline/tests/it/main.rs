@@ -1,6 +1,7 @@
 //! Tests of the `eventline` binary as a process: start-up, `kill -9` under load, several
 //! nodes on one PostgreSQL, and a PostgreSQL outage.
 
+mod cli;
 mod crash;
 mod multinode;
 mod outage;

@@ -1,0 +1,312 @@
+//! A client for an Eventline server: post events one at a time or in batches, read pages,
+//! iterate over every page, and stream an export.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), eventline_client::Error> {
+//! use eventline_client::{Client, Query};
+//! let client = Client::new("http://127.0.0.1:7070")?.with_key("wk_…");
+//! let stored = client
+//!     .post(&serde_json::json!({"event_type": "new_order", "content": {"total": 12}}))
+//!     .await?;
+//! let page = client.page(&Query::default().event_types(["new_order"])).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Errors the server answers carry its problem details ([`Error::Problem`]).
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An event as the server stored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub event_type: String,
+    pub content: Value,
+    pub contact_id: Option<String>,
+    pub scope: String,
+    /// Unix milliseconds.
+    pub timestamp: i64,
+    /// Unix milliseconds, the server's clock.
+    pub received_at: i64,
+}
+
+/// One page of a read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub events: Vec<Event>,
+    /// The cursor of the next page; None when there is nothing more.
+    pub next_offset: Option<String>,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    pub stored: usize,
+    pub replayed: usize,
+    pub ids: Vec<String>,
+}
+
+/// RFC 9457 problem details, as the server sends them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub parameter: Option<String>,
+    #[serde(default)]
+    pub line: Option<usize>,
+    #[serde(default)]
+    pub column: Option<usize>,
+    #[serde(default)]
+    pub errors: Vec<ProblemItem>,
+}
+
+/// One refused event of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemItem {
+    pub index: usize,
+    pub code: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid server URL {0:?}")]
+    Url(String),
+    #[error("cannot reach the server")]
+    Http(#[from] reqwest::Error),
+    #[error("{} ({}): {}", .problem.title, .problem.status, .problem.detail)]
+    Problem { problem: Box<Problem> },
+    #[error("the server answered {status} without problem details: {body}")]
+    Status { status: u16, body: String },
+    #[error("the server's answer is not what was expected")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Problem { problem } => Some(problem.status),
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The parameters of a read, an iteration or an export (the `getEvents` parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Unix seconds, milliseconds or RFC 3339, as the server takes them.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub contact_id: Option<String>,
+    pub scope: Option<String>,
+    pub event_types: Vec<String>,
+    /// A count to skip, or a `next_offset` cursor.
+    pub offset: Option<String>,
+    pub limit: Option<u32>,
+    /// `asc` or `desc`.
+    pub order: Option<String>,
+}
+
+impl Query {
+    pub fn since(mut self, since: impl Into<String>) -> Query {
+        self.since = Some(since.into());
+        self
+    }
+
+    pub fn until(mut self, until: impl Into<String>) -> Query {
+        self.until = Some(until.into());
+        self
+    }
+
+    pub fn contact_id(mut self, contact_id: impl Into<String>) -> Query {
+        self.contact_id = Some(contact_id.into());
+        self
+    }
+
+    pub fn event_types<T: Into<String>>(mut self, types: impl IntoIterator<Item = T>) -> Query {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn limit(mut self, limit: u32) -> Query {
+        self.limit = Some(limit);
+        self
+    }
+
+    fn pairs(&self, with_limit: bool) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        let mut add = |name, value: Option<&String>| {
+            if let Some(value) = value.filter(|value| !value.is_empty()) {
+                pairs.push((name, value.clone()));
+            }
+        };
+        add("since", self.since.as_ref());
+        add("until", self.until.as_ref());
+        add("contact_id", self.contact_id.as_ref());
+        add("scope", self.scope.as_ref());
+        add("offset", self.offset.as_ref());
+        add("order", self.order.as_ref());
+        if !self.event_types.is_empty() {
+            pairs.push(("event_types", self.event_types.join(",")));
+        }
+        if let (true, Some(limit)) = (with_limit, self.limit) {
+            pairs.push(("limit", limit.to_string()));
+        }
+        pairs
+    }
+}
+
+/// A connection to one Eventline server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    key: Option<String>,
+}
+
+impl Client {
+    /// `base_url` is the server's address, such as `http://127.0.0.1:7070`.
+    pub fn new(base_url: &str) -> Result<Client, Error> {
+        let base_url = base_url.trim_end_matches('/');
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(Error::Url(base_url.to_owned()));
+        }
+        Ok(Client {
+            http: reqwest::Client::new(),
+            base_url: base_url.to_owned(),
+            key: None,
+        })
+    }
+
+    /// Sends `key` (a write key, secret key or contact token) with every request.
+    pub fn with_key(mut self, key: impl Into<String>) -> Client {
+        self.key = Some(key.into()).filter(|key: &String| !key.is_empty());
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Posts one event (a JSON object); the stored event.
+    pub async fn post(&self, event: &Value) -> Result<Event, Error> {
+        let response = self
+            .request(reqwest::Method::POST, "/api/events")
+            .json(event)
+            .send()
+            .await?;
+        json(response).await
+    }
+
+    /// Posts events as one batch: stored whole or not at all.
+    pub async fn post_batch(&self, events: &[Value]) -> Result<BatchAnswer, Error> {
+        let response = self
+            .request(reqwest::Method::POST, "/api/events/batch")
+            .json(events)
+            .send()
+            .await?;
+        json(response).await
+    }
+
+    /// Posts a batch already encoded as NDJSON (one event per line).
+    pub async fn post_ndjson(&self, body: Bytes) -> Result<BatchAnswer, Error> {
+        let response = self
+            .request(reqwest::Method::POST, "/api/events/batch")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(body)
+            .send()
+            .await?;
+        json(response).await
+    }
+
+    /// One page.
+    pub async fn page(&self, query: &Query) -> Result<Page, Error> {
+        let response = self
+            .request(reqwest::Method::GET, "/api/events")
+            .query(&query.pairs(true))
+            .send()
+            .await?;
+        json(response).await
+    }
+
+    /// Every matching event, page after page, following `next_offset`.
+    pub fn events(&self, query: &Query) -> impl Stream<Item = Result<Event, Error>> + '_ {
+        let first = query.clone();
+        futures::stream::try_unfold(Some(first), move |query| async move {
+            let Some(mut query) = query else {
+                return Ok::<_, Error>(None);
+            };
+            let page = self.page(&query).await?;
+            let next = page.next_offset.map(|cursor| {
+                query.offset = Some(cursor);
+                query
+            });
+            Ok(Some((
+                futures::stream::iter(page.events.into_iter().map(Ok)),
+                next,
+            )))
+        })
+        .try_flatten()
+    }
+
+    /// Every matching event as NDJSON bytes, streamed as the server sends them
+    /// (`limit` is not sent: an export has none).
+    pub async fn export(
+        &self,
+        query: &Query,
+    ) -> Result<impl Stream<Item = Result<Bytes, Error>> + use<>, Error> {
+        let response = self
+            .request(reqwest::Method::GET, "/api/events/export")
+            .query(&query.pairs(false))
+            .send()
+            .await?;
+        let response = checked(response).await?;
+        Ok(response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(Error::from)))
+    }
+}
+
+/// The response if it is a success, else its problem as an error.
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, Error> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await?;
+    match serde_json::from_str::<Problem>(&body) {
+        Ok(problem) => Err(Error::Problem {
+            problem: Box::new(problem),
+        }),
+        Err(_) => Err(Error::Status {
+            status: status.as_u16(),
+            body,
+        }),
+    }
+}
+
+async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
+    let response = checked(response).await?;
+    let bytes = response.bytes().await?;
+    Ok(serde_json::from_slice(&bytes)?)
+}

@@ -1,0 +1,148 @@
+//! The client commands against the real server: import → export round trip, bad lines
+//! reported by number, `get` as a table and as JSON, `post`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use crate::Server;
+
+const EVENTS: usize = 20_000;
+
+async fn eventline(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(args)
+        .args(["--server", &server.address])
+        .output()
+        .await
+        .expect("run eventline")
+}
+
+#[tokio::test]
+async fn import_then_export_gives_back_the_same_events() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(&dir.path().join("data")).await;
+    let input = dir.path().join("events.ndjson");
+    let mut expected = BTreeMap::new();
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
+        for n in 0..EVENTS {
+            let id = uuid::Uuid::new_v4().to_string();
+            let event = json!({
+                "id": id,
+                "event_type": format!("type_{}", n % 5),
+                "content": {"n": n, "note": "imported"},
+                "contact_id": format!("c{}", n % 97),
+                "timestamp": 1_700_000_000_000_i64 + n as i64,
+            });
+            writeln!(file, "{event}").expect("write");
+            expected.insert(id, event);
+            // Three bad lines among the good ones, at known line numbers.
+            match n {
+                100 => writeln!(file, "{{not json").expect("write"),
+                5_000 => writeln!(file, "[1, 2]").expect("write"),
+                9_000 => {
+                    writeln!(file, r#"{{"event_type": "x", "content": "text"}}"#).expect("write")
+                }
+                _ => {}
+            }
+        }
+    }
+    let import = eventline(&server, &["import", input.to_str().expect("path")]).await;
+    let stderr = String::from_utf8_lossy(&import.stderr);
+    assert!(
+        !import.status.success(),
+        "bad lines make the import fail:\n{stderr}"
+    );
+    for line in ["line 102:", "line 5003:", "line 9004:"] {
+        assert!(stderr.contains(line), "{line} not reported:\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!("imported {EVENTS} events ({EVENTS} new")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("events/s"), "{stderr}");
+
+    let output = dir.path().join("export.ndjson");
+    let export = eventline(
+        &server,
+        &["export", "--out", output.to_str().expect("path")],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert!(export.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("exported {EVENTS} events")),
+        "{stderr}"
+    );
+    let exported: BTreeMap<String, Value> = std::fs::read_to_string(&output)
+        .expect("read export")
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).expect("JSON line");
+            (event["id"].as_str().expect("id").to_owned(), event)
+        })
+        .collect();
+    assert_eq!(exported.len(), EVENTS);
+    for (id, sent) in &expected {
+        let got = &exported[id];
+        for field in ["event_type", "content", "contact_id", "timestamp"] {
+            assert_eq!(got[field], sent[field], "{id} {field}");
+        }
+    }
+
+    // Importing again stores nothing new: every line has an id.
+    let again = eventline(&server, &["import", input.to_str().expect("path")]).await;
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains(&format!("(0 new, {EVENTS} already stored)")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn post_and_get_as_table_and_json() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(dir.path()).await;
+    let posted = eventline(
+        &server,
+        &[
+            "post",
+            r#"{"event_type":"cli_order","content":{"total":9},"contact_id":"c-cli"}"#,
+        ],
+    )
+    .await;
+    assert!(
+        posted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&posted.stderr)
+    );
+    let stored: Value = serde_json::from_slice(&posted.stdout).expect("the stored event");
+    assert_eq!(stored["event_type"], "cli_order");
+
+    let table = eventline(&server, &["get", "--type", "cli_order", "--since", "2h"]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success());
+    assert!(
+        text.contains("cli_order") && text.contains("c-cli") && text.contains("1 events; no more"),
+        "{text}"
+    );
+
+    let json = eventline(
+        &server,
+        &["get", "--json", "--contact", "c-cli", "--limit", "5"],
+    )
+    .await;
+    let page: Value = serde_json::from_slice(&json.stdout).expect("JSON page");
+    assert_eq!(page["events"][0]["id"], stored["id"]);
+
+    let refused = eventline(&server, &["post", r#"{"event_typ":"x","content":{}}"#]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("event_typ"),
+        "the server's detail is shown: {stderr}"
+    );
+}
