@@ -43,6 +43,8 @@ enum Command {
     Import(cli::ImportArgs),
     /// Export matching events as NDJSON, to a file or standard output.
     Export(cli::ExportArgs),
+    /// Print the OpenAPI document of the API (also served at /openapi.json).
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -193,6 +195,7 @@ fn main() -> ExitCode {
         Command::Get(args) => client_command(cli::get(args)),
         Command::Import(args) => client_command(cli::import(args)),
         Command::Export(args) => client_command(cli::export(args)),
+        Command::Openapi => openapi(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -248,6 +251,13 @@ fn client_command(
         .build()
         .context("cannot start the runtime")?
         .block_on(command)
+}
+
+fn openapi() -> anyhow::Result<()> {
+    use utoipa::OpenApi;
+    let document = eventline_server::http::openapi::ApiDoc::openapi();
+    println!("{}", document.to_pretty_json()?);
+    Ok(())
 }
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {

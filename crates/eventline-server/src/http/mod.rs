@@ -25,6 +25,7 @@ mod cors;
 mod error;
 mod events;
 mod export;
+pub mod openapi;
 pub mod rate_limit;
 mod sdk;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router(&state))
         .merge(contacts::router(&state))
         .merge(sdk::router())
+        .merge(openapi::router())
         .route("/healthz", get(healthz))
         .route(
             "/metrics",

@@ -7,6 +7,7 @@
 mod access;
 mod browser;
 mod export;
+mod openapi;
 mod paging;
 mod posting;
 mod rate_limit;

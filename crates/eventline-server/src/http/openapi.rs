@@ -1,0 +1,367 @@
+//! The OpenAPI 3.1 document at `/openapi.json` and its Swagger UI at `/docs` (assets
+//! compiled in: nothing is loaded from elsewhere).
+//!
+//! The document is written here, in one place, with schemas for the wire format. Tests
+//! keep it true: each documented route is called and must answer one of its documented
+//! statuses, and real answers must have exactly the documented fields.
+
+// The functions below exist only to carry their `#[utoipa::path]` documentation.
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+/// An event as posted. Only `event_type` and `content` are required; any other member is
+/// refused by name.
+#[derive(Serialize, ToSchema)]
+#[schema(as = NewEvent)]
+pub struct NewEventDoc {
+    /// UUID; the idempotency key. The server assigns a UUIDv7 when absent.
+    #[schema(format = Uuid)]
+    id: Option<String>,
+    /// 1–128 characters, no comma, no control characters.
+    #[schema(min_length = 1, max_length = 128)]
+    event_type: String,
+    /// Any JSON object (64 KiB by default).
+    content: serde_json::Map<String, serde_json::Value>,
+    /// 1–256 characters; absent, null or empty means no contact.
+    contact_id: Option<String>,
+    /// `app` (default) or `site`.
+    scope: Option<ScopeDoc>,
+    /// Unix seconds, Unix milliseconds, or RFC 3339. Default: the receive time.
+    #[schema(value_type = Option<Object>)]
+    timestamp: Option<serde_json::Value>,
+    /// The device clock when sent (same formats); corrects a skewed clock. Not stored.
+    #[schema(value_type = Option<Object>)]
+    sent_at: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Scope)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeDoc {
+    App,
+    Site,
+}
+
+/// An event as stored.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
+pub struct EventDoc {
+    #[schema(format = Uuid)]
+    id: String,
+    event_type: String,
+    content: serde_json::Map<String, serde_json::Value>,
+    contact_id: Option<String>,
+    scope: ScopeDoc,
+    /// Event time, Unix milliseconds.
+    timestamp: i64,
+    /// The server's clock when it received the event, Unix milliseconds.
+    received_at: i64,
+}
+
+/// A page of events.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Page)]
+pub struct PageDoc {
+    events: Vec<EventDoc>,
+    /// Pass it back as `offset` for the next page; null when nothing more matches.
+    next_offset: Option<String>,
+}
+
+/// The answer to a batch.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BatchAnswer)]
+pub struct BatchAnswerDoc {
+    /// Events stored by this request.
+    stored: usize,
+    /// Events whose id was already stored with the same fields.
+    replayed: usize,
+    /// Every event's id, in the order sent.
+    ids: Vec<String>,
+}
+
+/// An erasure's answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Erased)]
+pub struct ErasedDoc {
+    contact_id: String,
+    erased: u64,
+    suppressed: bool,
+}
+
+/// An unsuppression's answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Unsuppressed)]
+pub struct UnsuppressedDoc {
+    contact_id: String,
+    was_suppressed: bool,
+}
+
+/// The health check's answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Health)]
+pub struct HealthDoc {
+    status: String,
+}
+
+/// RFC 9457 problem details: every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    /// `/problems/<code>`.
+    #[serde(rename = "type")]
+    problem_type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The stable machine-readable name of the error (see docs/api.md).
+    code: String,
+    /// The event member at fault.
+    field: Option<String>,
+    /// The query parameter at fault.
+    parameter: Option<String>,
+    /// Where malformed JSON went wrong (1-based).
+    line: Option<usize>,
+    column: Option<usize>,
+    /// Batches: how many events were refused, and up to 100 of them.
+    error_count: Option<usize>,
+    errors: Option<Vec<ProblemItemDoc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProblemItem)]
+pub struct ProblemItemDoc {
+    index: usize,
+    code: String,
+    field: Option<String>,
+    detail: String,
+}
+
+/// The parameters of a read (and of an export, without `limit`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// Inclusive lower bound on `timestamp`: Unix seconds, milliseconds or RFC 3339.
+    since: Option<String>,
+    /// Exclusive upper bound on `timestamp`.
+    until: Option<String>,
+    /// One contact (alias `contactId`); empty means all.
+    contact_id: Option<String>,
+    /// `app` or `site`; empty means both.
+    scope: Option<String>,
+    /// Comma-separated event types (alias `eventTypes`); empty means all.
+    event_types: Option<String>,
+    /// A count of events to skip (at most 100,000) or a `next_offset` cursor.
+    offset: Option<String>,
+    /// 1–1,000; default 50.
+    limit: Option<u32>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EraseParams {
+    /// `true`: refuse the contact's new events until unsuppressed.
+    suppress: Option<bool>,
+}
+
+const PROBLEM: &str = "application/problem+json";
+
+#[utoipa::path(post, path = "/api/events", tag = "posting",
+    request_body(content = NewEventDoc, description = "One event, as JSON (also text/plain)"),
+    responses(
+        (status = 201, description = "Stored", body = EventDoc),
+        (status = 200, description = "A replay of a stored id: the stored event", body = EventDoc),
+        (status = 400, description = "Malformed JSON or an invalid field", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "A write key is required or invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "The key may not post, or the contact is suppressed", body = ProblemDoc, content_type = PROBLEM),
+        (status = 409, description = "The id is stored with different fields", body = ProblemDoc, content_type = PROBLEM),
+        (status = 413, description = "The body is too large", body = ProblemDoc, content_type = PROBLEM),
+        (status = 415, description = "Unsupported content type", body = ProblemDoc, content_type = PROBLEM),
+        (status = 429, description = "Rate limited or overloaded; see Retry-After", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "The store is unavailable; see Retry-After", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn post_event() {}
+
+#[utoipa::path(post, path = "/api/events/post", tag = "posting",
+    description = "The path of the Builder SDK documentation; the same as POST /api/events.",
+    request_body(content = NewEventDoc),
+    responses(
+        (status = 201, description = "Stored", body = EventDoc),
+        (status = 200, description = "A replay", body = EventDoc),
+        (status = 400, description = "Invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
+        (status = 409, description = "Id conflict", body = ProblemDoc, content_type = PROBLEM),
+        (status = 413, description = "Too large", body = ProblemDoc, content_type = PROBLEM),
+        (status = 429, description = "Rate limited or overloaded", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn post_event_seed_path() {}
+
+#[utoipa::path(post, path = "/api/events/batch", tag = "posting",
+    description = "A JSON array, `{\"events\": [...]}`, or NDJSON (`application/x-ndjson`); stored whole or not at all.",
+    request_body(content = Vec<NewEventDoc>),
+    responses(
+        (status = 201, description = "Stored (some events may be replays)", body = BatchAnswerDoc),
+        (status = 200, description = "Every event was a replay", body = BatchAnswerDoc),
+        (status = 400, description = "Invalid events, each listed by index", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "Forbidden, or a suppressed contact", body = ProblemDoc, content_type = PROBLEM),
+        (status = 409, description = "An id conflict", body = ProblemDoc, content_type = PROBLEM),
+        (status = 413, description = "More than 10,000 events or 10 MiB", body = ProblemDoc, content_type = PROBLEM),
+        (status = 429, description = "Rate limited or overloaded", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn post_batch() {}
+
+#[utoipa::path(get, path = "/api/events", tag = "reading", params(ReadParams),
+    responses(
+        (status = 200, description = "A page in (timestamp, id) order", body = PageDoc),
+        (status = 400, description = "A parameter is invalid, unknown or repeated", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "A secret key or contact token is required", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "The key may not read this", body = ProblemDoc, content_type = PROBLEM),
+        (status = 429, description = "Rate limited", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn get_events() {}
+
+#[utoipa::path(get, path = "/api/events/get", tag = "reading", params(ReadParams),
+    description = "The path of the Builder SDK documentation; the same as GET /api/events.",
+    responses(
+        (status = 200, description = "A page", body = PageDoc),
+        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn get_events_seed_path() {}
+
+#[utoipa::path(get, path = "/api/contacts/get", tag = "reading", params(ReadParams),
+    description = "The path of the Builder SDK documentation's getEvents example; the same as GET /api/events.",
+    responses(
+        (status = 200, description = "A page", body = PageDoc),
+        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn get_events_example_path() {}
+
+#[utoipa::path(get, path = "/api/events/export", tag = "reading", params(ReadParams),
+    description = "Every matching event as NDJSON, streamed; `limit` is refused.",
+    responses(
+        (status = 200, description = "One event per line", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn export() {}
+
+#[utoipa::path(delete, path = "/api/contacts/{contact_id}/events", tag = "privacy",
+    params(("contact_id" = String, Path, description = "The contact to erase"), EraseParams),
+    responses(
+        (status = 200, description = "Erased; how many", body = ErasedDoc),
+        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
+        (status = 401, description = "A secret key is required", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "The key may not erase", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn erase() {}
+
+#[utoipa::path(delete, path = "/api/contacts/{contact_id}/suppression", tag = "privacy",
+    params(("contact_id" = String, Path, description = "The contact to accept again")),
+    responses(
+        (status = 200, description = "Accepted again", body = UnsuppressedDoc),
+        (status = 401, description = "A secret key is required", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "The key may not do this", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn unsuppress() {}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "The store answers", body = HealthDoc),
+        (status = 503, description = "The store does not answer", body = ProblemDoc, content_type = PROBLEM),
+    ))]
+fn healthz() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "Prometheus text format.",
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "A secret key is required", body = ProblemDoc, content_type = PROBLEM),
+        (status = 403, description = "The key may not do this", body = ProblemDoc, content_type = PROBLEM),
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/sdk/builder.js", tag = "sdk",
+    description = "The JavaScript SDK as a classic script (defines `window.Builder`).",
+    responses(
+        (status = 200, description = "JavaScript", content_type = "text/javascript", body = String),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ))]
+fn sdk_script() {}
+
+#[utoipa::path(get, path = "/sdk/builder.mjs", tag = "sdk",
+    description = "The JavaScript SDK as an ES module.",
+    responses(
+        (status = 200, description = "JavaScript", content_type = "text/javascript", body = String),
+        (status = 304, description = "Not modified (If-None-Match)"),
+    ))]
+fn sdk_module() {}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "key",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("key"))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Eventline",
+        description = "A self-hostable events service: post business events, read them back by time window, contact, scope and event type. Keys travel as `Authorization: Bearer` or `?key=`; see docs/access.md.",
+    ),
+    paths(
+        post_event, post_event_seed_path, post_batch, get_events, get_events_seed_path,
+        get_events_example_path, export, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
+    ),
+    components(schemas(
+        NewEventDoc, EventDoc, PageDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,
+        ProblemDoc, ProblemItemDoc, ScopeDoc,
+    )),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+/// `/openapi.json` and the Swagger UI at `/docs`.
+pub(super) fn router() -> axum::Router<super::AppState> {
+    axum::Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()),
+    )
+}
