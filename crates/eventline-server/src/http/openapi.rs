@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 /// An event as posted. Only `event_type` and `content` are required; any other member is
 /// refused by name.
@@ -168,21 +168,123 @@ pub struct EraseParams {
     suppress: Option<bool>,
 }
 
-const PROBLEM: &str = "application/problem+json";
+/// The errors of a post (one event or a batch).
+#[derive(IntoResponses)]
+pub enum PostErrors {
+    #[response(
+        status = 400,
+        description = "Malformed JSON or invalid events (each listed by index in a batch)",
+        content_type = "application/problem+json"
+    )]
+    Invalid(ProblemDoc),
+    #[response(
+        status = 401,
+        description = "A write key is required, or the key is invalid",
+        content_type = "application/problem+json"
+    )]
+    KeyRequired(ProblemDoc),
+    #[response(
+        status = 403,
+        description = "The key may not post, the origin is not allowed, or the contact is suppressed",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(ProblemDoc),
+    #[response(
+        status = 409,
+        description = "An id is stored with different fields",
+        content_type = "application/problem+json"
+    )]
+    Conflict(ProblemDoc),
+    #[response(
+        status = 413,
+        description = "The body is too large",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(ProblemDoc),
+    #[response(
+        status = 415,
+        description = "Unsupported content type or encoding",
+        content_type = "application/problem+json"
+    )]
+    Unsupported(ProblemDoc),
+    #[response(
+        status = 429,
+        description = "Rate limited or overloaded; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    TooMany(ProblemDoc),
+    #[response(
+        status = 503,
+        description = "The store is unavailable; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(ProblemDoc),
+}
+
+/// The errors of a read or an export.
+#[derive(IntoResponses)]
+pub enum ReadErrors {
+    #[response(
+        status = 400,
+        description = "A parameter is invalid, unknown or repeated",
+        content_type = "application/problem+json"
+    )]
+    Invalid(ProblemDoc),
+    #[response(
+        status = 401,
+        description = "A secret key or contact token is required, or it is invalid",
+        content_type = "application/problem+json"
+    )]
+    KeyRequired(ProblemDoc),
+    #[response(
+        status = 403,
+        description = "The key may not read this",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(ProblemDoc),
+    #[response(
+        status = 429,
+        description = "Rate limited; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    TooMany(ProblemDoc),
+    #[response(
+        status = 503,
+        description = "The store is unavailable; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(ProblemDoc),
+}
+
+/// The errors of what needs a secret key.
+#[derive(IntoResponses)]
+pub enum AdminErrors {
+    #[response(
+        status = 401,
+        description = "A secret key is required, or the key is invalid",
+        content_type = "application/problem+json"
+    )]
+    KeyRequired(ProblemDoc),
+    #[response(
+        status = 403,
+        description = "The key may not do this",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(ProblemDoc),
+    #[response(
+        status = 503,
+        description = "The store is unavailable; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(ProblemDoc),
+}
 
 #[utoipa::path(post, path = "/api/events", tag = "posting",
     request_body(content = NewEventDoc, description = "One event, as JSON (also text/plain)"),
     responses(
         (status = 201, description = "Stored", body = EventDoc),
         (status = 200, description = "A replay of a stored id: the stored event", body = EventDoc),
-        (status = 400, description = "Malformed JSON or an invalid field", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "A write key is required or invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "The key may not post, or the contact is suppressed", body = ProblemDoc, content_type = PROBLEM),
-        (status = 409, description = "The id is stored with different fields", body = ProblemDoc, content_type = PROBLEM),
-        (status = 413, description = "The body is too large", body = ProblemDoc, content_type = PROBLEM),
-        (status = 415, description = "Unsupported content type", body = ProblemDoc, content_type = PROBLEM),
-        (status = 429, description = "Rate limited or overloaded; see Retry-After", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "The store is unavailable; see Retry-After", body = ProblemDoc, content_type = PROBLEM),
+        PostErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn post_event() {}
@@ -193,13 +295,7 @@ fn post_event() {}
     responses(
         (status = 201, description = "Stored", body = EventDoc),
         (status = 200, description = "A replay", body = EventDoc),
-        (status = 400, description = "Invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
-        (status = 409, description = "Id conflict", body = ProblemDoc, content_type = PROBLEM),
-        (status = 413, description = "Too large", body = ProblemDoc, content_type = PROBLEM),
-        (status = 429, description = "Rate limited or overloaded", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        PostErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn post_event_seed_path() {}
@@ -210,13 +306,7 @@ fn post_event_seed_path() {}
     responses(
         (status = 201, description = "Stored (some events may be replays)", body = BatchAnswerDoc),
         (status = 200, description = "Every event was a replay", body = BatchAnswerDoc),
-        (status = 400, description = "Invalid events, each listed by index", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "Forbidden, or a suppressed contact", body = ProblemDoc, content_type = PROBLEM),
-        (status = 409, description = "An id conflict", body = ProblemDoc, content_type = PROBLEM),
-        (status = 413, description = "More than 10,000 events or 10 MiB", body = ProblemDoc, content_type = PROBLEM),
-        (status = 429, description = "Rate limited or overloaded", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        PostErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn post_batch() {}
@@ -224,11 +314,7 @@ fn post_batch() {}
 #[utoipa::path(get, path = "/api/events", tag = "reading", params(ReadParams),
     responses(
         (status = 200, description = "A page in (timestamp, id) order", body = PageDoc),
-        (status = 400, description = "A parameter is invalid, unknown or repeated", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "A secret key or contact token is required", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "The key may not read this", body = ProblemDoc, content_type = PROBLEM),
-        (status = 429, description = "Rate limited", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        ReadErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn get_events() {}
@@ -237,10 +323,7 @@ fn get_events() {}
     description = "The path of the Builder SDK documentation; the same as GET /api/events.",
     responses(
         (status = 200, description = "A page", body = PageDoc),
-        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        ReadErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn get_events_seed_path() {}
@@ -249,10 +332,7 @@ fn get_events_seed_path() {}
     description = "The path of the Builder SDK documentation's getEvents example; the same as GET /api/events.",
     responses(
         (status = 200, description = "A page", body = PageDoc),
-        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        ReadErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn get_events_example_path() {}
@@ -261,10 +341,7 @@ fn get_events_example_path() {}
     description = "Every matching event as NDJSON, streamed; `limit` is refused.",
     responses(
         (status = 200, description = "One event per line", content_type = "application/x-ndjson", body = String),
-        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "Key required or invalid", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "Forbidden", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        ReadErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn export() {}
@@ -273,10 +350,9 @@ fn export() {}
     params(("contact_id" = String, Path, description = "The contact to erase"), EraseParams),
     responses(
         (status = 200, description = "Erased; how many", body = ErasedDoc),
-        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = PROBLEM),
-        (status = 401, description = "A secret key is required", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "The key may not erase", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        (status = 400, description = "A parameter is invalid or unknown", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = ProblemDoc, content_type = "application/problem+json"),
+        AdminErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn erase() {}
@@ -285,9 +361,8 @@ fn erase() {}
     params(("contact_id" = String, Path, description = "The contact to accept again")),
     responses(
         (status = 200, description = "Accepted again", body = UnsuppressedDoc),
-        (status = 401, description = "A secret key is required", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "The key may not do this", body = ProblemDoc, content_type = PROBLEM),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = PROBLEM),
+        (status = 429, description = "Rate limited; see Retry-After", body = ProblemDoc, content_type = "application/problem+json"),
+        AdminErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn unsuppress() {}
@@ -295,7 +370,7 @@ fn unsuppress() {}
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses(
         (status = 200, description = "The store answers", body = HealthDoc),
-        (status = 503, description = "The store does not answer", body = ProblemDoc, content_type = PROBLEM),
+        (status = 503, description = "The store does not answer", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 fn healthz() {}
 
@@ -303,8 +378,7 @@ fn healthz() {}
     description = "Prometheus text format.",
     responses(
         (status = 200, description = "The metrics", content_type = "text/plain", body = String),
-        (status = 401, description = "A secret key is required", body = ProblemDoc, content_type = PROBLEM),
-        (status = 403, description = "The key may not do this", body = ProblemDoc, content_type = PROBLEM),
+        AdminErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn metrics() {}
