@@ -10,4 +10,5 @@ pub mod event;
 pub mod limits;
 pub mod problem;
 pub mod query;
+pub mod stats;
 pub mod timestamp;

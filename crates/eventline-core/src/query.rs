@@ -76,7 +76,7 @@ pub struct ParamError {
 }
 
 impl ParamError {
-    fn new(parameter: &str, detail: impl Into<String>) -> ParamError {
+    pub fn new(parameter: &str, detail: impl Into<String>) -> ParamError {
         ParamError {
             parameter: parameter.to_owned(),
             detail: detail.into(),

@@ -329,6 +329,15 @@ mod tests {
         async fn delete_before(&self, _: i64, _: u32) -> Result<u64, Error> {
             Ok(0)
         }
+        async fn stats(
+            &self,
+            _: eventline_core::stats::StatsQuery,
+        ) -> Result<Vec<eventline_core::stats::StatsRow>, Error> {
+            Ok(Vec::new())
+        }
+        async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
+            Ok(Vec::new())
+        }
     }
 
     fn events(len: usize) -> Vec<Event> {

@@ -225,6 +225,17 @@ impl App {
             .config
             .retention
             .map(|max_age| tokio::spawn(retention::run(Arc::clone(&state.store), max_age)));
+        // Store upkeep once a minute (PostgreSQL folds its count deltas).
+        let store = Arc::clone(&state.store);
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                if let Err(error) = store.maintain().await {
+                    tracing::warn!(error = %ingest::ErrorChain(&error), "store upkeep failed; retrying in a minute");
+                }
+            }
+        });
         let router = http::router(state);
         axum::serve(
             listener,
@@ -233,6 +244,7 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await?;
         forget.abort();
+        upkeep.abort();
         if let Some(retention) = retention {
             retention.abort();
         }

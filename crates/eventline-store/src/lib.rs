@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use eventline_core::event::Event;
 use eventline_core::query::{Page, PageQuery};
+use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
 mod page_sql;
@@ -106,6 +107,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `limit` events whose `timestamp` is before `cutoff_ms`; how many.
     /// Retention calls it in small steps so that ingest never waits long.
     async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error>;
+
+    /// Counts per time bucket and event type over a window (see `page_sql::stats_sql`).
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>, Error>;
+
+    /// Every event type with events stored, and how many, by name.
+    async fn event_types(&self) -> Result<Vec<(String, u64)>, Error>;
+
+    /// Periodic upkeep (the server calls it every minute); nothing by default.
+    async fn maintain(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// How many `append`s may run at once. One for a store with a single writer; more
     /// for a database that commits concurrent transactions in parallel.

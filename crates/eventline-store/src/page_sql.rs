@@ -215,3 +215,126 @@ pub(crate) fn query_shapes() -> Vec<(PageQuery, &'static str)> {
     }
     shapes
 }
+
+/// The queries of a stats request, for both stores; each returns rows of
+/// (bucket start ms, event type, count), and the caller sums them.
+///
+/// Whole minutes come from `rollup_table` (counts per minute, type and scope kept at
+/// ingest), the partial minutes at the window's edges from `events` (at most two minutes
+/// of rows, by the time index), and a query for one contact from `events` alone (by the
+/// contact index: a contact's events are few).
+pub(crate) fn stats_sql(
+    query: &eventline_core::stats::StatsQuery,
+    dialect: Dialect,
+    rollup_table: &str,
+) -> Vec<(String, Vec<Param>)> {
+    let filter = &query.filter;
+    let (since_ms, until_ms) = (filter.since_ms.unwrap_or(0), filter.until_ms.unwrap_or(0));
+    let bucket_ms = query.bucket.ms();
+    let events_part = |from_ms: i64, to_ms: i64| {
+        let mut sql = Sql {
+            dialect,
+            params: Vec::new(),
+        };
+        let bucket = sql.bind(Param::Int(bucket_ms));
+        let bucket_again = sql.bind(Param::Int(bucket_ms));
+        let mut conditions = vec![
+            format!("timestamp_ms >= {}", sql.bind(Param::Int(from_ms))),
+            format!("timestamp_ms < {}", sql.bind(Param::Int(to_ms))),
+        ];
+        if let Some(contact_id) = &filter.contact_id {
+            conditions.push(format!(
+                "contact_id = {}",
+                sql.bind(Param::Text(contact_id.clone()))
+            ));
+        }
+        stats_conditions(filter, &mut sql, &mut conditions);
+        (
+            format!(
+                "SELECT (timestamp_ms / {bucket}) * {bucket_again}, event_type, COUNT(*) FROM events \
+                 WHERE {} GROUP BY 1, 2",
+                conditions.join(" AND ")
+            ),
+            sql.params,
+        )
+    };
+    let first_minute = since_ms.div_euclid(60_000) + i64::from(since_ms.rem_euclid(60_000) != 0);
+    let end_minute = until_ms.div_euclid(60_000);
+    if filter.contact_id.is_some() || first_minute >= end_minute {
+        return vec![events_part(since_ms, until_ms)];
+    }
+    let mut parts = Vec::new();
+    let mut sql = Sql {
+        dialect,
+        params: Vec::new(),
+    };
+    let bucket = sql.bind(Param::Int(bucket_ms));
+    let bucket_again = sql.bind(Param::Int(bucket_ms));
+    let mut conditions = vec![
+        format!("minute >= {}", sql.bind(Param::Int(first_minute))),
+        format!("minute < {}", sql.bind(Param::Int(end_minute))),
+    ];
+    stats_conditions(filter, &mut sql, &mut conditions);
+    let sum = match dialect {
+        Dialect::Sqlite => "SUM(count)",
+        Dialect::Postgres => "SUM(count)::bigint",
+    };
+    parts.push((
+        format!(
+            "SELECT ((minute * 60000) / {bucket}) * {bucket_again}, event_type, {sum} FROM {rollup_table} \
+             WHERE {} GROUP BY 1, 2",
+            conditions.join(" AND ")
+        ),
+        sql.params,
+    ));
+    if since_ms < first_minute * 60_000 {
+        parts.push(events_part(since_ms, first_minute * 60_000));
+    }
+    if end_minute * 60_000 < until_ms {
+        parts.push(events_part(end_minute * 60_000, until_ms));
+    }
+    parts
+}
+
+fn stats_conditions(
+    filter: &eventline_core::query::Filter,
+    sql: &mut Sql,
+    conditions: &mut Vec<String>,
+) {
+    if let Some(scope) = filter.scope {
+        conditions.push(format!(
+            "scope = {}",
+            sql.bind(Param::Text(scope.as_str().to_owned()))
+        ));
+    }
+    if !filter.event_types.is_empty() {
+        let marks: Vec<String> = filter
+            .event_types
+            .iter()
+            .map(|event_type| sql.bind(Param::Text(event_type.clone())))
+            .collect();
+        conditions.push(format!("event_type IN ({})", marks.join(", ")));
+    }
+}
+
+/// Sums the rows of the stats queries into one count per (bucket, type), dropping empty
+/// ones, in bucket then type order.
+pub(crate) fn sum_stats(
+    rows: impl IntoIterator<Item = (i64, String, i64)>,
+) -> Vec<eventline_core::stats::StatsRow> {
+    let mut sums: std::collections::BTreeMap<(i64, String), i64> =
+        std::collections::BTreeMap::new();
+    for (start_ms, event_type, count) in rows {
+        *sums.entry((start_ms, event_type)).or_default() += count;
+    }
+    sums.into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(
+            |((start_ms, event_type), count)| eventline_core::stats::StatsRow {
+                start_ms,
+                event_type,
+                count: count as u64,
+            },
+        )
+        .collect()
+}

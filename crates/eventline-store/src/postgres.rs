@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Page, PageQuery};
+use eventline_core::stats::{StatsQuery, StatsRow};
 use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -28,6 +29,7 @@ use crate::{Appended, Durability, Error, Outcome, Store, Submission};
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/schema.sql"),
     include_str!("postgres/suppression.sql"),
+    include_str!("postgres/counts.sql"),
 ];
 /// Serializes migrations when several servers start at once (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK_KEY: i64 = 0x6576_656e_746c_696e; // "eventlin"
@@ -149,6 +151,7 @@ impl Store for PostgresStore {
             let (outcomes, new_events) = decide(&transaction, &submissions).await?;
             let inserted = insert(&transaction, &new_events).await?;
             if inserted == new_events.len() {
+                count(&transaction, &new_events).await?;
                 transaction.commit().await?;
                 return Ok(outcomes);
             }
@@ -180,9 +183,10 @@ impl Store for PostgresStore {
     async fn erase_contact(&self, contact_id: &str, suppress: bool) -> Result<u64, Error> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
-        let erased = transaction
-            .execute("DELETE FROM events WHERE contact_id = $1", &[&contact_id])
-            .await?;
+        let erased: i64 = transaction
+            .query_one(&deleting_counted("contact_id = $1"), &[&contact_id])
+            .await?
+            .try_get(0)?;
         if suppress {
             transaction
                 .execute(
@@ -192,7 +196,7 @@ impl Store for PostgresStore {
                 .await?;
         }
         transaction.commit().await?;
-        Ok(erased)
+        Ok(erased.unsigned_abs())
     }
 
     async fn unsuppress_contact(&self, contact_id: &str) -> Result<bool, Error> {
@@ -208,13 +212,60 @@ impl Store for PostgresStore {
 
     async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error> {
         let client = self.pool.get().await?;
-        let deleted = client
-            .execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE timestamp_ms < $1 ORDER BY timestamp_ms LIMIT $2)",
+        let deleted: i64 = client
+            .query_one(
+                &deleting_counted(
+                    "id IN (SELECT id FROM events WHERE timestamp_ms < $1 ORDER BY timestamp_ms LIMIT $2)",
+                ),
                 &[&cutoff_ms, &i64::from(limit)],
             )
+            .await?
+            .try_get(0)?;
+        Ok(deleted.unsigned_abs())
+    }
+
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>, Error> {
+        let client = self.pool.get().await?;
+        let mut rows = Vec::new();
+        for (sql, params) in page_sql::stats_sql(&query, Dialect::Postgres, "event_count_deltas") {
+            let statement = client.prepare_cached(&sql).await?;
+            let params = to_sql(params);
+            for row in client.query(&statement, &borrowed(&params)).await? {
+                rows.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+            }
+        }
+        Ok(page_sql::sum_stats(rows))
+    }
+
+    async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT event_type, SUM(count)::bigint FROM event_count_deltas GROUP BY 1 HAVING SUM(count) > 0 ORDER BY 1",
+                &[],
+            )
             .await?;
-        Ok(deleted)
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)?.unsigned_abs())))
+            .collect()
+    }
+
+    /// Folds the count deltas of minutes that ended more than two minutes ago into one
+    /// row per minute, type and scope, so stats read few rows.
+    async fn maintain(&self) -> Result<(), Error> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "WITH folded AS (
+                     DELETE FROM event_count_deltas
+                     WHERE NOT compacted AND minute < (extract(epoch FROM now()) * 1000)::bigint / 60000 - 2
+                     RETURNING minute, event_type, scope, count)
+                 INSERT INTO event_count_deltas (minute, event_type, scope, count, compacted)
+                 SELECT minute, event_type, scope, sum(count)::bigint, true FROM folded GROUP BY 1, 2, 3",
+                &[],
+            )
+            .await?;
+        Ok(())
     }
 
     /// PostgreSQL flushes the WAL of concurrent commits together: several group commits in
@@ -346,6 +397,47 @@ async fn decide(
         }
     }
     Ok((outcomes, new_events))
+}
+
+/// A `DELETE FROM events WHERE <condition>` that appends the matching negative count
+/// deltas in the same statement.
+fn deleting_counted(condition: &str) -> String {
+    format!(
+        "WITH deleted AS (DELETE FROM events WHERE {condition} RETURNING timestamp_ms, event_type, scope),
+              counted AS (INSERT INTO event_count_deltas (minute, event_type, scope, count)
+                          SELECT timestamp_ms / 60000, event_type, scope, -count(*) FROM deleted GROUP BY 1, 2, 3)
+         SELECT count(*) FROM deleted"
+    )
+}
+
+/// Appends the count deltas of newly inserted events: one row per minute, type and scope.
+async fn count(client: &Transaction<'_>, events: &[Event]) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut counts: std::collections::BTreeMap<(i64, &str, &str), i64> = Default::default();
+    for event in events {
+        let key = (
+            event.timestamp_ms.div_euclid(60_000),
+            event.event_type.as_str(),
+            event.scope.as_str(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    let minutes: Vec<i64> = counts.keys().map(|key| key.0).collect();
+    let types: Vec<&str> = counts.keys().map(|key| key.1).collect();
+    let scopes: Vec<&str> = counts.keys().map(|key| key.2).collect();
+    let values: Vec<i64> = counts.values().copied().collect();
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO event_count_deltas (minute, event_type, scope, count)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])",
+        )
+        .await?;
+    client
+        .execute(&statement, &[&minutes, &types, &scopes, &values])
+        .await?;
+    Ok(())
 }
 
 /// Inserts the events in one statement; how many were inserted.

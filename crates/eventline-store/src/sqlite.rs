@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Page, PageQuery};
+use eventline_core::stats::{StatsQuery, StatsRow};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::page_sql::{self, Dialect};
 use crate::{Appended, Durability, Error, Outcome, Store, Submission};
 
 mod query;
@@ -26,6 +28,7 @@ const LOCK_FILE: &str = "eventline.lock";
 const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/schema.sql"),
     include_str!("sqlite/suppression.sql"),
+    include_str!("sqlite/counts.sql"),
 ];
 
 /// Columns of `events` in the order [`event_from_row`] reads them.
@@ -175,6 +178,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>, Error> {
+        self.readers
+            .run(move |connection| {
+                let mut rows = Vec::new();
+                for (sql, params) in page_sql::stats_sql(&query, Dialect::Sqlite, "event_counts") {
+                    let mut statement = connection.prepare_cached(&sql)?;
+                    let values = params.into_iter().map(query::sql_value);
+                    let found = statement.query_map(rusqlite::params_from_iter(values), |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    })?;
+                    for row in found {
+                        rows.push(row?);
+                    }
+                }
+                Ok(page_sql::sum_stats(rows))
+            })
+            .await
+    }
+
+    async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
+        self.readers
+            .run(|connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT event_type, SUM(count) FROM event_counts GROUP BY 1 HAVING SUM(count) > 0 ORDER BY 1",
+                )?;
+                let rows = statement.query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
     async fn unsuppress_contact(&self, contact_id: &str) -> Result<bool, Error> {
         let contact_id = contact_id.to_owned();
         self.write(move |connection| {
@@ -221,8 +261,36 @@ fn append_blocking(
         };
         outcomes.push(outcome);
     }
+    count_new_events(&transaction, &outcomes)?;
     transaction.commit()?;
     Ok(outcomes)
+}
+
+/// Adds the group's newly stored events to `event_counts`: one upsert per minute, type and
+/// scope, in the group's transaction.
+fn count_new_events(connection: &Connection, outcomes: &[Outcome]) -> Result<(), Error> {
+    let mut counts: std::collections::BTreeMap<(i64, &str, &str), i64> = Default::default();
+    for outcome in outcomes {
+        if let Outcome::Stored(appended) = outcome {
+            for appended in appended.iter().filter(|appended| !appended.replayed) {
+                let event = &appended.event;
+                let key = (
+                    event.timestamp_ms.div_euclid(60_000),
+                    event.event_type.as_str(),
+                    event.scope.as_str(),
+                );
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+    }
+    let mut upsert = connection.prepare_cached(
+        "INSERT INTO event_counts (minute, event_type, scope, count) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (minute, event_type, scope) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for ((minute, event_type, scope), count) in counts {
+        upsert.execute(params![minute, event_type, scope, count])?;
+    }
+    Ok(())
 }
 
 fn append_submission(connection: &Connection, submission: Submission) -> Result<Outcome, Error> {

@@ -23,6 +23,8 @@ use super::{ApiError, AppState, auth};
 pub(super) fn router(state: &AppState) -> Router<AppState> {
     let posting = || middleware::from_fn_with_state(state.clone(), auth::post);
     let reading = || middleware::from_fn_with_state(state.clone(), auth::read);
+    // Every type across every contact: not for a contact token.
+    let admin = || middleware::from_fn_with_state(state.clone(), auth::admin);
     Router::new()
         .route(
             "/api/events",
@@ -39,10 +41,18 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
             "/api/events/export",
             get(super::export::export).route_layer(reading()),
         )
+        .route(
+            "/api/stats",
+            get(super::stats::stats).route_layer(reading()),
+        )
+        .route(
+            "/api/event-types",
+            get(super::stats::event_types).route_layer(admin()),
+        )
 }
 
 /// The server's clock, read once per request: it is the events' `received_at`.
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

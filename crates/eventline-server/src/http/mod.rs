@@ -28,6 +28,7 @@ mod export;
 pub mod openapi;
 pub mod rate_limit;
 mod sdk;
+mod stats;
 
 pub use error::ApiError;
 

@@ -346,6 +346,69 @@ fn get_events_example_path() {}
     security((), ("bearer" = []), ("key" = [])))]
 fn export() {}
 
+/// Counts of one bucket.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BucketCounts)]
+pub struct BucketCountsDoc {
+    /// The bucket's start, Unix milliseconds (UTC-aligned).
+    start: i64,
+    total: u64,
+    /// Count per event type.
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
+/// Counts over a window.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Stats)]
+pub struct StatsDoc {
+    /// `minute`, `hour` or `day`.
+    bucket: String,
+    since: i64,
+    until: i64,
+    /// The non-empty buckets, oldest first.
+    buckets: Vec<BucketCountsDoc>,
+    /// Count per event type over the window.
+    types: std::collections::BTreeMap<String, u64>,
+    total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventTypeCount)]
+pub struct EventTypeCountDoc {
+    event_type: String,
+    count: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventTypes)]
+pub struct EventTypesDoc {
+    event_types: Vec<EventTypeCountDoc>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Required: the window's start (Unix seconds, milliseconds or RFC 3339).
+    since: String,
+    /// The window's end, exclusive; default now.
+    until: Option<String>,
+    /// `minute`, `hour` (default) or `day`; at most 10,000 buckets.
+    bucket: Option<String>,
+    contact_id: Option<String>,
+    scope: Option<String>,
+    event_types: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/stats", tag = "reading", params(StatsParams),
+    responses((status = 200, description = "Counts per bucket and type", body = StatsDoc), ReadErrors),
+    security((), ("bearer" = []), ("key" = [])))]
+fn stats() {}
+
+#[utoipa::path(get, path = "/api/event-types", tag = "reading",
+    responses((status = 200, description = "Every type with events, and its count", body = EventTypesDoc), AdminErrors),
+    security((), ("bearer" = []), ("key" = [])))]
+fn event_types() {}
+
 #[utoipa::path(delete, path = "/api/contacts/{contact_id}/events", tag = "privacy",
     params(("contact_id" = String, Path, description = "The contact to erase"), EraseParams),
     responses(
@@ -423,10 +486,10 @@ impl Modify for Security {
     ),
     paths(
         post_event, post_event_seed_path, post_batch, get_events, get_events_seed_path,
-        get_events_example_path, export, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
+        get_events_example_path, export, stats, event_types, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
     ),
     components(schemas(
-        NewEventDoc, EventDoc, PageDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,
+        NewEventDoc, EventDoc, PageDoc, StatsDoc, BucketCountsDoc, EventTypesDoc, EventTypeCountDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,
         ProblemDoc, ProblemItemDoc, ScopeDoc,
     )),
     modifiers(&Security),

@@ -81,7 +81,7 @@ enum Kind {
     Public,
 }
 
-const ENDPOINTS: [(&str, &str, Kind); 14] = [
+const ENDPOINTS: [(&str, &str, Kind); 17] = [
     ("POST", "/api/events/post", Kind::Post),
     ("POST", "/api/events", Kind::Post),
     ("POST", "/api/events/batch", Kind::Post),
@@ -99,6 +99,17 @@ const ENDPOINTS: [(&str, &str, Kind); 14] = [
         Kind::ReadOwnContact,
     ),
     ("GET", "/api/events/export", Kind::ReadAll),
+    (
+        "GET",
+        "/api/stats?since=1700000000000&bucket=day&contact_id=c-1",
+        Kind::ReadOwnContact,
+    ),
+    (
+        "GET",
+        "/api/stats?since=1700000000000&bucket=day",
+        Kind::ReadAll,
+    ),
+    ("GET", "/api/event-types", Kind::Erase),
     ("DELETE", "/api/contacts/c-9/events", Kind::Erase),
     ("DELETE", "/api/contacts/c-9/suppression", Kind::Erase),
     ("GET", "/metrics", Kind::Erase),

@@ -12,6 +12,7 @@ mod paging;
 mod posting;
 mod rate_limit;
 mod reading;
+mod stats;
 mod validation;
 
 use std::net::SocketAddr;

@@ -22,15 +22,16 @@ pub(super) fn page(connection: &Connection, query: &PageQuery) -> Result<Page, E
 /// The SQLite form of the shared page SQL.
 fn page_sql(query: &PageQuery) -> (String, Vec<Value>) {
     let (sql, params) = page_sql::page_sql(query, EVENT_COLUMNS, Dialect::Sqlite);
-    let values = params
-        .into_iter()
-        .map(|param| match param {
-            Param::Int(value) => Value::Integer(value),
-            Param::Text(value) => Value::Text(value),
-            Param::Id(id) => Value::Blob(id.as_bytes().to_vec()),
-        })
-        .collect();
-    (sql, values)
+    (sql, params.into_iter().map(sql_value).collect())
+}
+
+/// A shared SQL parameter as SQLite takes it.
+pub(super) fn sql_value(param: Param) -> Value {
+    match param {
+        Param::Int(value) => Value::Integer(value),
+        Param::Text(value) => Value::Text(value),
+        Param::Id(id) => Value::Blob(id.as_bytes().to_vec()),
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ conformance!(
     filters_match_the_reference,
     cursor_walk_yields_each_event_once_in_both_orders,
     numeric_offset_skips,
+    stats_match_the_reference,
 );
 
 #[test]
