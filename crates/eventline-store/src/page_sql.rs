@@ -232,12 +232,7 @@ pub(crate) fn stats_sql(
     let (since_ms, until_ms) = (filter.since_ms.unwrap_or(0), filter.until_ms.unwrap_or(0));
     let bucket_ms = query.bucket.ms();
     let events_part = |from_ms: i64, to_ms: i64| {
-        let mut sql = Sql {
-            dialect,
-            params: Vec::new(),
-        };
-        let bucket = sql.bind(Param::Int(bucket_ms));
-        let bucket_again = sql.bind(Param::Int(bucket_ms));
+        let (mut sql, bucket, bucket_again) = bucketed(dialect, bucket_ms);
         let mut conditions = vec![
             format!("timestamp_ms >= {}", sql.bind(Param::Int(from_ms))),
             format!("timestamp_ms < {}", sql.bind(Param::Int(to_ms))),
@@ -264,12 +259,7 @@ pub(crate) fn stats_sql(
         return vec![events_part(since_ms, until_ms)];
     }
     let mut parts = Vec::new();
-    let mut sql = Sql {
-        dialect,
-        params: Vec::new(),
-    };
-    let bucket = sql.bind(Param::Int(bucket_ms));
-    let bucket_again = sql.bind(Param::Int(bucket_ms));
+    let (mut sql, bucket, bucket_again) = bucketed(dialect, bucket_ms);
     let mut conditions = vec![
         format!("minute >= {}", sql.bind(Param::Int(first_minute))),
         format!("minute < {}", sql.bind(Param::Int(end_minute))),
@@ -294,6 +284,18 @@ pub(crate) fn stats_sql(
         parts.push(events_part(end_minute * 60_000, until_ms));
     }
     parts
+}
+
+/// A statement's binder with the bucket width bound twice (`(t / B) * B`): the binder
+/// and the two placeholders.
+fn bucketed(dialect: Dialect, bucket_ms: i64) -> (Sql, String, String) {
+    let mut sql = Sql {
+        dialect,
+        params: Vec::new(),
+    };
+    let bucket = sql.bind(Param::Int(bucket_ms));
+    let bucket_again = sql.bind(Param::Int(bucket_ms));
+    (sql, bucket, bucket_again)
 }
 
 fn stats_conditions(

@@ -168,8 +168,7 @@ async fn get_events(
     State(state): State<AppState>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) = pairs
-        .map_err(|rejection| ApiError::new(ErrorCode::InvalidParameter, rejection.body_text()))?;
+    let pairs = super::query_pairs(pairs)?;
     let query = PageQuery::from_pairs(
         pairs
             .iter()

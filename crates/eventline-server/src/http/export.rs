@@ -10,7 +10,6 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use eventline_core::problem::ErrorCode;
 use eventline_core::query::{Page, PageQuery, ParamError, Start};
 use eventline_store::Store;
 use futures::StreamExt;
@@ -25,8 +24,7 @@ pub(super) async fn export(
     State(state): State<AppState>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) = pairs
-        .map_err(|rejection| ApiError::new(ErrorCode::InvalidParameter, rejection.body_text()))?;
+    let pairs = super::query_pairs(pairs)?;
     if pairs.iter().any(|(name, _)| name == "limit") {
         return Err(ApiError::from(ParamError {
             parameter: "limit".to_owned(),

@@ -86,6 +86,23 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
+/// A request's query parameters, in order, or a 400 saying why they cannot be read.
+pub(super) fn query_pairs(
+    pairs: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Vec<(String, String)>, ApiError> {
+    pairs
+        .map(|axum::extract::Query(pairs)| pairs)
+        .map_err(|rejection| {
+            ApiError::new(
+                eventline_core::problem::ErrorCode::InvalidParameter,
+                rejection.body_text(),
+            )
+        })
+}
+
 /// Counts and times every request by its route pattern (never the raw path, which would
 /// make a series per contact id).
 async fn track(request: axum::extract::Request, next: middleware::Next) -> Response {

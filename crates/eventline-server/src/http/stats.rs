@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use eventline_core::problem::ErrorCode;
 use eventline_core::stats::StatsQuery;
 use serde::Serialize;
 
@@ -38,8 +37,7 @@ pub(super) async fn stats(
     State(state): State<AppState>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(pairs) = pairs
-        .map_err(|rejection| ApiError::new(ErrorCode::InvalidParameter, rejection.body_text()))?;
+    let pairs = super::query_pairs(pairs)?;
     let query = StatsQuery::from_pairs(
         pairs
             .iter()
