@@ -30,10 +30,10 @@ pub enum IngestError {
 #[derive(Clone)]
 pub struct Ingest {
     sender: mpsc::Sender<Job>,
-    queue_events_max: usize,
     /// One permit per queued event: the queue is bounded in events, not requests, since
     /// one request may carry ten thousand.
     permits: Arc<Semaphore>,
+    depth: QueueDepth,
 }
 
 struct Job {
@@ -62,13 +62,13 @@ pub fn start(store: Arc<dyn Store>, options: Options) -> (Ingest, Writer) {
         receiver,
         stopped,
         options.commit_events_max,
-        depth,
+        depth.clone(),
     ));
     (
         Ingest {
             sender,
-            queue_events_max: options.queue_events_max,
             permits,
+            depth,
         },
         Writer { task, stop },
     )
@@ -84,7 +84,7 @@ impl Ingest {
                 tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
                 tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
             })?;
-        self.record_queue_depth();
+        self.depth.record();
         let (reply, answer) = oneshot::channel();
         let job = Job {
             submission: Submission { events },
@@ -111,16 +111,6 @@ impl QueueDepth {
     fn record(&self) {
         let queued = self.queue_events_max - self.permits.available_permits();
         metrics::gauge!(crate::telemetry::INGEST_QUEUE_EVENTS).set(queued as f64);
-    }
-}
-
-impl Ingest {
-    fn record_queue_depth(&self) {
-        QueueDepth {
-            permits: Arc::clone(&self.permits),
-            queue_events_max: self.queue_events_max,
-        }
-        .record();
     }
 }
 

@@ -17,6 +17,17 @@ use eventline_store::{Durability, Store};
 use tokio::net::TcpListener;
 
 pub mod http;
+
+/// The server's clock, Unix milliseconds: events' `received_at`, token expiry, the
+/// retention cutoff and the default end of a stats window all read it.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
 pub mod ingest;
 pub mod retention;
 pub mod telemetry;
@@ -211,26 +222,19 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let App { state, writer } = self;
-        // Idle clients' buckets are dropped once a minute: memory follows the clients of
-        // the last minute, not every address ever seen.
-        let limiters = Arc::clone(&state.limiters);
-        let forget = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                limiters.forget_idle();
-            }
-        });
         let retention = state
             .config
             .retention
             .map(|max_age| tokio::spawn(retention::run(Arc::clone(&state.store), max_age)));
-        // Store upkeep once a minute (PostgreSQL folds its count deltas).
-        let store = Arc::clone(&state.store);
-        let upkeep = tokio::spawn(async move {
+        // Once a minute: idle clients' rate-limit buckets are dropped (memory follows the
+        // clients of the last minute, not every address ever seen), and the store does
+        // its upkeep (PostgreSQL folds its count deltas).
+        let (limiters, store) = (Arc::clone(&state.limiters), Arc::clone(&state.store));
+        let housekeeping = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 every.tick().await;
+                limiters.forget_idle();
                 if let Err(error) = store.maintain().await {
                     tracing::warn!(error = %ingest::ErrorChain(&error), "store upkeep failed; retrying in a minute");
                 }
@@ -243,8 +247,7 @@ impl App {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
-        forget.abort();
-        upkeep.abort();
+        housekeeping.abort();
         if let Some(retention) = retention {
             retention.abort();
         }

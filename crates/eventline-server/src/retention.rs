@@ -19,7 +19,7 @@ const PAUSE_BETWEEN_SWEEPS: Duration = Duration::from_secs(60);
 pub async fn run(store: Arc<dyn Store>, max_age: Duration) {
     let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
     loop {
-        let cutoff_ms = now_ms().saturating_sub(max_age_ms);
+        let cutoff_ms = crate::now_ms().saturating_sub(max_age_ms);
         let pause = match store.delete_before(cutoff_ms, STEP_EVENTS_MAX).await {
             Ok(deleted) if deleted >= u64::from(STEP_EVENTS_MAX) => {
                 tracing::debug!(deleted, "retention step");
@@ -38,12 +38,4 @@ pub async fn run(store: Arc<dyn Store>, max_age: Duration) {
         };
         tokio::time::sleep(pause).await;
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
 }

@@ -340,3 +340,20 @@ pub(crate) fn sum_stats(
         )
         .collect()
 }
+
+/// The count rows that `events` add: how many per minute, event type and scope. Both
+/// stores add them to their counts in the transaction that stores the events.
+pub(crate) fn counts_per_minute<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> std::collections::BTreeMap<(i64, &'a str, &'a str), i64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for event in events {
+        let key = (
+            event.timestamp_ms.div_euclid(60_000),
+            event.event_type.as_str(),
+            event.scope.as_str(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}

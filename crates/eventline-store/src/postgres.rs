@@ -415,15 +415,7 @@ async fn count(client: &Transaction<'_>, events: &[Event]) -> Result<(), Error> 
     if events.is_empty() {
         return Ok(());
     }
-    let mut counts: std::collections::BTreeMap<(i64, &str, &str), i64> = Default::default();
-    for event in events {
-        let key = (
-            event.timestamp_ms.div_euclid(60_000),
-            event.event_type.as_str(),
-            event.scope.as_str(),
-        );
-        *counts.entry(key).or_default() += 1;
-    }
+    let counts = page_sql::counts_per_minute(events);
     let minutes: Vec<i64> = counts.keys().map(|key| key.0).collect();
     let types: Vec<&str> = counts.keys().map(|key| key.1).collect();
     let scopes: Vec<&str> = counts.keys().map(|key| key.2).collect();

@@ -269,20 +269,16 @@ fn append_blocking(
 /// Adds the group's newly stored events to `event_counts`: one upsert per minute, type and
 /// scope, in the group's transaction.
 fn count_new_events(connection: &Connection, outcomes: &[Outcome]) -> Result<(), Error> {
-    let mut counts: std::collections::BTreeMap<(i64, &str, &str), i64> = Default::default();
-    for outcome in outcomes {
-        if let Outcome::Stored(appended) = outcome {
-            for appended in appended.iter().filter(|appended| !appended.replayed) {
-                let event = &appended.event;
-                let key = (
-                    event.timestamp_ms.div_euclid(60_000),
-                    event.event_type.as_str(),
-                    event.scope.as_str(),
-                );
-                *counts.entry(key).or_default() += 1;
-            }
-        }
-    }
+    let new_events = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Stored(appended) => Some(appended),
+            _ => None,
+        })
+        .flatten()
+        .filter(|appended| !appended.replayed)
+        .map(|appended| &appended.event);
+    let counts = page_sql::counts_per_minute(new_events);
     let mut upsert = connection.prepare_cached(
         "INSERT INTO event_counts (minute, event_type, scope, count) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (minute, event_type, scope) DO UPDATE SET count = count + excluded.count",

@@ -63,20 +63,7 @@ impl Cluster {
             );
         }
         let data_dir = root.join("data");
-        let cluster_command = |program: &str| {
-            let mut command = if as_postgres {
-                let mut command = Command::new("runuser");
-                command
-                    .args(["-u", "postgres", "--"])
-                    .arg(bin_dir.join(program));
-                command
-            } else {
-                Command::new(bin_dir.join(program))
-            };
-            command.stdout(Stdio::null());
-            command
-        };
-        let output = cluster_command("initdb")
+        let output = cluster_program(&bin_dir, as_postgres, "initdb")
             .args([
                 "--auth=trust",
                 "--username=postgres",
@@ -145,16 +132,8 @@ impl Cluster {
     }
 
     fn pg_ctl(&self) -> Command {
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command
-                .args(["-u", "postgres", "--"])
-                .arg(self.bin_dir.join("pg_ctl"));
-            command
-        } else {
-            Command::new(self.bin_dir.join("pg_ctl"))
-        };
-        command.arg("-D").arg(&self.data_dir).stdout(Stdio::null());
+        let mut command = cluster_program(&self.bin_dir, self.as_postgres, "pg_ctl");
+        command.arg("-D").arg(&self.data_dir);
         command
     }
 
@@ -271,6 +250,22 @@ fn postgres_bin_dir() -> PathBuf {
              (Debian: apt-get install postgresql), or EVENTLINE_TEST_DATABASE_URL"
         ),
     }
+}
+
+/// A PostgreSQL program of `bin_dir`, run as the `postgres` user when the cluster is
+/// theirs (the tests run as root); its standard output discarded.
+fn cluster_program(bin_dir: &Path, as_postgres: bool, program: &str) -> Command {
+    let mut command = if as_postgres {
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(bin_dir.join(program));
+        command
+    } else {
+        Command::new(bin_dir.join(program))
+    };
+    command.stdout(Stdio::null());
+    command
 }
 
 fn free_port() -> u16 {

@@ -72,21 +72,14 @@ impl FilterArgs {
 /// else (RFC 3339, Unix seconds or milliseconds) goes to the server as written.
 fn time_argument(text: &str) -> anyhow::Result<String> {
     let text = text.trim();
-    let Some(unit) = text.chars().last().filter(|unit| "smhd".contains(*unit)) else {
+    // A duration (the same syntax as `--ttl` and `--retention`) means that long ago.
+    let Ok(ago_s) = crate::parse_duration_s(text) else {
         return Ok(text.to_owned());
     };
-    let Ok(count) = text[..text.len() - 1].parse::<u64>() else {
-        return Ok(text.to_owned());
-    };
-    let unit_s = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        _ => 86_400,
-    };
-    let ago = Duration::from_secs(count.saturating_mul(unit_s));
-    let now = std::time::SystemTime::now();
-    let at = now.checked_sub(ago).context("that is before 1970")?;
+    let ago = Duration::from_secs(ago_s.unsigned_abs());
+    let at = std::time::SystemTime::now()
+        .checked_sub(ago)
+        .context("that is before 1970")?;
     let ms = at.duration_since(std::time::UNIX_EPOCH)?.as_millis();
     Ok(ms.to_string())
 }

@@ -68,7 +68,7 @@ fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError
         ));
     };
     let grant = keys
-        .check(&credential, now_s())
+        .check(&credential, crate::now_ms() / 1000)
         .map_err(|error| ApiError::new(ErrorCode::KeyInvalid, error.to_string()))?;
     match (grant, need) {
         (Grant::Secret | Grant::Write, Need::Post) => state.limiters.check_key(&credential),
@@ -131,12 +131,4 @@ fn query_pairs(request: &Request) -> Vec<(String, String)> {
     Query::<Vec<(String, String)>>::try_from_uri(request.uri())
         .map(|Query(pairs)| pairs)
         .unwrap_or_default()
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        })
 }

@@ -20,20 +20,17 @@ use axum::http::header::{
     RETRY_AFTER,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use eventline_core::problem::ErrorCode;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::ApiError;
+use super::{ApiError, rate_limit};
 use crate::CorsOrigins;
 
 /// Browsers cap it lower (Chromium at two hours); a day lets each use its own cap.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The rate-limit headers a page may read (see `rate_limit`).
-const RATE_LIMIT_HEADERS: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];
 
 /// What the CORS policy needs to know of the server.
 #[derive(Debug, Clone)]
@@ -67,9 +64,13 @@ impl Policy {
 
 pub(super) fn layer(policy: Policy) -> CorsLayer {
     let policy = Arc::new(policy);
-    let exposed = [RETRY_AFTER, ETAG]
-        .into_iter()
-        .chain(RATE_LIMIT_HEADERS.map(HeaderName::from_static));
+    let exposed = [
+        RETRY_AFTER,
+        ETAG,
+        rate_limit::RATELIMIT_LIMIT,
+        rate_limit::RATELIMIT_REMAINING,
+        rate_limit::RATELIMIT_RESET,
+    ];
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, parts| {
             policy.allows(origin, parts)
@@ -77,7 +78,7 @@ pub(super) fn layer(policy: Policy) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([CONTENT_TYPE, CONTENT_ENCODING, AUTHORIZATION])
         // The SDK honours Retry-After, which browsers hide from scripts unless exposed.
-        .expose_headers(exposed.collect::<Vec<_>>())
+        .expose_headers(exposed)
         .max_age(PREFLIGHT_MAX_AGE)
 }
 

@@ -10,6 +10,7 @@ use eventline_core::problem::ErrorCode;
 use eventline_core::query::ParamError;
 use serde::Serialize;
 
+use super::rate_limit;
 use crate::ingest::{ErrorChain, IngestError};
 
 const PROBLEM_JSON: &str = "application/problem+json";
@@ -238,9 +239,12 @@ impl IntoResponse for ApiError {
         match problem.rate_limit {
             Some((per_second, retry_after_s)) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
-                headers.insert("ratelimit-limit", HeaderValue::from(per_second));
-                headers.insert("ratelimit-remaining", HeaderValue::from(0));
-                headers.insert("ratelimit-reset", HeaderValue::from(retry_after_s));
+                headers.insert(rate_limit::RATELIMIT_LIMIT, HeaderValue::from(per_second));
+                headers.insert(rate_limit::RATELIMIT_REMAINING, HeaderValue::from(0));
+                headers.insert(
+                    rate_limit::RATELIMIT_RESET,
+                    HeaderValue::from(retry_after_s),
+                );
             }
             None if status == StatusCode::SERVICE_UNAVAILABLE
                 || status == StatusCode::TOO_MANY_REQUESTS =>

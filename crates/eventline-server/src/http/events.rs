@@ -51,20 +51,13 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
         )
 }
 
-/// The server's clock, read once per request: it is the events' `received_at`.
-pub(super) fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-}
-
 async fn post_event(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let received_at_ms = now_ms();
+    // Read once per request: it is the events' `received_at`.
+    let received_at_ms = crate::now_ms();
     body::format(&headers, Accepts::Json)?;
     let bytes = body::read(body, state.config.limits.event_body_bytes_max).await?;
     let event =
@@ -101,7 +94,8 @@ async fn post_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let received_at_ms = now_ms();
+    // Read once per request: it is the events' `received_at`.
+    let received_at_ms = crate::now_ms();
     let format = match body::format(&headers, Accepts::JsonOrNdjson)? {
         BodyFormat::Json => BatchFormat::Json,
         BodyFormat::Ndjson => BatchFormat::Ndjson,

@@ -15,6 +15,14 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::ApiError;
+
+/// The headers of a rate-limited answer (with `Retry-After`), which pages may read.
+pub const RATELIMIT_LIMIT: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("ratelimit-reset");
 use crate::RateLimits;
 
 /// The server's limiters. A limit of 0 turns it off.

@@ -43,7 +43,7 @@ pub(super) async fn stats(
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
         &state.config.limits,
-        super::events::now_ms(),
+        crate::now_ms(),
     )?;
     let (bucket, since, until) = (
         query.bucket.name(),
