@@ -1,5 +1,5 @@
 //! A client for an Eventline server: post events one at a time or in batches, read pages,
-//! iterate over every page, and stream an export.
+//! iterate over every page, stream an export, and follow new events live.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), eventline_client::Error> {
@@ -92,6 +92,8 @@ pub enum Error {
     Status { status: u16, body: String },
     #[error("the server's answer is not what was expected")]
     Decode(#[from] serde_json::Error),
+    #[error("the live stream is broken: {0}")]
+    Stream(String),
 }
 
 impl Error {
@@ -145,6 +147,13 @@ impl Query {
     pub fn limit(mut self, limit: u32) -> Query {
         self.limit = Some(limit);
         self
+    }
+
+    /// The filters alone, for the live stream.
+    fn filter_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = self.pairs(false);
+        pairs.retain(|(name, _)| !matches!(*name, "offset" | "order"));
+        pairs
     }
 
     fn pairs(&self, with_limit: bool) -> Vec<(&'static str, String)> {
@@ -285,6 +294,127 @@ impl Client {
             .bytes_stream()
             .map(|chunk| chunk.map_err(Error::from)))
     }
+}
+
+/// A message of the live stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamMessage {
+    /// A new event and its stream id (its place in commit order).
+    Event { id: String, event: Event },
+    /// Nothing new up to here; sent first and when the stream is quiet.
+    Position { id: String },
+    /// The server ended the stream: `subscriber-too-slow`, `shutting-down` or
+    /// `storage-unavailable`. Reconnecting with the last id continues without a gap.
+    Closed { code: String, detail: String },
+}
+
+#[derive(Deserialize)]
+struct ClosedData {
+    code: String,
+    detail: String,
+}
+
+/// How long [`Client::tail`] waits before it reconnects.
+const RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Client {
+    /// One connection to the live stream of events matching `query`'s filters,
+    /// starting after `last_event_id` (a stream id received before), or with the events
+    /// stored from now on.
+    pub async fn stream(
+        &self,
+        query: &Query,
+        last_event_id: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<StreamMessage, Error>> + use<>, Error> {
+        let mut request = self
+            .request(reqwest::Method::GET, "/api/events/stream")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .query(&query.filter_pairs());
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = checked(request.send().await?).await?;
+        Ok(
+            eventsource_stream::Eventsource::eventsource(response.bytes_stream()).map(|message| {
+                let message = message.map_err(|error| match error {
+                    eventsource_stream::EventStreamError::Transport(error) => Error::Http(error),
+                    other => Error::Stream(other.to_string()),
+                })?;
+                Ok(match message.event.as_str() {
+                    "closed" => {
+                        let closed: ClosedData = serde_json::from_str(&message.data)?;
+                        StreamMessage::Closed {
+                            code: closed.code,
+                            detail: closed.detail,
+                        }
+                    }
+                    "position" => StreamMessage::Position { id: message.id },
+                    _ => StreamMessage::Event {
+                        event: serde_json::from_str(&message.data)?,
+                        id: message.id,
+                    },
+                })
+            }),
+        )
+    }
+
+    /// Every new event matching `query`'s filters, as it is stored, with its stream id;
+    /// after `after` when given. Reconnects by itself (a second later) when the
+    /// connection drops or the server closes the stream, continuing after the last id
+    /// received: no event is missed or repeated. Ends with the error when the server
+    /// refuses the request itself (a bad parameter or key).
+    pub fn tail(
+        &self,
+        query: &Query,
+        after: Option<String>,
+    ) -> impl Stream<Item = Result<(String, Event), Error>> + '_ {
+        struct Tail<S> {
+            last_id: Option<String>,
+            connection: Option<S>,
+            reconnecting: bool,
+        }
+        let query = query.clone();
+        let start = Tail {
+            last_id: after,
+            connection: None,
+            reconnecting: false,
+        };
+        futures::stream::unfold(Some(start), move |tail| {
+            let query = query.clone();
+            async move {
+                let mut tail = tail?;
+                loop {
+                    let Some(connection) = tail.connection.as_mut() else {
+                        if std::mem::take(&mut tail.reconnecting) {
+                            tokio::time::sleep(RECONNECT_DELAY).await;
+                        }
+                        match self.stream(&query, tail.last_id.as_deref()).await {
+                            Ok(connection) => tail.connection = Some(Box::pin(connection)),
+                            Err(error) if refused(&error) => return Some((Err(error), None)),
+                            Err(_) => tail.reconnecting = true,
+                        }
+                        continue;
+                    };
+                    match connection.next().await {
+                        Some(Ok(StreamMessage::Event { id, event })) => {
+                            tail.last_id = Some(id.clone());
+                            return Some((Ok((id, event)), Some(tail)));
+                        }
+                        Some(Ok(StreamMessage::Position { id })) => tail.last_id = Some(id),
+                        Some(Ok(StreamMessage::Closed { .. })) | Some(Err(_)) | None => {
+                            tail.connection = None;
+                            tail.reconnecting = true;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Whether the server refused the request itself, so that trying again cannot help.
+fn refused(error: &Error) -> bool {
+    matches!(error.status(), Some(status) if (400..500).contains(&status) && status != 408 && status != 429)
 }
 
 /// The response if it is a success, else its problem as an error.

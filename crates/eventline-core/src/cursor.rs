@@ -1,4 +1,5 @@
-//! The page cursor: the position of the last event of a page in the (timestamp, id) order.
+//! Positions in the two orders events are read in: the page cursor, in (timestamp, id)
+//! order, and the stream cursor, in commit order.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,6 +39,44 @@ impl Cursor {
     }
 }
 
+/// Stream cursors start with this letter: one is never taken for a page cursor.
+const STREAM_CURSOR_PREFIX: char = 's';
+
+/// A place in commit order, the order the live stream delivers events in: every event
+/// committed after another has a greater position, whatever its `timestamp`.
+///
+/// `commit` is the store's commit counter (the embedded store's row sequence, PostgreSQL's
+/// transaction id); `id` orders the events of one commit. The stream sends it as each
+/// event's SSE id, so a client that reconnects with `Last-Event-ID` continues right after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamCursor {
+    pub commit: u64,
+    pub id: Uuid,
+}
+
+impl StreamCursor {
+    pub fn encode(&self) -> String {
+        let mut bytes = [0u8; CURSOR_BYTES];
+        bytes[..8].copy_from_slice(&self.commit.to_be_bytes());
+        bytes[8..].copy_from_slice(self.id.as_bytes());
+        let mut text = String::with_capacity(33);
+        text.push(STREAM_CURSOR_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
+        text
+    }
+
+    pub fn decode(text: &str) -> Option<StreamCursor> {
+        let encoded = text.strip_prefix(STREAM_CURSOR_PREFIX)?;
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+        let bytes: [u8; CURSOR_BYTES] = bytes.try_into().ok()?;
+        let (commit, id) = bytes.split_at(8);
+        Some(StreamCursor {
+            commit: u64::from_be_bytes(commit.try_into().ok()?),
+            id: Uuid::from_slice(id).ok()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +92,25 @@ mod tests {
         assert_eq!(Cursor::decode(&text), Some(cursor));
         for garbage in ["", "c", "123", "cAAAA", &text[1..], &format!("{text}A")] {
             assert_eq!(Cursor::decode(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn stream_cursors_round_trip_and_differ_from_page_cursors() {
+        let position = StreamCursor {
+            commit: 7_000_000_123,
+            id: Uuid::from_u128(0x0190_b3c4_4f1e_7cc0_8d2a_5e2b_1c9d_7f10),
+        };
+        let text = position.encode();
+        assert_eq!(StreamCursor::decode(&text), Some(position));
+        assert_eq!(Cursor::decode(&text), None);
+        let page = Cursor {
+            timestamp_ms: 1,
+            id: Uuid::nil(),
+        };
+        assert_eq!(StreamCursor::decode(&page.encode()), None);
+        for garbage in ["", "s", "sAAAA", &format!("{text}A")] {
+            assert_eq!(StreamCursor::decode(garbage), None, "{garbage:?}");
         }
     }
 }

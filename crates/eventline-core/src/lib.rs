@@ -11,4 +11,5 @@ pub mod limits;
 pub mod problem;
 pub mod query;
 pub mod stats;
+pub mod stream;
 pub mod timestamp;

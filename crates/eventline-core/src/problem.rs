@@ -24,6 +24,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     IngestOverloaded,
     StorageUnavailable,
+    StreamsFull,
     ShuttingDown,
     Internal,
 }
@@ -51,6 +52,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::IngestOverloaded,
         ErrorCode::StorageUnavailable,
+        ErrorCode::StreamsFull,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
     ];
@@ -135,6 +137,7 @@ impl ErrorCode {
                 503,
                 "The store cannot be used right now",
             ),
+            ErrorCode::StreamsFull => ("streams-full", 503, "Too many live streams are open"),
             ErrorCode::ShuttingDown => ("shutting-down", 503, "The server is shutting down"),
             ErrorCode::Internal => ("internal", 500, "Internal error"),
         }

@@ -49,7 +49,12 @@ pub struct Writer {
     stop: watch::Sender<bool>,
 }
 
-pub fn start(store: Arc<dyn Store>, options: Options) -> (Ingest, Writer) {
+/// Starts the writer; `committed` is notified after each commit that stored events.
+pub fn start(
+    store: Arc<dyn Store>,
+    options: Options,
+    committed: Arc<tokio::sync::Notify>,
+) -> (Ingest, Writer) {
     let (sender, receiver) = mpsc::channel(options.queue_events_max);
     let (stop, stopped) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(options.queue_events_max));
@@ -63,6 +68,7 @@ pub fn start(store: Arc<dyn Store>, options: Options) -> (Ingest, Writer) {
         stopped,
         options.commit_events_max,
         depth.clone(),
+        committed,
     ));
     (
         Ingest {
@@ -137,6 +143,7 @@ async fn write_loop(
     mut stopped: watch::Receiver<bool>,
     commit_events_max: usize,
     depth: QueueDepth,
+    committed: Arc<tokio::sync::Notify>,
 ) {
     let in_flight_max = store.appends_in_flight_max().max(1);
     let mut in_flight = JoinSet::new();
@@ -173,8 +180,11 @@ async fn write_loop(
         }
         let store = Arc::clone(&store);
         let depth = depth.clone();
+        let committed = Arc::clone(&committed);
         in_flight.spawn(async move {
-            commit(store.as_ref(), jobs).await;
+            if commit(store.as_ref(), jobs).await > 0 {
+                committed.notify_one();
+            }
             // The answered jobs' permits are released: the queue is shorter now.
             depth.record();
         });
@@ -183,7 +193,8 @@ async fn write_loop(
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn commit(store: &dyn Store, jobs: Vec<Job>) {
+/// Commits one group and answers its jobs; how many events were newly stored.
+async fn commit(store: &dyn Store, jobs: Vec<Job>) -> u64 {
     let (submissions, replies): (Vec<_>, Vec<_>) = jobs
         .into_iter()
         .map(|job| (job.submission, (job.reply, job.permit)))
@@ -219,6 +230,7 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) {
                 // The requester may have gone; its events are stored all the same.
                 let _ = reply.send(Ok(outcome));
             }
+            stored
         }
         Err(error) => {
             tracing::error!(error = %ErrorChain(&error), events, "group commit failed");
@@ -226,6 +238,7 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) {
             for (reply, _permit) in replies {
                 let _ = reply.send(Err(IngestError::Store));
             }
+            0
         }
     }
 }
@@ -328,6 +341,23 @@ mod tests {
         async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
             Ok(Vec::new())
         }
+        async fn stream(
+            &self,
+            _: &eventline_core::query::Filter,
+            after: eventline_core::cursor::StreamCursor,
+            _: u32,
+        ) -> Result<eventline_store::StreamChunk, Error> {
+            Ok(eventline_store::StreamChunk {
+                events: Vec::new(),
+                upto: after,
+            })
+        }
+        async fn stream_head(&self) -> Result<eventline_core::cursor::StreamCursor, Error> {
+            Ok(eventline_core::cursor::StreamCursor {
+                commit: 0,
+                id: uuid::Uuid::nil(),
+            })
+        }
     }
 
     fn events(len: usize) -> Vec<Event> {
@@ -360,6 +390,7 @@ mod tests {
                 queue_events_max: 4,
                 commit_events_max: 100,
             },
+            Arc::default(),
         );
         let first = tokio::spawn({
             let ingest = ingest.clone();
@@ -400,6 +431,7 @@ mod tests {
                 queue_events_max: 1_000,
                 commit_events_max: 10,
             },
+            Arc::default(),
         );
         let waiting: Vec<_> = (0..50)
             .map(|_| {
@@ -428,6 +460,7 @@ mod tests {
                 queue_events_max: 100,
                 commit_events_max: 100,
             },
+            Arc::default(),
         );
         let first = tokio::spawn({
             let ingest = ingest.clone();

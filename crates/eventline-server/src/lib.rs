@@ -29,6 +29,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 pub mod ingest;
+pub mod live;
 pub mod retention;
 pub mod telemetry;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Events whose `timestamp` is older than this are deleted; None keeps them all.
     pub retention: Option<Duration>,
+    /// Bounds of the live stream.
+    pub live: live::Options,
 }
 
 /// Token buckets: a rate per second and a burst; a rate of 0 turns a limit off.
@@ -146,6 +149,7 @@ impl Config {
             keys: Keys::default(),
             rate_limits: RateLimits::default(),
             retention: None,
+            live: live::Options::default(),
         }
     }
 }
@@ -166,6 +170,7 @@ pub enum Error {
 pub struct App {
     state: http::AppState,
     writer: ingest::Writer,
+    follower: live::Follower,
 }
 
 impl App {
@@ -198,20 +203,28 @@ impl App {
                 )
             }
         };
+        let committed = Arc::new(tokio::sync::Notify::new());
         let (ingest, writer) = ingest::start(
             Arc::clone(&store),
             ingest::Options {
                 queue_events_max: config.ingest_queue_events_max,
                 commit_events_max: config.commit_events_max,
             },
+            Arc::clone(&committed),
         );
+        let (live, follower) = live::start(Arc::clone(&store), committed, config.live);
         let state = http::AppState {
             store,
             ingest,
+            live,
             limiters: Arc::new(http::rate_limit::Limiters::new(&config.rate_limits)),
             config: Arc::new(config),
         };
-        Ok(App { state, writer })
+        Ok(App {
+            state,
+            writer,
+            follower,
+        })
     }
 
     /// Serves until `shutdown` resolves and every open request is answered, then commits
@@ -221,7 +234,11 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let App { state, writer } = self;
+        let App {
+            state,
+            writer,
+            follower,
+        } = self;
         let retention = state
             .config
             .retention
@@ -245,7 +262,12 @@ impl App {
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Live streams never end by themselves: end them, each with its final
+            // message, or the graceful shutdown would wait for them forever.
+            follower.close();
+        })
         .await?;
         housekeeping.abort();
         if let Some(retention) = retention {

@@ -10,6 +10,8 @@
 //! | `eventline_events_stored_total` | counter | |
 //! | `eventline_events_replayed_total` | counter | |
 //! | `eventline_store_errors_total` | counter | `operation` |
+//! | `eventline_stream_subscribers` | gauge (open live streams) | |
+//! | `eventline_stream_dropped_total` | counter (streams closed as too slow) | |
 
 use std::sync::OnceLock;
 
@@ -23,6 +25,8 @@ pub const COMMIT_DURATION: &str = "eventline_commit_duration_seconds";
 pub const EVENTS_STORED: &str = "eventline_events_stored_total";
 pub const EVENTS_REPLAYED: &str = "eventline_events_replayed_total";
 pub const STORE_ERRORS: &str = "eventline_store_errors_total";
+pub const STREAM_SUBSCRIBERS: &str = "eventline_stream_subscribers";
+pub const STREAM_DROPPED: &str = "eventline_stream_dropped_total";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -2,8 +2,9 @@
 //! embedded store. This is the only crate that knows SQL.
 
 use async_trait::async_trait;
+use eventline_core::cursor::StreamCursor;
 use eventline_core::event::Event;
-use eventline_core::query::{Page, PageQuery};
+use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
@@ -49,6 +50,15 @@ pub struct Appended {
     pub replayed: bool,
 }
 
+/// A read in commit order: the matching events after a position, and how far the read
+/// got. Every matching event in (`after`, `upto`] is in `events`, so the next read starts
+/// at `upto` whether or not anything matched.
+#[derive(Debug, Clone)]
+pub struct StreamChunk {
+    pub events: Vec<(StreamCursor, Event)>,
+    pub upto: StreamCursor,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("sqlite")]
@@ -92,6 +102,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// One page of events in (timestamp, id) order.
     async fn page(&self, query: PageQuery) -> Result<Page, Error>;
+
+    /// The events matching `filter` committed after `after`, in commit order, at most
+    /// `limit`. Only committed events are read, and an event committed later never has a
+    /// position at or before one read earlier: a reader that continues from `upto` misses
+    /// nothing and sees nothing twice.
+    async fn stream(
+        &self,
+        filter: &Filter,
+        after: StreamCursor,
+        limit: u32,
+    ) -> Result<StreamChunk, Error>;
+
+    /// The position of the last committed event: a stream that starts there sends the
+    /// events committed from now on.
+    async fn stream_head(&self) -> Result<StreamCursor, Error>;
 
     /// Whether the store can serve right now.
     async fn check(&self) -> Result<(), Error>;

@@ -1,9 +1,9 @@
 //! The SQL of a page, for both stores: keyset pagination on (timestamp_ms, id) over the
 //! index that fits the filter. Only the placeholders and the id's type differ.
 
-use eventline_core::cursor::Cursor;
+use eventline_core::cursor::{Cursor, StreamCursor};
 use eventline_core::event::Event;
-use eventline_core::query::{Order, Page, PageQuery, Start};
+use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,13 +94,7 @@ pub(crate) fn page_sql(query: &PageQuery, columns: &str, dialect: Dialect) -> (S
                     sql.bind(Param::Text(event_type.clone()))
                 ));
             }
-            event_types => {
-                let marks: Vec<String> = event_types
-                    .iter()
-                    .map(|event_type| sql.bind(Param::Text(event_type.clone())))
-                    .collect();
-                conditions.push(format!("event_type IN ({})", marks.join(", ")));
-            }
+            event_types => conditions.extend(event_types_condition(event_types, &mut sql)),
         }
         format!(
             "SELECT {columns} FROM events WHERE {} {order_by}",
@@ -115,7 +109,23 @@ pub(crate) fn page_sql(query: &PageQuery, columns: &str, dialect: Dialect) -> (S
 
 /// Every condition but the event types.
 fn conditions(query: &PageQuery, sql: &mut Sql) -> Vec<String> {
-    let filter = &query.filter;
+    let mut conditions = filter_conditions(&query.filter, sql);
+    if let Start::After(cursor) = query.start {
+        let comparison = match query.order {
+            Order::Asc => ">",
+            Order::Desc => "<",
+        };
+        let timestamp = sql.bind(Param::Int(cursor.timestamp_ms));
+        let id = sql.bind(Param::Id(cursor.id));
+        conditions.push(format!(
+            "(timestamp_ms, id) {comparison} ({timestamp}, {id})"
+        ));
+    }
+    conditions
+}
+
+/// The filter's conditions but the event types.
+fn filter_conditions(filter: &Filter, sql: &mut Sql) -> Vec<String> {
     let mut conditions = vec!["TRUE".to_owned()];
     if let Some(since_ms) = filter.since_ms {
         conditions.push(format!(
@@ -133,23 +143,82 @@ fn conditions(query: &PageQuery, sql: &mut Sql) -> Vec<String> {
         ));
     }
     if let Some(scope) = filter.scope {
-        conditions.push(format!(
-            "scope = {}",
-            sql.bind(Param::Text(scope.as_str().to_owned()))
-        ));
-    }
-    if let Start::After(cursor) = query.start {
-        let comparison = match query.order {
-            Order::Asc => ">",
-            Order::Desc => "<",
-        };
-        let timestamp = sql.bind(Param::Int(cursor.timestamp_ms));
-        let id = sql.bind(Param::Id(cursor.id));
-        conditions.push(format!(
-            "(timestamp_ms, id) {comparison} ({timestamp}, {id})"
-        ));
+        conditions.push(scope_condition(scope, sql));
     }
     conditions
+}
+
+fn scope_condition(scope: eventline_core::event::Scope, sql: &mut Sql) -> String {
+    format!(
+        "scope = {}",
+        sql.bind(Param::Text(scope.as_str().to_owned()))
+    )
+}
+
+/// `event_type IN (…)`, or nothing for every type.
+fn event_types_condition(event_types: &[String], sql: &mut Sql) -> Option<String> {
+    if event_types.is_empty() {
+        return None;
+    }
+    let marks: Vec<String> = event_types
+        .iter()
+        .map(|event_type| sql.bind(Param::Text(event_type.clone())))
+        .collect();
+    Some(format!("event_type IN ({})", marks.join(", ")))
+}
+
+/// The SQL of a read in commit order: the events matching `filter` after `after` and up
+/// to `head`, at most `limit`, each row `columns` then its commit position.
+///
+/// The commit position is the embedded store's `seq` (one per event, given in commit
+/// order) and PostgreSQL's `commit_xid` (the writing transaction; its events are ordered
+/// by id), which is bound as text since the driver has no `xid8` type.
+pub(crate) fn stream_sql(
+    filter: &Filter,
+    after: StreamCursor,
+    head: u64,
+    limit: u32,
+    columns: &str,
+    dialect: Dialect,
+) -> (String, Vec<Param>) {
+    let mut sql = Sql {
+        dialect,
+        params: Vec::new(),
+    };
+    let mut conditions = filter_conditions(filter, &mut sql);
+    conditions.extend(event_types_condition(&filter.event_types, &mut sql));
+    let (position, order_by) = match dialect {
+        Dialect::Sqlite => {
+            let after = sql.bind(Param::Int(i64::try_from(after.commit).unwrap_or(i64::MAX)));
+            let head = sql.bind(Param::Int(i64::try_from(head).unwrap_or(i64::MAX)));
+            conditions.push(format!("seq > {after} AND seq <= {head}"));
+            ("seq", "seq")
+        }
+        Dialect::Postgres => {
+            let after_commit = sql.bind(Param::Text(after.commit.to_string()));
+            let after_id = sql.bind(Param::Id(after.id));
+            let head = sql.bind(Param::Text(head.to_string()));
+            conditions.push(format!(
+                "(commit_xid, id) > ({after_commit}::text::xid8, {after_id}) AND commit_xid < {head}::text::xid8"
+            ));
+            // Named apart: `ORDER BY commit_xid` would sort by the text.
+            ("commit_xid::text AS commit_position", "commit_xid, id")
+        }
+    };
+    // SQLite would read a type's or a window's whole index range and sort it, not knowing
+    // that a stream's `seq` range is short; a contact's events are few, and its index wins.
+    let table = match dialect {
+        Dialect::Sqlite if filter.contact_id.is_none() => "events NOT INDEXED",
+        _ => "events",
+    };
+    let limit = sql.bind(Param::Int(i64::from(limit)));
+    (
+        format!(
+            "SELECT {columns}, {position} FROM {table} WHERE {} ORDER BY {order_by} LIMIT {limit}",
+            conditions.join(" AND ")
+        ),
+        sql.params,
+    )
 }
 
 /// The page from the rows of `page_sql`: one row more than `limit` means another page
@@ -172,8 +241,6 @@ pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
 /// should read: the cases of both stores' query-plan tests.
 #[cfg(test)]
 pub(crate) fn query_shapes() -> Vec<(PageQuery, &'static str)> {
-    use eventline_core::query::Filter;
-
     let window = Filter {
         since_ms: Some(1),
         until_ms: Some(9),
@@ -298,25 +365,11 @@ fn bucketed(dialect: Dialect, bucket_ms: i64) -> (Sql, String, String) {
     (sql, bucket, bucket_again)
 }
 
-fn stats_conditions(
-    filter: &eventline_core::query::Filter,
-    sql: &mut Sql,
-    conditions: &mut Vec<String>,
-) {
+fn stats_conditions(filter: &Filter, sql: &mut Sql, conditions: &mut Vec<String>) {
     if let Some(scope) = filter.scope {
-        conditions.push(format!(
-            "scope = {}",
-            sql.bind(Param::Text(scope.as_str().to_owned()))
-        ));
+        conditions.push(scope_condition(scope, sql));
     }
-    if !filter.event_types.is_empty() {
-        let marks: Vec<String> = filter
-            .event_types
-            .iter()
-            .map(|event_type| sql.bind(Param::Text(event_type.clone())))
-            .collect();
-        conditions.push(format!("event_type IN ({})", marks.join(", ")));
-    }
+    conditions.extend(event_types_condition(&filter.event_types, sql));
 }
 
 /// Sums the rows of the stats queries into one count per (bucket, type), dropping empty

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use eventline_core::cursor::StreamCursor;
 use eventline_core::event::{Event, Scope};
-use eventline_core::query::{Page, PageQuery};
+use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
@@ -23,13 +24,14 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::page_sql::{self, Dialect, Param};
-use crate::{Appended, Durability, Error, Outcome, Store, Submission};
+use crate::{Appended, Durability, Error, Outcome, Store, StreamChunk, Submission};
 
 /// Migrations in order; the schema version is the number applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("postgres/schema.sql"),
     include_str!("postgres/suppression.sql"),
     include_str!("postgres/counts.sql"),
+    include_str!("postgres/stream.sql"),
 ];
 /// Serializes migrations when several servers start at once (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK_KEY: i64 = 0x6576_656e_746c_696e; // "eventlin"
@@ -174,6 +176,54 @@ impl Store for PostgresStore {
         Ok(page_sql::into_page(events, query.limit))
     }
 
+    async fn stream(
+        &self,
+        filter: &Filter,
+        after: StreamCursor,
+        limit: u32,
+    ) -> Result<StreamChunk, Error> {
+        let client = self.pool.get().await?;
+        // The head first: every transaction below it has ended, so the rows read below it
+        // are all there will ever be.
+        let head = xmin(&client).await?;
+        let (sql, params) = page_sql::stream_sql(
+            filter,
+            after,
+            head.commit,
+            limit,
+            EVENT_COLUMNS,
+            Dialect::Postgres,
+        );
+        let params = to_sql(params);
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client.query(&statement, &borrowed(&params)).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event = event_from_row(row)?;
+            let commit: &str = row.try_get(8)?;
+            let commit = commit.parse().map_err(|_| {
+                Error::Corrupt(format!("event {}: commit_xid {commit:?}", event.id))
+            })?;
+            events.push((
+                StreamCursor {
+                    commit,
+                    id: event.id,
+                },
+                event,
+            ));
+        }
+        let upto = match events.last() {
+            Some((position, _)) if events.len() >= limit as usize => *position,
+            _ => after.max(head),
+        };
+        Ok(StreamChunk { events, upto })
+    }
+
+    async fn stream_head(&self) -> Result<StreamCursor, Error> {
+        let client = self.pool.get().await?;
+        xmin(&client).await
+    }
+
     async fn check(&self) -> Result<(), Error> {
         let client = self.pool.get().await?;
         client.query_one("SELECT 1", &[]).await?;
@@ -277,6 +327,22 @@ impl Store for PostgresStore {
 }
 
 type SqlValue = Box<dyn ToSql + Sync + Send>;
+
+/// The oldest transaction still running, as a stream position: the events of every
+/// transaction before it are committed (or never will be), its own come after.
+async fn xmin(client: &deadpool_postgres::Client) -> Result<StreamCursor, Error> {
+    let statement = client
+        .prepare_cached("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        .await?;
+    let xmin: String = client.query_one(&statement, &[]).await?.try_get(0)?;
+    let commit = xmin
+        .parse()
+        .map_err(|_| Error::Corrupt(format!("pg_snapshot_xmin {xmin:?}")))?;
+    Ok(StreamCursor {
+        commit,
+        id: Uuid::nil(),
+    })
+}
 
 fn to_sql(params: Vec<Param>) -> Vec<SqlValue> {
     params
@@ -555,6 +621,57 @@ mod tests {
         assert_eq!(versions, expected);
     }
 
+    /// A transaction that started before a commit and ends after it holds that commit
+    /// back from streams until it ends; then both come, the older transaction first. A
+    /// stream that had moved past the later commit would never see the earlier one.
+    #[tokio::test]
+    async fn a_running_transaction_holds_later_commits_back_from_streams() {
+        let url = eventline_testkit::database().await;
+        let store = PostgresStore::connect(&url, &PostgresOptions::default())
+            .await
+            .expect("connect");
+        let start = store.stream_head().await.expect("head");
+        let event = |n: u128| Event {
+            id: Uuid::from_u128(n),
+            event_type: "t".to_owned(),
+            content: RawValue::from_string("{}".to_owned()).expect("json"),
+            contact_id: None,
+            scope: Scope::App,
+            timestamp_ms: 1,
+            received_at_ms: 1,
+            client_timestamp_ms: None,
+        };
+        let mut slow = store.pool.get().await.expect("connection");
+        let slow = slow.transaction().await.expect("begin");
+        insert(&slow, &[event(1)]).await.expect("insert");
+        store
+            .append(vec![Submission {
+                events: vec![event(2)],
+            }])
+            .await
+            .expect("append");
+        let chunk = store
+            .stream(&Filter::default(), start, 10)
+            .await
+            .expect("stream");
+        assert!(chunk.events.is_empty(), "{:?}", chunk.events);
+        slow.commit().await.expect("commit");
+        let mut ids = Vec::new();
+        let mut after = start;
+        // Other tests' transactions on the shared cluster may hold both back a moment.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while ids.len() < 2 && tokio::time::Instant::now() < deadline {
+            let chunk = store
+                .stream(&Filter::default(), after, 10)
+                .await
+                .expect("stream");
+            ids.extend(chunk.events.iter().map(|(_, event)| event.id.as_u128()));
+            after = chunk.upto;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(ids, [1, 2]);
+    }
+
     /// Each query shape can read its own index in page order: no sort. Scans and sorts
     /// are priced out, since PostgreSQL rightly prefers them on a table this small: the
     /// plan left is the one it takes on a large table.
@@ -596,6 +713,32 @@ mod tests {
             let cut_ranges = if types > 1 { types } else { 0 };
             assert_eq!(nodes("Limit"), 1 + cut_ranges, "{query:?}:\n{plan}");
             assert_eq!(nodes("Sort"), 0, "{query:?} sorts:\n{plan}");
+        }
+        // The stream reads the commit index in order, whatever the filter.
+        for (query, _) in page_sql::query_shapes() {
+            let after = StreamCursor {
+                commit: 3,
+                id: Uuid::nil(),
+            };
+            let (sql, params) = page_sql::stream_sql(
+                &query.filter,
+                after,
+                9,
+                100,
+                EVENT_COLUMNS,
+                Dialect::Postgres,
+            );
+            let params = to_sql(params);
+            let plan: Vec<String> = client
+                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
+                .await
+                .expect("explain")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("events_by_commit"), "{query:?}:\n{plan}");
+            assert!(!plan.contains("Sort"), "{query:?} sorts:\n{plan}");
         }
     }
 }

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use eventline_core::cursor::StreamCursor;
 use eventline_core::event::{Event, Scope};
-use eventline_core::query::{Page, PageQuery};
+use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::value::RawValue;
@@ -18,7 +19,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::page_sql::{self, Dialect};
-use crate::{Appended, Durability, Error, Outcome, Store, Submission};
+use crate::{Appended, Durability, Error, Outcome, Store, StreamChunk, Submission};
 
 mod query;
 
@@ -29,7 +30,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/schema.sql"),
     include_str!("sqlite/suppression.sql"),
     include_str!("sqlite/counts.sql"),
+    include_str!("sqlite/stream.sql"),
 ];
+
+/// The highest `seq` given out: every event with a smaller one is committed or deleted.
+const SEQ_HEAD_SQL: &str =
+    "SELECT max(coalesce((SELECT max(seq) FROM events), 0), (SELECT seq_max FROM stream_state))";
 
 /// Columns of `events` in the order [`event_from_row`] reads them.
 pub(crate) const EVENT_COLUMNS: &str =
@@ -145,6 +151,27 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn stream(
+        &self,
+        filter: &Filter,
+        after: StreamCursor,
+        limit: u32,
+    ) -> Result<StreamChunk, Error> {
+        let filter = filter.clone();
+        self.readers
+            .run(move |connection| query::stream(connection, &filter, after, limit))
+            .await
+    }
+
+    async fn stream_head(&self) -> Result<StreamCursor, Error> {
+        self.readers
+            .run(|connection| {
+                let head: i64 = connection.query_row(SEQ_HEAD_SQL, [], |row| row.get(0))?;
+                Ok(query::seq_position(head))
+            })
+            .await
+    }
+
     async fn check(&self) -> Result<(), Error> {
         self.readers
             .run(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
@@ -246,13 +273,14 @@ fn append_blocking(
     submissions: Vec<Submission>,
 ) -> Result<Vec<Outcome>, Error> {
     let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut seq: i64 = transaction.query_row(SEQ_HEAD_SQL, [], |row| row.get(0))?;
     let mut outcomes = Vec::with_capacity(submissions.len());
     for submission in submissions {
         let outcome = if submission.events.len() == 1 {
-            append_submission(&transaction, submission)?
+            append_submission(&transaction, submission, &mut seq)?
         } else {
             let savepoint = transaction.savepoint()?;
-            let outcome = append_submission(&savepoint, submission)?;
+            let outcome = append_submission(&savepoint, submission, &mut seq)?;
             match outcome {
                 Outcome::Stored(_) => savepoint.commit()?,
                 Outcome::Conflict { .. } | Outcome::Suppressed { .. } => savepoint.finish()?,
@@ -289,10 +317,16 @@ fn count_new_events(connection: &Connection, outcomes: &[Outcome]) -> Result<(),
     Ok(())
 }
 
-fn append_submission(connection: &Connection, submission: Submission) -> Result<Outcome, Error> {
+/// Stores one submission's events; `seq` is the last `seq` given out, advanced for each
+/// event stored.
+fn append_submission(
+    connection: &Connection,
+    submission: Submission,
+    seq: &mut i64,
+) -> Result<Outcome, Error> {
     let mut insert = connection.prepare_cached(
-        "INSERT INTO events (id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO events (seq, id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut suppressed =
@@ -310,6 +344,7 @@ fn append_submission(connection: &Connection, submission: Submission) -> Result<
     let mut appended = Vec::with_capacity(submission.events.len());
     for (index, event) in submission.events.into_iter().enumerate() {
         let inserted = insert.execute(params![
+            *seq + 1,
             event.id.as_bytes(),
             event.timestamp_ms,
             event.received_at_ms,
@@ -320,6 +355,7 @@ fn append_submission(connection: &Connection, submission: Submission) -> Result<
             event.content.get(),
         ])?;
         if inserted == 1 {
+            *seq += 1;
             appended.push(Appended {
                 event,
                 replayed: false,
@@ -470,6 +506,22 @@ mod tests {
                 "{query:?} scans the table:\n{plan}"
             );
             assert!(!plan.contains("TEMP B-TREE"), "{query:?} sorts:\n{plan}");
+        }
+        // The stream reads a `seq` range, or a contact's events (few) and sorts them.
+        for (query, _) in crate::page_sql::query_shapes() {
+            let after = eventline_core::cursor::StreamCursor {
+                commit: 3,
+                id: Uuid::nil(),
+            };
+            let (sql, params) =
+                page_sql::stream_sql(&query.filter, after, 9, 100, EVENT_COLUMNS, Dialect::Sqlite);
+            let plan = query::explain(&connection, &sql, params);
+            let expected = if query.filter.contact_id.is_some() {
+                "USING INDEX events_by_contact"
+            } else {
+                "USING INTEGER PRIMARY KEY"
+            };
+            assert!(plan.contains(expected), "{query:?}:\n{plan}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The client commands: `post`, `get`, `import`, `export`, on the Rust client.
+//! The client commands: `post`, `get`, `tail`, `import`, `export`, on the Rust client.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -133,25 +133,9 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&page)?)?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "{:<24} {:<20} {:<16} {:<5} {:<36} content",
-        "time", "type", "contact", "scope", "id"
-    )?;
+    writeln!(out, "{}", table_header())?;
     for event in &page.events {
-        let mut content = event.content.to_string();
-        if content.chars().count() > 60 {
-            content = content.chars().take(59).collect::<String>() + "…";
-        }
-        writeln!(
-            out,
-            "{:<24} {:<20} {:<16} {:<5} {:<36} {content}",
-            format_ms(event.timestamp),
-            event.event_type,
-            event.contact_id.as_deref().unwrap_or("-"),
-            event.scope,
-            event.id,
-        )?;
+        writeln!(out, "{}", table_row(event))?;
     }
     match page.next_offset {
         Some(next) => writeln!(
@@ -160,6 +144,68 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
             page.events.len()
         )?,
         None => writeln!(out, "{} events; no more", page.events.len())?,
+    }
+    Ok(())
+}
+
+fn table_header() -> String {
+    format!(
+        "{:<24} {:<20} {:<16} {:<5} {:<36} content",
+        "time", "type", "contact", "scope", "id"
+    )
+}
+
+fn table_row(event: &eventline_client::Event) -> String {
+    let mut content = event.content.to_string();
+    if content.chars().count() > 60 {
+        content = content.chars().take(59).collect::<String>() + "…";
+    }
+    format!(
+        "{:<24} {:<20} {:<16} {:<5} {:<36} {content}",
+        format_ms(event.timestamp),
+        event.event_type,
+        event.contact_id.as_deref().unwrap_or("-"),
+        event.scope,
+        event.id,
+    )
+}
+
+#[derive(clap::Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Start after this stream id (one `--json` printed); without it, from now on.
+    #[arg(long)]
+    after: Option<String>,
+    /// One JSON object per line, `{"stream_id", "event"}`, rather than a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Follows new events until interrupted, reconnecting by itself without gap or repeat.
+pub async fn tail(args: TailArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.filter.desc,
+        "tail follows events in the order they are stored; --desc does not apply"
+    );
+    let query = args.filter.query()?;
+    let client = args.server.client()?;
+    let mut events = std::pin::pin!(client.tail(&query, args.after));
+    if !args.json {
+        println!("{}", table_header());
+    }
+    while let Some(next) = events.next().await {
+        let (stream_id, event) = next.map_err(explain)?;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let line = serde_json::json!({"stream_id": stream_id, "event": event});
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(out, "{}", table_row(&event))?;
+        }
+        out.flush()?;
     }
     Ok(())
 }

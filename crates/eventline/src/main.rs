@@ -39,6 +39,8 @@ enum Command {
     Post(cli::PostArgs),
     /// Read a page of events, as a table or JSON.
     Get(cli::GetArgs),
+    /// Follow new events as they are stored (live), as a table or JSON lines.
+    Tail(cli::TailArgs),
     /// Import events from NDJSON, in batches, with progress.
     Import(cli::ImportArgs),
     /// Export matching events as NDJSON, to a file or standard output.
@@ -193,6 +195,7 @@ fn main() -> ExitCode {
         Command::Token(args) => token(&args),
         Command::Post(args) => client_command(cli::post(args)),
         Command::Get(args) => client_command(cli::get(args)),
+        Command::Tail(args) => client_command(cli::tail(args)),
         Command::Import(args) => client_command(cli::import(args)),
         Command::Export(args) => client_command(cli::export(args)),
         Command::Openapi => openapi(),

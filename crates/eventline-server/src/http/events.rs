@@ -42,6 +42,10 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
             get(super::export::export).route_layer(reading()),
         )
         .route(
+            "/api/events/stream",
+            get(super::stream::stream).route_layer(reading()),
+        )
+        .route(
             "/api/stats",
             get(super::stats::stats).route_layer(reading()),
         )

@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod sdk;
 mod stats;
+mod stream;
 
 pub use error::ApiError;
 
@@ -36,6 +37,7 @@ pub use error::ApiError;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: Ingest,
+    pub live: crate::live::Live,
     pub limiters: Arc<rate_limit::Limiters>,
     pub config: Arc<Config>,
 }

@@ -221,7 +221,7 @@ pub enum PostErrors {
     Unavailable(ProblemDoc),
 }
 
-/// The errors of a read or an export.
+/// The errors of a read, an export or a live stream.
 #[derive(IntoResponses)]
 pub enum ReadErrors {
     #[response(
@@ -250,7 +250,7 @@ pub enum ReadErrors {
     TooMany(ProblemDoc),
     #[response(
         status = 503,
-        description = "The store is unavailable; see Retry-After",
+        description = "The store is unavailable, or (live stream) every stream place is taken; see Retry-After",
         content_type = "application/problem+json"
     )]
     Unavailable(ProblemDoc),
@@ -345,6 +345,42 @@ fn get_events_example_path() {}
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn export() {}
+
+/// The filters of a live stream and where it starts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Inclusive lower bound on `timestamp`: Unix seconds, milliseconds or RFC 3339.
+    since: Option<String>,
+    /// Exclusive upper bound on `timestamp`.
+    until: Option<String>,
+    /// One contact (alias `contactId`); empty means all.
+    contact_id: Option<String>,
+    /// `app` or `site`; empty means both.
+    scope: Option<String>,
+    /// Comma-separated event types (alias `eventTypes`); empty means all.
+    event_types: Option<String>,
+    /// Continue after this stream id (an `id:` the stream sent); the `Last-Event-ID`
+    /// header wins over it. Without either, the stream sends the events stored from now on.
+    after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/events/stream", tag = "reading",
+    params(StreamParams, ("Last-Event-ID" = Option<String>, Header,
+        description = "The last stream id received, as `EventSource` sends it when it reconnects")),
+    description = "Matching events as they are stored, as Server-Sent Events in commit order. \
+Each event message has the event as its `data` and its place in commit order as its `id`; \
+reconnecting with `Last-Event-ID` continues right after it, with no gap and no repeat. \
+A `position` message (its `data` is the id) comes first and after 15 s of quiet. \
+A `closed` message (`{\"code\", \"detail\"}`) ends the stream when the subscriber fell too far \
+behind (`subscriber-too-slow`), the server stops (`shutting-down`) or the store fails \
+(`storage-unavailable`). `offset`, `limit` and `order` are refused.",
+    responses(
+        (status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = String),
+        ReadErrors,
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn stream() {}
 
 /// Counts of one bucket.
 #[derive(Serialize, ToSchema)]
@@ -486,7 +522,7 @@ impl Modify for Security {
     ),
     paths(
         post_event, post_event_seed_path, post_batch, get_events, get_events_seed_path,
-        get_events_example_path, export, stats, event_types, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
+        get_events_example_path, export, stream, stats, event_types, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
     ),
     components(schemas(
         NewEventDoc, EventDoc, PageDoc, StatsDoc, BucketCountsDoc, EventTypesDoc, EventTypeCountDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,

@@ -81,7 +81,7 @@ enum Kind {
     Public,
 }
 
-const ENDPOINTS: [(&str, &str, Kind); 17] = [
+const ENDPOINTS: [(&str, &str, Kind); 19] = [
     ("POST", "/api/events/post", Kind::Post),
     ("POST", "/api/events", Kind::Post),
     ("POST", "/api/events/batch", Kind::Post),
@@ -99,6 +99,12 @@ const ENDPOINTS: [(&str, &str, Kind); 17] = [
         Kind::ReadOwnContact,
     ),
     ("GET", "/api/events/export", Kind::ReadAll),
+    (
+        "GET",
+        "/api/events/stream?contact_id=c-1",
+        Kind::ReadOwnContact,
+    ),
+    ("GET", "/api/events/stream", Kind::ReadAll),
     (
         "GET",
         "/api/stats?since=1700000000000&bucket=day&contact_id=c-1",
@@ -169,6 +175,10 @@ async fn send(
     path.clear();
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
+    if status == 200 && response.headers()["content-type"] == "text/event-stream" {
+        // A live stream never ends: its status is the answer.
+        return (status, Value::Null);
+    }
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }

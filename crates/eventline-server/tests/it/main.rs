@@ -13,6 +13,7 @@ mod posting;
 mod rate_limit;
 mod reading;
 mod stats;
+mod stream;
 mod validation;
 
 use std::net::SocketAddr;

@@ -1,12 +1,14 @@
 //! Pages from SQLite, with the SQL shared with PostgreSQL (`page_sql`).
 
-use eventline_core::query::{Page, PageQuery};
+use eventline_core::cursor::StreamCursor;
+use eventline_core::query::{Filter, Page, PageQuery};
 use rusqlite::Connection;
 use rusqlite::types::Value;
+use uuid::Uuid;
 
-use super::{EVENT_COLUMNS, event_from_row, row_values};
-use crate::Error;
+use super::{EVENT_COLUMNS, SEQ_HEAD_SQL, event_from_row, row_values};
 use crate::page_sql::{self, Dialect, Param};
+use crate::{Error, StreamChunk};
 
 pub(super) fn page(connection: &Connection, query: &PageQuery) -> Result<Page, Error> {
     let (sql, values) = page_sql(query);
@@ -17,6 +19,48 @@ pub(super) fn page(connection: &Connection, query: &PageQuery) -> Result<Page, E
         events.push(event_from_row(row?)?);
     }
     Ok(page_sql::into_page(events, query.limit))
+}
+
+/// A place in the embedded store's commit order. `seq` alone orders events here; the id
+/// part is the largest there is, so that the position of an event and the position of
+/// the head at the same `seq` are equal.
+pub(super) fn seq_position(seq: i64) -> StreamCursor {
+    StreamCursor {
+        commit: u64::try_from(seq).unwrap_or(0),
+        id: Uuid::max(),
+    }
+}
+
+/// Reads the head and the events up to it in one transaction: one snapshot, so the head
+/// is exact.
+pub(super) fn stream(
+    connection: &Connection,
+    filter: &Filter,
+    after: StreamCursor,
+    limit: u32,
+) -> Result<StreamChunk, Error> {
+    let transaction = connection.unchecked_transaction()?;
+    let head: i64 = transaction.query_row(SEQ_HEAD_SQL, [], |row| row.get(0))?;
+    let head = u64::try_from(head).unwrap_or(0);
+    let (sql, params) =
+        page_sql::stream_sql(filter, after, head, limit, EVENT_COLUMNS, Dialect::Sqlite);
+    let mut statement = transaction.prepare_cached(&sql)?;
+    let rows = statement.query_map(
+        rusqlite::params_from_iter(params.into_iter().map(sql_value)),
+        |row| Ok((row.get::<_, i64>(8)?, row_values(row)?)),
+    )?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, values) = row?;
+        events.push((seq_position(seq), event_from_row(values)?));
+    }
+    drop(statement);
+    transaction.finish()?;
+    let upto = match events.last() {
+        Some((position, _)) if events.len() >= limit as usize => *position,
+        _ => after.max(seq_position(i64::try_from(head).unwrap_or(i64::MAX))),
+    };
+    Ok(StreamChunk { events, upto })
 }
 
 /// The SQLite form of the shared page SQL.
@@ -37,6 +81,16 @@ pub(super) fn sql_value(param: Param) -> Value {
 #[cfg(test)]
 pub(super) fn plan(connection: &Connection, query: &PageQuery) -> String {
     let (sql, values) = page_sql(query);
+    explain_values(connection, &sql, values)
+}
+
+#[cfg(test)]
+pub(super) fn explain(connection: &Connection, sql: &str, params: Vec<Param>) -> String {
+    explain_values(connection, sql, params.into_iter().map(sql_value).collect())
+}
+
+#[cfg(test)]
+fn explain_values(connection: &Connection, sql: &str, values: Vec<Value>) -> String {
     let mut statement = connection
         .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
         .expect("plan");

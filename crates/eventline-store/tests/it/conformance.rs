@@ -1,3 +1,4 @@
+use eventline_core::cursor::StreamCursor;
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_store::{Outcome, Store, Submission};
@@ -444,4 +445,114 @@ pub async fn stats_match_the_reference(store: &dyn Store) {
     events.retain(|event| event.timestamp_ms >= cutoff_ms);
     store.maintain().await.expect("maintain");
     check(events).await;
+}
+
+/// Every event once, in commit order, read from `after` `limit` at a time.
+async fn stream_walk(
+    store: &dyn Store,
+    filter: &Filter,
+    mut after: StreamCursor,
+    limit: u32,
+) -> (Vec<Uuid>, StreamCursor) {
+    let mut ids = Vec::new();
+    for _ in 0..10_000 {
+        let chunk = store.stream(filter, after, limit).await.expect("stream");
+        assert!(chunk.events.len() <= limit as usize);
+        assert!(chunk.upto >= after, "the read went back");
+        for (position, event) in &chunk.events {
+            assert!(*position > after && *position <= chunk.upto);
+            after = *position;
+            ids.push(event.id);
+        }
+        let done = chunk.events.len() < limit as usize;
+        after = chunk.upto;
+        if done {
+            return (ids, after);
+        }
+    }
+    panic!("the stream walk did not end");
+}
+
+/// [`stream_walk`] until `len` events came. PostgreSQL shows a commit to streams once
+/// every transaction older than it has ended, and other tests share the cluster: their
+/// transactions can hold ours back for a moment.
+async fn stream_walk_len(
+    store: &dyn Store,
+    filter: &Filter,
+    after: StreamCursor,
+    limit: u32,
+    len: usize,
+) -> (Vec<Uuid>, StreamCursor) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (ids, upto) = stream_walk(store, filter, after, limit).await;
+        if ids.len() >= len || tokio::time::Instant::now() > deadline {
+            return (ids, upto);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// The live stream's reads: commit order whatever the timestamps, filters as in pages,
+/// only what was committed after the start, and a position that moves past events that
+/// do not match.
+pub async fn stream_reads_in_commit_order(store: &dyn Store) {
+    let before = store.stream_head().await.expect("head");
+    let events = corpus();
+    // Commits in an order unrelated to the timestamps: last timestamps first.
+    let commits: Vec<Vec<Event>> = events.rchunks(50).map(<[Event]>::to_vec).collect();
+    let committed: Vec<Event> = commits.iter().flatten().cloned().collect();
+    for commit in commits {
+        append_all(store, commit).await;
+    }
+    let filters = [
+        Filter::default(),
+        Filter {
+            event_types: vec!["new_order".to_owned(), "page_view".to_owned()],
+            scope: Some(Scope::App),
+            ..Filter::default()
+        },
+        Filter {
+            contact_id: Some("contact-3".to_owned()),
+            since_ms: Some(1_050_000),
+            ..Filter::default()
+        },
+    ];
+    for filter in &filters {
+        let expected: Vec<Uuid> = committed
+            .iter()
+            .filter(|event| filter.matches(event))
+            .map(|event| event.id)
+            .collect();
+        for limit in [7, 1000] {
+            let (ids, upto) = stream_walk_len(store, filter, before, limit, expected.len()).await;
+            assert_eq!(ids, expected, "{filter:?} by {limit}");
+            // Nothing is left after the end, which is at most the head.
+            assert_eq!(
+                stream_walk(store, filter, upto, limit).await.0,
+                Vec::<Uuid>::new()
+            );
+            assert!(upto <= store.stream_head().await.expect("head"));
+        }
+    }
+    // From the head: only what comes next.
+    let head = store.stream_head().await.expect("head");
+    let next = event(10_000, "new_order", None, Scope::App, 1);
+    append_all(store, vec![next.clone()]).await;
+    let (ids, _) = stream_walk_len(store, &Filter::default(), head, 10, 1).await;
+    assert_eq!(ids, [next.id]);
+}
+
+/// A position is never given twice, even after the newest events are deleted: a reader
+/// that stopped at a deleted event still gets the next one.
+pub async fn stream_positions_survive_deleting_the_newest(store: &dyn Store) {
+    let start = store.stream_head().await.expect("head");
+    append_all(store, vec![event(1, "a", Some("keep"), Scope::App, 1)]).await;
+    append_all(store, vec![event(2, "a", Some("erase"), Scope::App, 2)]).await;
+    let (ids, reader) = stream_walk_len(store, &Filter::default(), start, 10, 2).await;
+    assert_eq!(ids, [Uuid::from_u128(1), Uuid::from_u128(2)]);
+    assert_eq!(store.erase_contact("erase", false).await.expect("erase"), 1);
+    append_all(store, vec![event(3, "a", Some("keep"), Scope::App, 3)]).await;
+    let (ids, _) = stream_walk_len(store, &Filter::default(), reader, 10, 1).await;
+    assert_eq!(ids, [Uuid::from_u128(3)]);
 }

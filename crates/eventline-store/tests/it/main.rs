@@ -69,6 +69,8 @@ conformance!(
     cursor_walk_yields_each_event_once_in_both_orders,
     numeric_offset_skips,
     stats_match_the_reference,
+    stream_reads_in_commit_order,
+    stream_positions_survive_deleting_the_newest,
 );
 
 #[test]

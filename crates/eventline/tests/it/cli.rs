@@ -1,5 +1,5 @@
 //! The client commands against the real server: import → export round trip, bad lines
-//! reported by number, `get` as a table and as JSON, `post`.
+//! reported by number, `get` as a table and as JSON, `post`, `tail`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -145,4 +145,73 @@ async fn post_and_get_as_table_and_json() {
         stderr.contains("event_typ"),
         "the server's detail is shown: {stderr}"
     );
+}
+
+#[tokio::test]
+async fn tail_follows_new_events_of_its_filter() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(dir.path()).await;
+    let client = reqwest::Client::new();
+    // Where the stream stands now: its first message's id.
+    let mut stream = client
+        .get(server.url("/api/events/stream"))
+        .send()
+        .await
+        .expect("stream");
+    let first = String::from_utf8(
+        stream
+            .chunk()
+            .await
+            .expect("chunk")
+            .expect("a message")
+            .to_vec(),
+    )
+    .expect("text");
+    let start = first
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("an id: {first}"))
+        .to_owned();
+    drop(stream);
+    let mut posted = Vec::new();
+    for (n, event_type) in ["cli_tail", "other", "cli_tail", "cli_tail"]
+        .iter()
+        .enumerate()
+    {
+        let event = json!({"event_type": event_type, "content": {"n": n}});
+        let stored: Value = client
+            .post(server.url("/api/events"))
+            .json(&event)
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("stored");
+        if *event_type == "cli_tail" {
+            posted.push(stored["id"].clone());
+        }
+    }
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["tail", "--json", "--type", "cli_tail", "--after", &start])
+        .args(["--server", &server.address])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn tail");
+    let stdout = tail.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut received = Vec::new();
+    while received.len() < posted.len() {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read")
+            .expect("a line");
+        let message: Value = serde_json::from_str(&line).expect("JSON line");
+        assert!(message["stream_id"].is_string(), "{message}");
+        received.push(message["event"]["id"].clone());
+    }
+    assert_eq!(received, posted);
+    tail.kill().await.expect("stop tail");
 }
