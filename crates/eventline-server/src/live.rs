@@ -137,7 +137,18 @@ async fn follow_once(
 ) -> Result<(), eventline_store::Error> {
     let mut after = match *position {
         Some(after) => after,
-        None => live.store.stream_head().await?,
+        None => {
+            // Starting: an empty read says where from, so that a subscriber whose
+            // position is older (it subscribed before the commit that woke the follower)
+            // sees the gap and catches up from the store, even if nothing else is read.
+            let head = live.store.stream_head().await?;
+            let _ = live.reads.send(Arc::new(Read {
+                after: head,
+                upto: head,
+                events: Vec::new(),
+            }));
+            head
+        }
     };
     loop {
         let StreamChunk { events, upto } = live

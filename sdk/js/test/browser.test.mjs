@@ -10,9 +10,8 @@ import { createServer } from 'node:http'
 import { once } from 'node:events'
 import { chromium } from 'playwright-core'
 
-import { eventlineBinary, startProxy, startServer } from './support.mjs'
+import { eventlineBinary, launchChromium, startProxy, startServer } from './support.mjs'
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 const SEED_CONTACT = '123e4567-e89b-12d3-a456-426655440000'
 
 let server
@@ -22,21 +21,7 @@ let browser
 before(async () => {
   server = await startServer()
   pages = await startPageServer(server.origin)
-  // The flags keep Chromium off the network it has no business on (updates, sync),
-  // which this machine's closed network would refuse.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
+  browser = await launchChromium(chromium)
 })
 
 after(async () => {

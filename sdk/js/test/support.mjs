@@ -155,3 +155,24 @@ export function countFetches() {
   }
   return counter
 }
+
+/**
+ * Debian's Chromium, headless, through the caller's playwright-core `chromium`. The flags
+ * keep it off the network it has no business on (updates, sync), which this machine's
+ * closed network would refuse.
+ */
+export function launchChromium(chromium) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  })
+}

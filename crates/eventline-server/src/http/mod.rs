@@ -22,6 +22,7 @@ mod auth;
 mod body;
 mod contacts;
 mod cors;
+mod dashboard;
 mod error;
 mod events;
 mod export;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router(&state))
         .merge(contacts::router(&state))
         .merge(sdk::router())
+        .merge(dashboard::router())
         .merge(openapi::router())
         .route("/healthz", get(healthz))
         .route(

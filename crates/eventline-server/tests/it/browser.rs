@@ -1,5 +1,5 @@
 //! What web pages on other origins need: CORS answers, the origin guard, the SDK files,
-//! and the seed documentation's example path.
+//! the seed documentation's example path, and the dashboard.
 
 use eventline_core::access::Keys;
 use eventline_server::CorsOrigins;
@@ -255,4 +255,46 @@ async fn the_seed_example_path_reads_events() {
     assert_eq!(status, 200);
     assert_eq!(page["events"].as_array().map(Vec::len), Some(1));
     app.stop().await;
+}
+
+/// The dashboard comes from the binary, with a policy that keeps every script and
+/// connection on this server, and revalidates cheaply.
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    let page = app.client.get(app.url("/")).send().await.expect("get /");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("policy");
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("/dashboard/app.js") && html.contains("uPlot.iife.min.js"));
+    for file in [
+        "app.js",
+        "style.css",
+        "vendor/uplot/uPlot.iife.min.js",
+        "vendor/uplot/LICENSE",
+    ] {
+        let answer = app
+            .client
+            .get(app.url(&format!("/dashboard/{file}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(answer.status(), 200, "{file}");
+        let etag = answer.headers()["etag"].clone();
+        let again = app
+            .client
+            .get(app.url(&format!("/dashboard/{file}")))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(again.status(), 304, "{file}");
+    }
+    let (status, problem) = app.get("/dashboard/nothing.js").await;
+    assert_eq!(status, 404);
+    assert_eq!(problem["code"], "not-found");
 }

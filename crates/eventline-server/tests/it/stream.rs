@@ -22,19 +22,25 @@ async fn connect(client: &Client, query: &Query, last_event_id: Option<&str>) ->
 
 /// The next message, or a failure after [`WAIT`].
 async fn next(stream: &mut Messages) -> StreamMessage {
-    tokio::time::timeout(WAIT, stream.next())
+    next_by(stream, tokio::time::Instant::now() + WAIT).await
+}
+
+async fn next_by(stream: &mut Messages, deadline: tokio::time::Instant) -> StreamMessage {
+    tokio::time::timeout_at(deadline, stream.next())
         .await
         .expect("a message in time")
         .expect("the stream goes on")
         .expect("a message")
 }
 
-/// Events until `count` more arrived; the last one's stream id.
+/// Events until `count` more arrived, within [`WAIT`] in all (position messages keep
+/// coming while nothing else does); the last one's stream id.
 async fn receive(stream: &mut Messages, count: usize, events: &mut Vec<Event>) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = String::new();
     let target = events.len() + count;
     while events.len() < target {
-        match next(stream).await {
+        match next_by(stream, deadline).await {
             StreamMessage::Event { id, event } => {
                 events.push(event);
                 last = id;
@@ -224,4 +230,25 @@ async fn bad_stream_parameters_are_refused() {
     let (status, problem) = crate::answer(response).await;
     assert_eq!(status, 400);
     assert_eq!(problem["parameter"], "Last-Event-ID");
+}
+
+/// Regression: the follower, idle while nobody listened, woke for the very commit that
+/// followed a new subscription and started after it; the subscriber never saw that event
+/// until some other commit came.
+#[tokio::test]
+async fn a_single_event_right_after_subscribing_arrives() {
+    let app = TestApp::spawn().await;
+    let client = Client::new(&app.url("")).expect("client");
+    client
+        .post(&json!({"event_type": "before", "content": {}}))
+        .await
+        .expect("post");
+    let mut stream = connect(&client, &Query::default(), None).await;
+    let only = client
+        .post(&json!({"event_type": "only", "content": {}}))
+        .await
+        .expect("post");
+    let mut received = Vec::new();
+    receive(&mut stream, 1, &mut received).await;
+    assert_eq!(received, [only]);
 }
