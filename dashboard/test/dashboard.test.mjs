@@ -138,6 +138,7 @@ test('a server with keys asks for the secret key, and the dashboard works once g
     await page.fill('#key', SECRET)
     await page.click('#key-form button')
     await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 2)
+    await page.waitForFunction(() => window.eventlineDashboard.stats?.total === 2)
     assert.equal(await page.locator('#message').isHidden(), true)
     assert.deepEqual(await chartCounts(page), { keyed: 2 })
     // Live with the key (in the stream's URL, since EventSource sends no headers).

@@ -146,6 +146,10 @@ struct ServeArgs {
     /// Delete events whose time is older than this, continuously: 90d, 12h. Default: keep all.
     #[arg(long, env = "EVENTLINE_RETENTION", value_parser = parse_duration_s)]
     retention: Option<i64>,
+    /// Live streams (`/api/events/stream`, the dashboard's live view) open at once; more
+    /// are answered 503.
+    #[arg(long, env = "EVENTLINE_STREAMS_MAX", default_value_t = 256)]
+    streams_max: usize,
     /// Requests per second from one client address (bursts up to twice that); 0: no
     /// limit. Loopback peers are not limited by address.
     #[arg(long, env = "EVENTLINE_IP_RATE_LIMIT", default_value_t = 1_000)]
@@ -297,6 +301,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     config.limits = limits;
     config.ingest_queue_events_max = args.ingest_queue_events_max;
     config.cors_origins = CorsOrigins::parse(&args.cors_origins)?;
+    config.live.subscribers_max = args.streams_max;
     config.retention = args
         .retention
         .map(|seconds| std::time::Duration::from_secs(seconds.unsigned_abs()));
