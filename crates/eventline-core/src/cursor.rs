@@ -18,23 +18,14 @@ pub struct Cursor {
 impl Cursor {
     /// An opaque, URL-safe text form.
     pub fn encode(&self) -> String {
-        let mut bytes = [0u8; CURSOR_BYTES];
-        bytes[..8].copy_from_slice(&self.timestamp_ms.to_be_bytes());
-        bytes[8..].copy_from_slice(self.id.as_bytes());
-        let mut text = String::with_capacity(33);
-        text.push(CURSOR_PREFIX);
-        URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
-        text
+        encode(CURSOR_PREFIX, self.timestamp_ms.to_be_bytes(), self.id)
     }
 
     pub fn decode(text: &str) -> Option<Cursor> {
-        let encoded = text.strip_prefix(CURSOR_PREFIX)?;
-        let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-        let bytes: [u8; CURSOR_BYTES] = bytes.try_into().ok()?;
-        let (timestamp, id) = bytes.split_at(8);
+        let (timestamp, id) = decode(CURSOR_PREFIX, text)?;
         Some(Cursor {
-            timestamp_ms: i64::from_be_bytes(timestamp.try_into().ok()?),
-            id: Uuid::from_slice(id).ok()?,
+            timestamp_ms: i64::from_be_bytes(timestamp),
+            id,
         })
     }
 }
@@ -56,25 +47,35 @@ pub struct StreamCursor {
 
 impl StreamCursor {
     pub fn encode(&self) -> String {
-        let mut bytes = [0u8; CURSOR_BYTES];
-        bytes[..8].copy_from_slice(&self.commit.to_be_bytes());
-        bytes[8..].copy_from_slice(self.id.as_bytes());
-        let mut text = String::with_capacity(33);
-        text.push(STREAM_CURSOR_PREFIX);
-        URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
-        text
+        encode(STREAM_CURSOR_PREFIX, self.commit.to_be_bytes(), self.id)
     }
 
     pub fn decode(text: &str) -> Option<StreamCursor> {
-        let encoded = text.strip_prefix(STREAM_CURSOR_PREFIX)?;
-        let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-        let bytes: [u8; CURSOR_BYTES] = bytes.try_into().ok()?;
-        let (commit, id) = bytes.split_at(8);
+        let (commit, id) = decode(STREAM_CURSOR_PREFIX, text)?;
         Some(StreamCursor {
-            commit: u64::from_be_bytes(commit.try_into().ok()?),
-            id: Uuid::from_slice(id).ok()?,
+            commit: u64::from_be_bytes(commit),
+            id,
         })
     }
+}
+
+/// `prefix` then 8 bytes of number and the id's 16, in URL-safe base64.
+fn encode(prefix: char, number: [u8; 8], id: Uuid) -> String {
+    let mut bytes = [0u8; CURSOR_BYTES];
+    bytes[..8].copy_from_slice(&number);
+    bytes[8..].copy_from_slice(id.as_bytes());
+    let mut text = String::with_capacity(33);
+    text.push(prefix);
+    URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
+    text
+}
+
+fn decode(prefix: char, text: &str) -> Option<([u8; 8], Uuid)> {
+    let encoded = text.strip_prefix(prefix)?;
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let bytes: [u8; CURSOR_BYTES] = bytes.try_into().ok()?;
+    let (number, id) = bytes.split_at(8);
+    Some((number.try_into().ok()?, Uuid::from_slice(id).ok()?))
 }
 
 #[cfg(test)]

@@ -672,6 +672,18 @@ mod tests {
         assert_eq!(ids, [1, 2]);
     }
 
+    async fn explain(client: &deadpool_postgres::Client, sql: &str, params: Vec<Param>) -> String {
+        let params = to_sql(params);
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        plan.join("\n")
+    }
+
     /// Each query shape can read its own index in page order: no sort. Scans and sorts
     /// are priced out, since PostgreSQL rightly prefers them on a table this small: the
     /// plan left is the one it takes on a large table.
@@ -690,15 +702,7 @@ mod tests {
             .expect("set");
         for (query, index) in page_sql::query_shapes() {
             let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
-            let params = to_sql(params);
-            let plan: Vec<String> = client
-                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
-                .await
-                .expect("explain")
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let plan = plan.join("\n");
+            let plan = explain(&client, &sql, params).await;
             assert!(
                 plan.contains(index),
                 "{query:?} should use {index}:\n{plan}"
@@ -728,15 +732,7 @@ mod tests {
                 EVENT_COLUMNS,
                 Dialect::Postgres,
             );
-            let params = to_sql(params);
-            let plan: Vec<String> = client
-                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &borrowed(&params))
-                .await
-                .expect("explain")
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let plan = plan.join("\n");
+            let plan = explain(&client, &sql, params).await;
             assert!(plan.contains("events_by_commit"), "{query:?}:\n{plan}");
             assert!(!plan.contains("Sort"), "{query:?} sorts:\n{plan}");
         }

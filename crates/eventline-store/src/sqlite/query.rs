@@ -40,10 +40,15 @@ pub(super) fn stream(
     limit: u32,
 ) -> Result<StreamChunk, Error> {
     let transaction = connection.unchecked_transaction()?;
-    let head: i64 = transaction.query_row(SEQ_HEAD_SQL, [], |row| row.get(0))?;
-    let head = u64::try_from(head).unwrap_or(0);
-    let (sql, params) =
-        page_sql::stream_sql(filter, after, head, limit, EVENT_COLUMNS, Dialect::Sqlite);
+    let head = seq_position(transaction.query_row(SEQ_HEAD_SQL, [], |row| row.get(0))?);
+    let (sql, params) = page_sql::stream_sql(
+        filter,
+        after,
+        head.commit,
+        limit,
+        EVENT_COLUMNS,
+        Dialect::Sqlite,
+    );
     let mut statement = transaction.prepare_cached(&sql)?;
     let rows = statement.query_map(
         rusqlite::params_from_iter(params.into_iter().map(sql_value)),
@@ -58,7 +63,7 @@ pub(super) fn stream(
     transaction.finish()?;
     let upto = match events.last() {
         Some((position, _)) if events.len() >= limit as usize => *position,
-        _ => after.max(seq_position(i64::try_from(head).unwrap_or(i64::MAX))),
+        _ => after.max(head),
     };
     Ok(StreamChunk { events, upto })
 }
