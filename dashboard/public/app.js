@@ -242,6 +242,8 @@
     source.addEventListener('message', (message) => {
       const event = JSON.parse(message.data)
       dashboard.liveEvents += 1
+      // Stored between the page's read and the stream's start: already shown.
+      if (tbody.querySelector(`tr[data-id="${CSS.escape(event.id)}"]`)) return
       if (form.elements.order.value === 'desc') {
         tbody.prepend(row(event, true))
       } else if (!nextOffset) {

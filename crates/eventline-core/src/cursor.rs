@@ -59,6 +59,41 @@ impl StreamCursor {
     }
 }
 
+/// Where a stream that starts now begins: after `position`, less the events that come
+/// after it in commit order but were already committed when the stream started. (On
+/// PostgreSQL, transactions after the oldest one still running may have ended already;
+/// the embedded store has none such.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStart {
+    pub position: StreamCursor,
+    /// Commits from `position.commit` up to here had ended at the start, but `running`.
+    pub ended_below: u64,
+    /// Commits still running at the start.
+    pub running: Vec<u64>,
+}
+
+impl StreamStart {
+    /// A start with nothing committed after `position`.
+    pub fn at(position: StreamCursor) -> StreamStart {
+        StreamStart {
+            position,
+            ended_below: position.commit,
+            running: Vec::new(),
+        }
+    }
+
+    /// Whether an event at `at` was committed before the stream started.
+    pub fn committed_before(&self, at: StreamCursor) -> bool {
+        (self.position.commit..self.ended_below).contains(&at.commit)
+            && !self.running.contains(&at.commit)
+    }
+
+    /// Whether no event at or after `at` can have been committed before the start.
+    pub fn is_behind(&self, at: StreamCursor) -> bool {
+        at.commit >= self.ended_below
+    }
+}
+
 /// `prefix` then 8 bytes of number and the id's 16, in URL-safe base64.
 fn encode(prefix: char, number: [u8; 8], id: Uuid) -> String {
     let mut bytes = [0u8; CURSOR_BYTES];

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventline_core::cursor::StreamCursor;
+use eventline_core::cursor::{StreamCursor, StreamStart};
 use eventline_core::event::Event;
 use eventline_core::query::Filter;
 use eventline_core::stream::StreamQuery;
@@ -184,15 +184,16 @@ impl Live {
             .map_err(|_| SubscribeError::Full)?;
         // Subscribed before the start is known: every read after it is received.
         let reads = self.reads.subscribe();
-        let (position, catching_up) = match query.after {
-            Some(after) => (after, true),
-            None => (self.store.stream_head().await?, false),
+        let (start, catching_up) = match query.after {
+            Some(after) => (StreamStart::at(after), true),
+            None => (self.store.stream_start().await?, false),
         };
         metrics::gauge!(crate::telemetry::STREAM_SUBSCRIBERS).increment(1.0);
         Ok(Subscription {
             store: Arc::clone(&self.store),
             filter: query.filter,
-            position,
+            position: start.position,
+            start: (start.ended_below > start.position.commit).then_some(start),
             reads,
             pending: VecDeque::new(),
             catching_up,
@@ -253,6 +254,9 @@ pub struct Subscription {
     filter: Filter,
     /// Every matching event up to here is sent or in `pending`.
     position: StreamCursor,
+    /// Until the position passes it: the start, to leave out the events after `position`
+    /// that were committed before the stream started.
+    start: Option<StreamStart>,
     reads: broadcast::Receiver<Arc<Read>>,
     pending: VecDeque<(StreamCursor, Event)>,
     /// Reading from the store (at the start, or after a gap) instead of the broadcast.
@@ -297,7 +301,14 @@ impl Subscription {
                     Ok(chunk) => {
                         self.catching_up = chunk.events.len() >= READ_EVENTS_MAX as usize;
                         self.position = chunk.upto;
-                        self.pending.extend(chunk.events);
+                        let start = &self.start;
+                        self.pending
+                            .extend(chunk.events.into_iter().filter(|(position, _)| {
+                                start
+                                    .as_ref()
+                                    .is_none_or(|start| !start.committed_before(*position))
+                            }));
+                        self.forget_start();
                         continue;
                     }
                     Err(error) => {
@@ -348,10 +359,28 @@ impl Subscription {
         self.pending.extend(
             read.events
                 .iter()
-                .filter(|(position, event)| *position > self.position && self.filter.matches(event))
+                .filter(|(position, event)| {
+                    *position > self.position
+                        && self.filter.matches(event)
+                        && self
+                            .start
+                            .as_ref()
+                            .is_none_or(|start| !start.committed_before(*position))
+                })
                 .cloned(),
         );
         self.position = read.upto;
+        self.forget_start();
+    }
+
+    fn forget_start(&mut self) {
+        if self
+            .start
+            .as_ref()
+            .is_some_and(|start| start.is_behind(self.position))
+        {
+            self.start = None;
+        }
     }
 
     fn close(&mut self, reason: CloseReason) -> Message {

@@ -2,7 +2,7 @@
 //! embedded store. This is the only crate that knows SQL.
 
 use async_trait::async_trait;
-use eventline_core::cursor::StreamCursor;
+use eventline_core::cursor::{StreamCursor, StreamStart};
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
@@ -117,6 +117,11 @@ pub trait Store: Send + Sync + 'static {
     /// The position of the last committed event: a stream that starts there sends the
     /// events committed from now on.
     async fn stream_head(&self) -> Result<StreamCursor, Error>;
+
+    /// Where a stream that sends the events committed from now on starts.
+    async fn stream_start(&self) -> Result<StreamStart, Error> {
+        Ok(StreamStart::at(self.stream_head().await?))
+    }
 
     /// Whether the store can serve right now.
     async fn check(&self) -> Result<(), Error>;

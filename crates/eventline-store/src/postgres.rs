@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
-use eventline_core::cursor::StreamCursor;
+use eventline_core::cursor::{StreamCursor, StreamStart};
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
@@ -222,6 +222,34 @@ impl Store for PostgresStore {
     async fn stream_head(&self) -> Result<StreamCursor, Error> {
         let client = self.pool.get().await?;
         xmin(&client).await
+    }
+
+    async fn stream_start(&self) -> Result<StreamStart, Error> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text,
+                        array(SELECT x::text FROM pg_snapshot_xip(s) AS x)
+                 FROM pg_current_snapshot() AS s",
+            )
+            .await?;
+        let row = client.query_one(&statement, &[]).await?;
+        let xid = |text: &str| {
+            text.parse::<u64>()
+                .map_err(|_| Error::Corrupt(format!("transaction id {text:?}")))
+        };
+        let running: Vec<String> = row.try_get(2)?;
+        Ok(StreamStart {
+            position: StreamCursor {
+                commit: xid(row.try_get(0)?)?,
+                id: Uuid::nil(),
+            },
+            ended_below: xid(row.try_get(1)?)?,
+            running: running
+                .iter()
+                .map(|text| xid(text))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     async fn check(&self) -> Result<(), Error> {
@@ -655,7 +683,10 @@ mod tests {
             .await
             .expect("stream");
         assert!(chunk.events.is_empty(), "{:?}", chunk.events);
+        // A stream starting now must leave out event 2 (committed) and keep event 1.
+        let start_now = store.stream_start().await.expect("start");
         slow.commit().await.expect("commit");
+        let mut positions = Vec::new();
         let mut ids = Vec::new();
         let mut after = start;
         // Other tests' transactions on the shared cluster may hold both back a moment.
@@ -666,10 +697,18 @@ mod tests {
                 .await
                 .expect("stream");
             ids.extend(chunk.events.iter().map(|(_, event)| event.id.as_u128()));
+            positions.extend(chunk.events.iter().map(|(position, _)| *position));
             after = chunk.upto;
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(ids, [1, 2]);
+        assert!(!start_now.committed_before(positions[0]), "{start_now:?}");
+        assert!(start_now.committed_before(positions[1]), "{start_now:?}");
+        assert!(
+            positions
+                .iter()
+                .all(|position| *position > start_now.position)
+        );
     }
 
     async fn explain(client: &deadpool_postgres::Client, sql: &str, params: Vec<Param>) -> String {
