@@ -146,6 +146,7 @@ test('a server with keys asks for the secret key, and the dashboard works once g
     await page.waitForFunction(() => window.eventlineDashboard.liveOpen === true)
     await post(server, events(1, 'keyed', 'c-2'), SECRET)
     await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 3)
+    await page.waitForFunction(() => window.eventlineDashboard.stats?.total === 3)
     // The key is remembered by this browser, not put in the page's URL.
     assert.doesNotMatch(page.url(), /sk_/)
     await screenshot(page, '5-with-key')
