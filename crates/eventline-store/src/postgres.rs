@@ -151,7 +151,19 @@ impl Store for PostgresStore {
         for _ in 0..RACE_RETRIES_MAX {
             let transaction = client.transaction().await?;
             let (outcomes, new_events) = decide(&transaction, &submissions).await?;
-            let inserted = insert(&transaction, &new_events).await?;
+            let inserted = match insert(&transaction, &new_events).await {
+                Ok(inserted) => inserted,
+                // Inserts take their ids in id order, so two groups cannot deadlock each
+                // other; a deadlock with anything else is decided again all the same.
+                Err(Error::Postgres(error))
+                    if error.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    transaction.rollback().await?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             if inserted == new_events.len() {
                 count(&transaction, &new_events).await?;
                 transaction.commit().await?;
@@ -526,11 +538,19 @@ async fn count(client: &Transaction<'_>, events: &[Event]) -> Result<(), Error> 
     Ok(())
 }
 
-/// Inserts the events in one statement; how many were inserted.
+/// Inserts the events in one statement, in id order; how many were inserted.
+///
+/// The order matters: concurrent group commits that insert some of the same ids wait for
+/// each other on each such id, and taking them in one global order means none can wait
+/// for another that waits for it (a deadlock, which the harness found with ids posted by
+/// several requests at once).
 async fn insert(client: &Transaction<'_>, events: &[Event]) -> Result<usize, Error> {
     if events.is_empty() {
         return Ok(0);
     }
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_unstable_by_key(|event| event.id);
+    let events = sorted;
     let statement = client
         .prepare_cached(
             "INSERT INTO events (id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content)
@@ -598,6 +618,7 @@ fn event_from_row(row: &Row) -> Result<Event, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// The durability setting reaches every connection, whatever the database's default.
     #[tokio::test]
@@ -721,6 +742,51 @@ mod tests {
             .map(|row| row.get(0))
             .collect();
         plan.join("\n")
+    }
+
+    /// Regression (found by the fault harness): group commits inserting the same ids in
+    /// different orders deadlocked, and their requests got 503s.
+    #[tokio::test]
+    async fn concurrent_groups_with_the_same_ids_do_not_deadlock() {
+        let url = eventline_testkit::database().await;
+        let store = Arc::new(
+            PostgresStore::connect(&url, &PostgresOptions::default())
+                .await
+                .expect("connect"),
+        );
+        let event = |n: u128| Event {
+            id: Uuid::from_u128(n),
+            event_type: "t".to_owned(),
+            content: RawValue::from_string("{}".to_owned()).expect("json"),
+            contact_id: None,
+            scope: Scope::App,
+            timestamp_ms: 1,
+            received_at_ms: 1,
+            client_timestamp_ms: None,
+        };
+        for round in 0..20u128 {
+            let groups: Vec<_> = (0..4)
+                .map(|group| {
+                    let store = Arc::clone(&store);
+                    // The same 40 ids, each group in another order.
+                    let mut ids: Vec<u128> = (0..40).map(|n| round * 100 + n).collect();
+                    if group % 2 == 1 {
+                        ids.reverse();
+                    }
+                    ids.rotate_left(group * 7);
+                    let submissions = ids
+                        .into_iter()
+                        .map(|n| Submission {
+                            events: vec![event(n)],
+                        })
+                        .collect();
+                    tokio::spawn(async move { store.append(submissions).await })
+                })
+                .collect();
+            for group in groups {
+                group.await.expect("task").expect("no deadlock");
+            }
+        }
     }
 
     /// Each query shape can read its own index in page order: no sort. Scans and sorts
