@@ -1,0 +1,159 @@
+//! The client-side ledger: what was sent, and how each request ended.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+/// How one request ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// A 2xx: every event of the request must be stored, once.
+    Acknowledged,
+    /// An answer that is not a 2xx: nothing of the request was stored by it.
+    Rejected(u16),
+    /// No answer: the events may or may not be stored.
+    Indeterminate,
+}
+
+/// One sent event: its `n` (the content every copy of it carries) and whether a 2xx
+/// covered it.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    n: u64,
+    acknowledged: bool,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    events: HashMap<Uuid, Sent>,
+    statuses: BTreeMap<u16, usize>,
+    indeterminate: usize,
+    requests: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    entries: Mutex<Entries>,
+}
+
+/// The store held against the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Check {
+    pub acknowledged: usize,
+    /// Acknowledged and not stored.
+    pub lost: Vec<Uuid>,
+    /// Stored more than once.
+    pub duplicated: Vec<Uuid>,
+    /// Stored and never sent.
+    pub unexpected: Vec<Uuid>,
+    /// Stored with another content than was sent.
+    pub altered: Vec<Uuid>,
+}
+
+impl Check {
+    pub fn is_clean(&self) -> bool {
+        self.lost.is_empty()
+            && self.duplicated.is_empty()
+            && self.unexpected.is_empty()
+            && self.altered.is_empty()
+    }
+}
+
+impl Ledger {
+    /// Records one request of `events` (id and `n`) and how it ended.
+    pub fn record(&self, events: &[(Uuid, u64)], fate: Fate) {
+        let mut entries = self.entries.lock().unwrap();
+        entries.requests += 1;
+        match fate {
+            Fate::Acknowledged => *entries.statuses.entry(200).or_default() += 1,
+            Fate::Rejected(status) => *entries.statuses.entry(status).or_default() += 1,
+            Fate::Indeterminate => entries.indeterminate += 1,
+        }
+        for (id, n) in events {
+            let sent = entries.events.entry(*id).or_insert(Sent {
+                n: *n,
+                acknowledged: false,
+            });
+            assert_eq!(sent.n, *n, "the harness sent {id} with two contents");
+            sent.acknowledged |= fate == Fate::Acknowledged;
+        }
+    }
+
+    pub fn acknowledged(&self) -> HashSet<Uuid> {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .events
+            .iter()
+            .filter(|(_, sent)| sent.acknowledged)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn acknowledged_len(&self) -> usize {
+        self.acknowledged().len()
+    }
+
+    /// Requests answered with a 5xx. Where the test provokes an honest "not now" (503,
+    /// a full disk), it counts those apart from `statuses`.
+    pub fn server_errors(&self) -> usize {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .statuses
+            .iter()
+            .filter(|(status, _)| **status >= 500)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Requests by answer (`200` stands for every 2xx), and how many had none.
+    pub fn statuses(&self) -> (BTreeMap<u16, usize>, usize, usize) {
+        let entries = self.entries.lock().unwrap();
+        (
+            entries.statuses.clone(),
+            entries.indeterminate,
+            entries.requests,
+        )
+    }
+
+    /// Holds the stored events (id and `n`, as read back) against the ledger.
+    /// `acknowledged_before` limits the lost check to what was acknowledged at some
+    /// earlier moment (a check while writers still run); `None`: everything.
+    pub fn check(
+        &self,
+        stored: &[(Uuid, u64)],
+        acknowledged_before: Option<&HashSet<Uuid>>,
+    ) -> Check {
+        let entries = self.entries.lock().unwrap();
+        let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(stored.len());
+        let mut check = Check::default();
+        for (id, n) in stored {
+            *seen.entry(*id).or_default() += 1;
+            match entries.events.get(id) {
+                None => check.unexpected.push(*id),
+                Some(sent) if sent.n != *n => check.altered.push(*id),
+                Some(_) => {}
+            }
+        }
+        check.duplicated = seen
+            .iter()
+            .filter(|(_, count)| **count > 1)
+            .map(|(id, _)| *id)
+            .collect();
+        let acknowledged: Vec<Uuid> = match acknowledged_before {
+            Some(before) => before.iter().copied().collect(),
+            None => entries
+                .events
+                .iter()
+                .filter(|(_, sent)| sent.acknowledged)
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        check.acknowledged = acknowledged.len();
+        check.lost = acknowledged
+            .into_iter()
+            .filter(|id| !seen.contains_key(id))
+            .collect();
+        check
+    }
+}
