@@ -58,6 +58,47 @@ pub struct Report {
     pub notes: String,
 }
 
+impl Report {
+    /// The final check of a test that ends with `node` still running: reads the store
+    /// back, holds it against the whole ledger, stops the node, and reports.
+    pub async fn final_check(
+        test: &str,
+        storage: &node::Storage,
+        ledger: &ledger::Ledger,
+        node: node::Node,
+        notes: &str,
+    ) -> Report {
+        let stored = node.stored(&reqwest::Client::new()).await;
+        let check = ledger.check(&stored, None);
+        assert!(
+            check.is_clean(),
+            "{test}: {} lost, {} duplicated, {} unexpected, {} altered",
+            check.lost.len(),
+            check.duplicated.len(),
+            check.unexpected.len(),
+            check.altered.len()
+        );
+        let (statuses, unanswered, requests) = ledger.statuses();
+        let mut node = node;
+        node.sample_rss();
+        let rss_peak_kb = node.peak_rss_kb();
+        node.stop().await;
+        Report {
+            test: test.to_owned(),
+            store: storage.name().to_owned(),
+            acknowledged: check.acknowledged,
+            lost: check.lost.len(),
+            duplicated: check.duplicated.len(),
+            server_errors: ledger.server_errors(),
+            rss_peak_kb,
+            notes: format!(
+                "{notes}; {requests} requests: {statuses:?}, {unanswered} unanswered; {} stored",
+                stored.len()
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

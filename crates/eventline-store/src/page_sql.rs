@@ -221,6 +221,21 @@ pub(crate) fn stream_sql(
     )
 }
 
+/// A read in commit order from the rows of `stream_sql`: a full read ends at its last
+/// event (more may follow), a short one at the head it read up to.
+pub(crate) fn into_stream_chunk(
+    events: Vec<(StreamCursor, Event)>,
+    limit: u32,
+    after: StreamCursor,
+    head: StreamCursor,
+) -> crate::StreamChunk {
+    let upto = match events.last() {
+        Some((position, _)) if events.len() >= limit as usize => *position,
+        _ => after.max(head),
+    };
+    crate::StreamChunk { events, upto }
+}
+
 /// The page from the rows of `page_sql`: one row more than `limit` means another page
 /// exists, and the cursor is the last event shown.
 pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {

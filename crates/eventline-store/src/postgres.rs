@@ -224,11 +224,7 @@ impl Store for PostgresStore {
                 event,
             ));
         }
-        let upto = match events.last() {
-            Some((position, _)) if events.len() >= limit as usize => *position,
-            _ => after.max(head),
-        };
-        Ok(StreamChunk { events, upto })
+        Ok(page_sql::into_stream_chunk(events, limit, after, head))
     }
 
     async fn stream_head(&self) -> Result<StreamCursor, Error> {
@@ -620,6 +616,19 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    fn event(n: u128) -> Event {
+        Event {
+            id: Uuid::from_u128(n),
+            event_type: "t".to_owned(),
+            content: RawValue::from_string("{}".to_owned()).expect("json"),
+            contact_id: None,
+            scope: Scope::App,
+            timestamp_ms: 1,
+            received_at_ms: 1,
+            client_timestamp_ms: None,
+        }
+    }
+
     /// The durability setting reaches every connection, whatever the database's default.
     #[tokio::test]
     async fn durability_sets_synchronous_commit() {
@@ -680,16 +689,6 @@ mod tests {
             .await
             .expect("connect");
         let start = store.stream_head().await.expect("head");
-        let event = |n: u128| Event {
-            id: Uuid::from_u128(n),
-            event_type: "t".to_owned(),
-            content: RawValue::from_string("{}".to_owned()).expect("json"),
-            contact_id: None,
-            scope: Scope::App,
-            timestamp_ms: 1,
-            received_at_ms: 1,
-            client_timestamp_ms: None,
-        };
         let mut slow = store.pool.get().await.expect("connection");
         let slow = slow.transaction().await.expect("begin");
         insert(&slow, &[event(1)]).await.expect("insert");
@@ -754,16 +753,6 @@ mod tests {
                 .await
                 .expect("connect"),
         );
-        let event = |n: u128| Event {
-            id: Uuid::from_u128(n),
-            event_type: "t".to_owned(),
-            content: RawValue::from_string("{}".to_owned()).expect("json"),
-            contact_id: None,
-            scope: Scope::App,
-            timestamp_ms: 1,
-            received_at_ms: 1,
-            client_timestamp_ms: None,
-        };
         for round in 0..20u128 {
             let groups: Vec<_> = (0..4)
                 .map(|group| {

@@ -38,25 +38,14 @@ async fn crash_loop(storage: Storage) {
         );
     }
     let ledger = writers.stop().await;
-    let stored = node.stored(&client).await;
-    let check = ledger.check(&stored, None);
-    assert!(check.is_clean(), "{check:?}");
-    let (statuses, unanswered, requests) = ledger.statuses();
-    node.sample_rss();
-    let report = eventline_faults::Report {
-        test: "1 crash loop".to_owned(),
-        store: storage.name().to_owned(),
-        acknowledged: check.acknowledged,
-        lost: check.lost.len(),
-        duplicated: check.duplicated.len(),
-        server_errors: ledger.server_errors(),
-        rss_peak_kb: node.peak_rss_kb(),
-        notes: format!(
-            "{kills} kills; {requests} requests: {statuses:?}, {unanswered} unanswered; {} stored",
-            stored.len()
-        ),
-    };
-    node.stop().await;
+    let report = eventline_faults::Report::final_check(
+        "1 crash loop",
+        &storage,
+        &ledger,
+        node,
+        &format!("{kills} kills"),
+    )
+    .await;
     crate::conclude(&report);
 }
 

@@ -66,37 +66,18 @@ async fn idempotency(storage: Storage) {
             }
         }
     }
-    let stored = node.stored(&reqwest::Client::new()).await;
-    let check = ledger.check(&stored, None);
-    assert!(
-        check.is_clean(),
-        "{} lost, {} duplicated, {} unexpected, {} altered",
-        check.lost.len(),
-        check.duplicated.len(),
-        check.unexpected.len(),
-        check.altered.len()
-    );
+    let report = eventline_faults::Report::final_check(
+        "7 idempotency",
+        &storage,
+        &ledger,
+        node,
+        &format!("{ids} ids, {requests} concurrent posts (1 to 5 per id), {kills} kills"),
+    )
+    .await;
     assert_eq!(
-        stored.len() as u64,
-        ids,
-        "every id was acknowledged in the end, once"
+        report.acknowledged as u64, ids,
+        "every id was acknowledged in the end"
     );
-    let (statuses, unanswered, _) = ledger.statuses();
-    node.sample_rss();
-    let report = eventline_faults::Report {
-        test: "7 idempotency".to_owned(),
-        store: storage.name().to_owned(),
-        acknowledged: check.acknowledged,
-        lost: check.lost.len(),
-        duplicated: check.duplicated.len(),
-        server_errors: ledger.server_errors(),
-        rss_peak_kb: node.peak_rss_kb(),
-        notes: format!(
-            "{ids} ids, {requests} concurrent posts (1 to 5 per id), {kills} kills; answers {statuses:?}, {unanswered} unanswered; {} stored",
-            stored.len()
-        ),
-    };
-    node.stop().await;
     crate::conclude(&report);
 }
 

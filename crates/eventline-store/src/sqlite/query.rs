@@ -61,11 +61,7 @@ pub(super) fn stream(
     }
     drop(statement);
     transaction.finish()?;
-    let upto = match events.last() {
-        Some((position, _)) if events.len() >= limit as usize => *position,
-        _ => after.max(head),
-    };
-    Ok(StreamChunk { events, upto })
+    Ok(page_sql::into_stream_chunk(events, limit, after, head))
 }
 
 /// The SQLite form of the shared page SQL.
