@@ -102,18 +102,17 @@ impl Node {
     /// Starts the node again on the same address and storage; the port is retried for a
     /// while in case the old socket lingers.
     pub async fn restart(&mut self) {
-        for attempt in 0.. {
+        let mut attempts = 0;
+        loop {
             match try_spawn(&self.listen, &self.args).await {
                 Ok((child, _)) => {
                     self.child = child;
                     return;
                 }
-                Err(error) if attempt < 50 => {
-                    let _ = error;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("the node did not start again: {error}"),
+                Err(error) if attempts >= 50 => panic!("the node did not start again: {error}"),
+                Err(_) => attempts += 1,
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -28,7 +28,7 @@ const READ_EVENTS_MAX: u32 = 1_000;
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a subscriber stays silent before it sends its position again (and proxies
 /// see the connection is alive).
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -173,11 +173,6 @@ async fn follow_once(
 }
 
 impl Live {
-    /// Tells the follower that events were committed here.
-    pub fn committed(&self) {
-        self.committed.notify_one();
-    }
-
     pub async fn subscribe(&self, query: StreamQuery) -> Result<Subscription, SubscribeError> {
         let place = Arc::clone(&self.places)
             .try_acquire_owned()
@@ -302,12 +297,12 @@ impl Subscription {
                         self.catching_up = chunk.events.len() >= READ_EVENTS_MAX as usize;
                         self.position = chunk.upto;
                         let start = &self.start;
-                        self.pending
-                            .extend(chunk.events.into_iter().filter(|(position, _)| {
-                                start
-                                    .as_ref()
-                                    .is_none_or(|start| !start.committed_before(*position))
-                            }));
+                        self.pending.extend(
+                            chunk
+                                .events
+                                .into_iter()
+                                .filter(|(position, _)| is_new(start, *position)),
+                        );
                         self.forget_start();
                         continue;
                     }
@@ -362,10 +357,7 @@ impl Subscription {
                 .filter(|(position, event)| {
                     *position > self.position
                         && self.filter.matches(event)
-                        && self
-                            .start
-                            .as_ref()
-                            .is_none_or(|start| !start.committed_before(*position))
+                        && is_new(&self.start, *position)
                 })
                 .cloned(),
         );
@@ -387,4 +379,11 @@ impl Subscription {
         self.done = true;
         Message::Closed(reason)
     }
+}
+
+/// Whether an event at `position` was committed after the subscription's start.
+fn is_new(start: &Option<StreamStart>, position: StreamCursor) -> bool {
+    start
+        .as_ref()
+        .is_none_or(|start| !start.committed_before(position))
 }

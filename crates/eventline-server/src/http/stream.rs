@@ -13,7 +13,6 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use eventline_core::cursor::StreamCursor;
 use eventline_core::problem::ErrorCode;
-use eventline_core::query::ParamError;
 use eventline_core::stream::StreamQuery;
 use futures::StreamExt;
 use serde::Serialize;
@@ -36,20 +35,15 @@ pub(super) async fn stream(
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = super::query_pairs(pairs)?;
-    let last_event_id = match headers.get("last-event-id") {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| {
-            ApiError::from(ParamError::new(
-                "Last-Event-ID",
-                "must be the id of an event this stream sent",
-            ))
-        })?),
-    };
+    // Bytes that are not text are no stream id either: the core refuses them as such.
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|value| String::from_utf8_lossy(value.as_bytes()));
     let query = StreamQuery::from_pairs(
         pairs
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
-        last_event_id,
+        last_event_id.as_deref(),
         &state.config.limits,
     )?;
     let subscription = state
