@@ -98,14 +98,19 @@ impl Ledger {
         self.entries.lock().unwrap().acknowledged
     }
 
-    /// Requests answered with a 5xx. Where the test provokes an honest "not now" (503,
-    /// a full disk), it counts those apart from `statuses`.
+    /// Requests answered with a 5xx.
     pub fn server_errors(&self) -> usize {
+        self.server_errors_except(&[])
+    }
+
+    /// Requests answered with a 5xx other than `expected`: a test that provokes an
+    /// honest "not now" (503 while the disk fails) counts those in `statuses` only.
+    pub fn server_errors_except(&self, expected: &[u16]) -> usize {
         let entries = self.entries.lock().unwrap();
         entries
             .statuses
             .iter()
-            .filter(|(status, _)| **status >= 500)
+            .filter(|(status, _)| **status >= 500 && !expected.contains(status))
             .map(|(_, count)| count)
             .sum()
     }

@@ -12,9 +12,11 @@
 // Test support: a failure to set up is a failed run, said as plainly as possible.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod inproc;
 pub mod ledger;
 pub mod load;
 pub mod node;
+pub mod vfs;
 
 /// How much work each test does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,19 @@ impl Scale {
     }
 }
 
+/// This process's peak resident memory (`VmHWM`), for tests that run the server in it.
+pub fn rss_peak_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// What a test saw, in the shape of `docs/reliability.md`'s table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -69,7 +84,24 @@ impl Report {
         notes: &str,
     ) -> Report {
         let stored = node.stored(&reqwest::Client::new()).await;
-        let check = ledger.check(&stored, None);
+        let mut node = node;
+        node.sample_rss();
+        let rss_peak_kb = node.peak_rss_kb();
+        node.stop().await;
+        Report::check(test, storage.name(), ledger, &stored, rss_peak_kb, notes)
+    }
+
+    /// Holds `stored` against the whole ledger and reports; panics on anything lost,
+    /// duplicated, unexpected or altered.
+    pub fn check(
+        test: &str,
+        store: &str,
+        ledger: &ledger::Ledger,
+        stored: &[(uuid::Uuid, u64)],
+        rss_peak_kb: u64,
+        notes: &str,
+    ) -> Report {
+        let check = ledger.check(stored, None);
         assert!(
             check.is_clean(),
             "{test}: {} lost, {} duplicated, {} unexpected, {} altered",
@@ -79,13 +111,9 @@ impl Report {
             check.altered.len()
         );
         let (statuses, unanswered, requests) = ledger.statuses();
-        let mut node = node;
-        node.sample_rss();
-        let rss_peak_kb = node.peak_rss_kb();
-        node.stop().await;
         Report {
             test: test.to_owned(),
-            store: storage.name().to_owned(),
+            store: store.to_owned(),
             acknowledged: check.acknowledged,
             lost: check.lost.len(),
             duplicated: check.duplicated.len(),

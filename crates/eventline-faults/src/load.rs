@@ -167,6 +167,36 @@ pub async fn send_until_answered(
     ledger: &Ledger,
     stop: &AtomicBool,
 ) -> Fate {
+    let mut attempt = 0;
+    loop {
+        let fate = send_once(client, url, run, ns, ledger).await.fate;
+        let retry = matches!(fate, Fate::Indeterminate | Fate::Rejected(429 | 503));
+        if !retry || attempt >= 50 || (stop.load(Ordering::Relaxed) && attempt > 0) {
+            return fate;
+        }
+        attempt += 1;
+        // Backing off while the server is down or busy.
+        tokio::time::sleep(Duration::from_millis(20 + 10 * attempt)).await;
+    }
+}
+
+/// How one request went.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub fate: Fate,
+    /// Whether the answer said when to retry (`Retry-After`).
+    pub retry_after: bool,
+    pub elapsed: Duration,
+}
+
+/// Sends `ns` as one request (a batch for several), once, and records how it ended.
+pub async fn send_once(
+    client: &reqwest::Client,
+    url: &str,
+    run: u64,
+    ns: &[u64],
+    ledger: &Ledger,
+) -> Answer {
     let events: Vec<(Uuid, Value)> = ns.iter().map(|n| event(run, *n)).collect();
     let keys: Vec<(Uuid, u64)> = events
         .iter()
@@ -180,20 +210,21 @@ pub async fn send_until_answered(
             Value::Array(events.into_iter().map(|(_, body)| body).collect()),
         ),
     };
-    let mut attempt = 0;
-    loop {
-        let fate = match client.post(format!("{url}{path}")).json(&body).send().await {
-            Ok(response) if response.status().is_success() => Fate::Acknowledged,
-            Ok(response) => Fate::Rejected(response.status().as_u16()),
-            Err(_) => Fate::Indeterminate,
-        };
-        ledger.record(&keys, fate);
-        let retry = matches!(fate, Fate::Indeterminate | Fate::Rejected(429 | 503));
-        if !retry || attempt >= 50 || (stop.load(Ordering::Relaxed) && attempt > 0) {
-            return fate;
-        }
-        attempt += 1;
-        // Backing off while the server is down or busy.
-        tokio::time::sleep(Duration::from_millis(20 + 10 * attempt)).await;
+    let started = std::time::Instant::now();
+    let (fate, retry_after) = match client.post(format!("{url}{path}")).json(&body).send().await {
+        Ok(response) if response.status().is_success() => (Fate::Acknowledged, false),
+        Ok(response) => (
+            Fate::Rejected(response.status().as_u16()),
+            response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER),
+        ),
+        Err(_) => (Fate::Indeterminate, false),
+    };
+    ledger.record(&keys, fate);
+    Answer {
+        fate,
+        retry_after,
+        elapsed: started.elapsed(),
     }
 }

@@ -150,25 +150,30 @@ impl Node {
 
     /// Every stored event as (id, content `n`), read with the export.
     pub async fn stored(&self, client: &reqwest::Client) -> Vec<(Uuid, u64)> {
-        let response = client
-            .get(format!("{}/api/events/export", self.url))
-            .send()
-            .await
-            .expect("export");
-        assert_eq!(response.status(), 200, "export");
-        let body = response.bytes().await.expect("export body");
-        body.split(|byte| *byte == b'\n')
-            .filter(|line| !line.is_empty())
-            .map(|line| {
-                let event: serde_json::Value = serde_json::from_slice(line).expect("an event");
-                let id = event["id"]
-                    .as_str()
-                    .and_then(|id| id.parse().ok())
-                    .expect("id");
-                (id, event["content"]["n"].as_u64().unwrap_or(u64::MAX))
-            })
-            .collect()
+        stored(client, &self.url).await
     }
+}
+
+/// Every event stored by the server at `url` as (id, content `n`), read with the export.
+pub async fn stored(client: &reqwest::Client, url: &str) -> Vec<(Uuid, u64)> {
+    let response = client
+        .get(format!("{url}/api/events/export"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), 200, "export");
+    let body = response.bytes().await.expect("export body");
+    body.split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_slice(line).expect("an event");
+            let id = event["id"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .expect("id");
+            (id, event["content"]["n"].as_u64().unwrap_or(u64::MAX))
+        })
+        .collect()
 }
 
 async fn spawn(listen: &str, args: &[String]) -> (Child, String) {

@@ -166,6 +166,19 @@ pub enum Error {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// Refuses a configuration that cannot work, before anything is opened.
+fn check(config: &Config) -> Result<(), Error> {
+    // The recorder before the first metric, so that none is lost.
+    telemetry::handle();
+    if config.limits.batch_len_max > config.ingest_queue_events_max {
+        return Err(Error::Config(format!(
+            "the ingest queue ({} events) must hold the largest batch ({} events)",
+            config.ingest_queue_events_max, config.limits.batch_len_max
+        )));
+    }
+    Ok(())
+}
+
 /// An open store with its ingest writer running, ready to serve.
 pub struct App {
     state: http::AppState,
@@ -174,15 +187,9 @@ pub struct App {
 }
 
 impl App {
+    /// Opens the store the configuration names (PostgreSQL or the embedded store).
     pub async fn open(config: Config) -> Result<App, Error> {
-        // The recorder before the first metric, so that none is lost.
-        telemetry::handle();
-        if config.limits.batch_len_max > config.ingest_queue_events_max {
-            return Err(Error::Config(format!(
-                "the ingest queue ({} events) must hold the largest batch ({} events)",
-                config.ingest_queue_events_max, config.limits.batch_len_max
-            )));
-        }
+        check(&config)?;
         let store: Arc<dyn Store> = match &config.database_url {
             Some(url) => {
                 let options = PostgresOptions {
@@ -203,6 +210,13 @@ impl App {
                 )
             }
         };
+        App::with_store(config, store)
+    }
+
+    /// Serves `store`, opened by the caller (the fault harness opens the embedded store
+    /// on a disk it simulates); `config`'s store settings are not used.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<App, Error> {
+        check(&config)?;
         let committed = Arc::new(tokio::sync::Notify::new());
         let (ingest, writer) = ingest::start(
             Arc::clone(&store),

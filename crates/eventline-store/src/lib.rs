@@ -84,6 +84,10 @@ pub enum Error {
     SchemaTooNew { found: i64, known: i64 },
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
+    #[error(
+        "an fsync failed earlier: writes are refused until a restart reads back what is on disk"
+    )]
+    SyncFailed,
     #[error("the store is closed")]
     Closed,
     #[error("store task failed")]

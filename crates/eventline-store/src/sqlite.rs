@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -46,6 +47,9 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// Read connections open at once; more readers wait.
     pub readers_max: usize,
+    /// A registered SQLite VFS to open the files with instead of the default one: the
+    /// fault harness plays a failing or powered-off disk through it.
+    pub vfs: Option<String>,
 }
 
 impl Default for SqliteOptions {
@@ -53,6 +57,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             durability: Durability::Full,
             readers_max: 8,
+            vfs: None,
         }
     }
 }
@@ -60,6 +65,10 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Readers>,
+    /// Set when an fsync failed. The kernel may have dropped the pages it could not
+    /// write and a second fsync would then report success for data that is not on disk,
+    /// so the store refuses every write until a restart reads back what the disk holds.
+    sync_failed: Arc<AtomicBool>,
     /// Held for the life of the store: a second process on the same directory refuses
     /// to start instead of interleaving writes.
     _lock: File,
@@ -72,10 +81,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
+        if self.sync_failed.load(Ordering::Relaxed) {
+            return Err(Error::SyncFailed);
+        }
         let writer = Arc::clone(&self.writer);
+        let sync_failed = Arc::clone(&self.sync_failed);
         tokio::task::spawn_blocking(move || {
             let mut connection = writer.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut connection)
+            if sync_failed.load(Ordering::Relaxed) {
+                return Err(Error::SyncFailed);
+            }
+            let result = work(&mut connection);
+            if let Err(Error::Sqlite(error)) = &result
+                && is_sync_failure(error)
+            {
+                sync_failed.store(true, Ordering::Relaxed);
+            }
+            result
         })
         .await?
     }
@@ -92,7 +114,11 @@ impl SqliteStore {
             return Err(Error::DataDirLocked(data_dir.to_owned()));
         }
         let path = data_dir.join(DATABASE_FILE);
-        let mut writer = Connection::open(&path)?;
+        let mut writer = open_connection(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            options.vfs.as_deref(),
+        )?;
         let synchronous = match options.durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
@@ -109,15 +135,33 @@ impl SqliteStore {
         migrate(&mut writer)?;
         let readers = Readers {
             path,
+            vfs: options.vfs.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.readers_max.max(1)),
         };
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(readers),
+            sync_failed: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         })
     }
+}
+
+/// Whether an error is a failed fsync (of a file or of its directory).
+fn is_sync_failure(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error().map(|error| error.extended_code),
+        Some(rusqlite::ffi::SQLITE_IOERR_FSYNC | rusqlite::ffi::SQLITE_IOERR_DIR_FSYNC)
+    )
+}
+
+fn open_connection(path: &Path, flags: OpenFlags, vfs: Option<&str>) -> Result<Connection, Error> {
+    let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    Ok(match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+        None => Connection::open_with_flags(path, flags)?,
+    })
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), Error> {
@@ -173,6 +217,10 @@ impl Store for SqliteStore {
     }
 
     async fn check(&self) -> Result<(), Error> {
+        // Not ready while writes are refused: a restart is what brings them back.
+        if self.sync_failed.load(Ordering::Relaxed) {
+            return Err(Error::SyncFailed);
+        }
         self.readers
             .run(|connection| Ok(connection.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
@@ -440,6 +488,7 @@ pub(crate) fn event_from_row(row: EventRow) -> Result<Event, Error> {
 /// to recycle a connection, which doubles the statements of a one-page read.
 struct Readers {
     path: PathBuf,
+    vfs: Option<String>,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
@@ -460,7 +509,7 @@ impl Readers {
                 .pop();
             let connection = match idle {
                 Some(connection) => connection,
-                None => open_reader(&readers.path)?,
+                None => open_reader(&readers.path, readers.vfs.as_deref())?,
             };
             let result = work(&connection);
             readers
@@ -474,13 +523,8 @@ impl Readers {
     }
 }
 
-fn open_reader(path: &Path) -> Result<Connection, Error> {
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
+fn open_reader(path: &Path, vfs: Option<&str>) -> Result<Connection, Error> {
+    let connection = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY, vfs)?;
     connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16384;")?;
     Ok(connection)
 }

@@ -2,8 +2,11 @@
 //! a release build: see docs/reliability.md). Each test prints its line of the report.
 
 mod crash_loop;
+mod disk;
 mod idempotency;
+mod io_errors;
 mod pagination;
+mod power_loss;
 
 use eventline_faults::Report;
 

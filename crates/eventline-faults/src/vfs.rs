@@ -1,0 +1,486 @@
+//! A disk under test: a SQLite VFS layered on the default one that keeps every write in
+//! memory until the file is synced, as an operating system's page cache does, and can
+//! fail the k-th write or sync, turn read-only, or lose power.
+//!
+//! The embedded store opens its files through it by name ([`register`] returns it).
+//! Writes to the database, its WAL and its journal wait in a per-file list ("dirty
+//! pages") that every handle of the file reads through; a sync copies them to the real
+//! file. [`power_off`] drops every write not synced yet and fails all I/O from then on:
+//! the real files hold exactly what a disk would after a power cut that wrote back none
+//! of the dirty pages. A truncation reaches the real file at once (SQLite truncates only
+//! after the syncs that make it safe). Temporary files pass straight through.
+//!
+//! SQLite's own crash and I/O-error tests work the same way (`test6.c`, `test_vfs.c`).
+//! This is the only unsafe code in Eventline: a VFS is a table of C callbacks.
+
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use rusqlite::ffi;
+
+/// The name to open a store's files with (`SqliteOptions::vfs`).
+pub const NAME: &str = "eventline-faults";
+
+/// What the disk does to the next writes and syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// The k-th write from now (counting from 1) fails with an I/O error.
+    FailWrite(u64),
+    /// The k-th sync from now fails, and the writes it should have made durable are
+    /// dropped, as a kernel that marks pages clean after a failed writeback does.
+    FailSync(u64),
+    /// Every write fails, as on a filesystem remounted read-only after errors.
+    ReadOnly,
+    /// The power is off: every write and sync fails, and nothing unsynced survives.
+    PoweredOff,
+}
+
+#[derive(Debug, Default)]
+struct Disk {
+    fault: Fault,
+    /// Writes and syncs of durable files since the fault was set.
+    writes: u64,
+    syncs: u64,
+    /// Faults that fired since the fault was set.
+    fired: u64,
+    /// Unsynced writes per file path, shared by every handle of the file.
+    dirty: HashMap<Vec<u8>, Dirty>,
+}
+
+/// One file's writes not yet synced, in the order they were made.
+#[derive(Debug, Default)]
+struct Dirty {
+    writes: Vec<(i64, Vec<u8>)>,
+    /// The end of the furthest write.
+    end: i64,
+}
+
+static DISK: LazyLock<Mutex<Disk>> = LazyLock::new(Mutex::default);
+
+fn disk() -> MutexGuard<'static, Disk> {
+    DISK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The default VFS this one sits on, as an address (a raw pointer is not `Sync`).
+static REAL: OnceLock<usize> = OnceLock::new();
+
+fn real_vfs() -> *mut ffi::sqlite3_vfs {
+    *REAL.get().expect("registered") as *mut ffi::sqlite3_vfs
+}
+
+/// The disk is one per process: a test that uses it holds this for its whole run, so
+/// that no other test's fault reaches it.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let guard = EXCLUSIVE.lock().await;
+    power_on();
+    guard
+}
+
+/// Registers the VFS (once per process) and returns its name.
+pub fn register() -> &'static str {
+    static REGISTERED: OnceLock<()> = OnceLock::new();
+    REGISTERED.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find returns SQLite's default VFS, which lives as long as
+        // the process; the copy made here is leaked, so it does too, as SQLite requires.
+        unsafe {
+            assert_eq!(ffi::sqlite3_initialize(), ffi::SQLITE_OK);
+            let real = ffi::sqlite3_vfs_find(std::ptr::null());
+            assert!(!real.is_null(), "SQLite has a default VFS");
+            REAL.set(real as usize).expect("registered once");
+            let name = CString::new(NAME).expect("no NUL").into_raw();
+            let mut vfs = *real;
+            vfs.szOsFile = (HEADER_LEN + (*real).szOsFile as usize) as c_int;
+            vfs.zName = name;
+            vfs.pNext = std::ptr::null_mut();
+            vfs.xOpen = Some(open);
+            vfs.xDelete = Some(delete);
+            let vfs = Box::into_raw(Box::new(vfs));
+            assert_eq!(ffi::sqlite3_vfs_register(vfs, 0), ffi::SQLITE_OK);
+        }
+    });
+    NAME
+}
+
+/// Sets what the disk does from now on and restarts the counts.
+pub fn set_fault(fault: Fault) {
+    let mut disk = disk();
+    disk.fault = fault;
+    disk.writes = 0;
+    disk.syncs = 0;
+    disk.fired = 0;
+}
+
+/// Cuts the power: every unsynced write is gone, and all I/O fails until [`power_on`].
+pub fn power_off() {
+    let mut disk = disk();
+    disk.dirty.clear();
+    disk.fault = Fault::PoweredOff;
+}
+
+/// A healthy disk again (after the store that saw the fault was closed).
+pub fn power_on() {
+    set_fault(Fault::None);
+}
+
+/// Writes and syncs since the fault was set, and how many faults fired.
+pub fn counts() -> (u64, u64, u64) {
+    let disk = disk();
+    (disk.writes, disk.syncs, disk.fired)
+}
+
+/// Our part of an open file; the default VFS's part follows it in the same allocation
+/// (SQLite allocates `szOsFile` bytes).
+#[repr(C)]
+struct File {
+    base: ffi::sqlite3_file,
+    /// The file's path for a durable file (database, WAL, journal); null for a temporary
+    /// one, whose I/O passes straight through.
+    path: *mut c_char,
+}
+
+const HEADER_LEN: usize = std::mem::size_of::<File>().next_multiple_of(16);
+
+unsafe fn real_file(file: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
+    // SAFETY: `file` is an allocation of `szOsFile` bytes; the real file starts at
+    // HEADER_LEN.
+    unsafe { file.cast::<u8>().add(HEADER_LEN).cast() }
+}
+
+unsafe fn real_methods(file: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_methods {
+    // SAFETY: an open real file has its methods set, and they are static in SQLite.
+    unsafe { &*(*real_file(file)).pMethods }
+}
+
+/// The durable file's path, or None for a pass-through one.
+unsafe fn durable_path(file: *mut ffi::sqlite3_file) -> Option<Vec<u8>> {
+    // SAFETY: `file` was set up by `open`, which leaves `path` null or a CString.
+    unsafe {
+        let path = (*file.cast::<File>()).path;
+        (!path.is_null()).then(|| CStr::from_ptr(path).to_bytes().to_vec())
+    }
+}
+
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    // Version 2: shared memory for the WAL index, no memory-mapped reads (they would
+    // bypass the dirty pages).
+    iVersion: 2,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(lock),
+    xUnlock: Some(unlock),
+    xCheckReservedLock: Some(check_reserved_lock),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(sector_size),
+    xDeviceCharacteristics: Some(device_characteristics),
+    xShmMap: Some(shm_map),
+    xShmLock: Some(shm_lock),
+    xShmBarrier: Some(shm_barrier),
+    xShmUnmap: Some(shm_unmap),
+    xFetch: None,
+    xUnfetch: None,
+};
+
+unsafe extern "C" fn open(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: ffi::sqlite3_filename,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    // SAFETY: SQLite passes an allocation of szOsFile bytes; the real VFS opens its part.
+    unsafe {
+        let ours = file.cast::<File>();
+        (*ours).base.pMethods = std::ptr::null();
+        (*ours).path = std::ptr::null_mut();
+        let real = real_file(file);
+        let real_vfs = real_vfs();
+        let rc = ((*real_vfs).xOpen.expect("xOpen"))(real_vfs, name, real, flags, out_flags);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        let durable =
+            ffi::SQLITE_OPEN_MAIN_DB | ffi::SQLITE_OPEN_WAL | ffi::SQLITE_OPEN_MAIN_JOURNAL;
+        if flags & durable != 0 && !name.is_null() {
+            (*ours).path = CString::from(CStr::from_ptr(name)).into_raw();
+        }
+        (*ours).base.pMethods = &METHODS;
+        ffi::SQLITE_OK
+    }
+}
+
+unsafe extern "C" fn delete(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
+    // SAFETY: `name` is a NUL-terminated path from SQLite.
+    unsafe {
+        if !name.is_null() {
+            disk().dirty.remove(CStr::from_ptr(name).to_bytes());
+        }
+        let real_vfs = real_vfs();
+        ((*real_vfs).xDelete.expect("xDelete"))(real_vfs, name, sync_dir)
+    }
+}
+
+unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: `file` is open; its path, if any, is a CString made by `open`. Dirty pages
+    // stay in `DISK` after a close, as they stay in a page cache.
+    unsafe {
+        let ours = file.cast::<File>();
+        if !(*ours).path.is_null() {
+            drop(CString::from_raw((*ours).path));
+            (*ours).path = std::ptr::null_mut();
+        }
+        (real_methods(file).xClose.expect("xClose"))(real_file(file))
+    }
+}
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    buffer: *mut c_void,
+    len: c_int,
+    offset: i64,
+) -> c_int {
+    // SAFETY: `buffer` holds `len` bytes, as SQLite promises.
+    unsafe {
+        let real = real_file(file);
+        let real_read = real_methods(file).xRead.expect("xRead");
+        let Some(path) = durable_path(file) else {
+            return real_read(real, buffer, len, offset);
+        };
+        let disk = disk();
+        let rc = real_read(real, buffer, len, offset);
+        let Some(dirty) = disk
+            .dirty
+            .get(&path)
+            .filter(|dirty| !dirty.writes.is_empty())
+        else {
+            return rc;
+        };
+        if rc != ffi::SQLITE_OK && rc != ffi::SQLITE_IOERR_SHORT_READ {
+            return rc;
+        }
+        let out = std::slice::from_raw_parts_mut(buffer.cast::<u8>(), len as usize);
+        let end = offset + i64::from(len);
+        for (at, data) in &dirty.writes {
+            let (from, to) = ((*at).max(offset), (at + data.len() as i64).min(end));
+            if from < to {
+                out[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&data[(from - at) as usize..(to - at) as usize]);
+            }
+        }
+        let mut real_size = 0;
+        let size_rc = (real_methods(file).xFileSize.expect("xFileSize"))(real, &mut real_size);
+        if size_rc != ffi::SQLITE_OK {
+            return size_rc;
+        }
+        // Bytes past both ends were zeroed by the real read, as SQLite expects of a
+        // short read.
+        if end > real_size.max(dirty.end) {
+            ffi::SQLITE_IOERR_SHORT_READ
+        } else {
+            ffi::SQLITE_OK
+        }
+    }
+}
+
+unsafe extern "C" fn write(
+    file: *mut ffi::sqlite3_file,
+    buffer: *const c_void,
+    len: c_int,
+    offset: i64,
+) -> c_int {
+    // SAFETY: `buffer` holds `len` bytes, as SQLite promises.
+    unsafe {
+        let Some(path) = durable_path(file) else {
+            return (real_methods(file).xWrite.expect("xWrite"))(
+                real_file(file),
+                buffer,
+                len,
+                offset,
+            );
+        };
+        let mut disk = disk();
+        disk.writes += 1;
+        let fails = match disk.fault {
+            Fault::FailWrite(k) => disk.writes == k,
+            Fault::ReadOnly | Fault::PoweredOff => true,
+            Fault::None | Fault::FailSync(_) => false,
+        };
+        if fails {
+            disk.fired += 1;
+            return ffi::SQLITE_IOERR_WRITE;
+        }
+        let data = std::slice::from_raw_parts(buffer.cast::<u8>(), len as usize).to_vec();
+        let dirty = disk.dirty.entry(path).or_default();
+        dirty.end = dirty.end.max(offset + i64::from(len));
+        dirty.writes.push((offset, data));
+        ffi::SQLITE_OK
+    }
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe {
+        let real_truncate = real_methods(file).xTruncate.expect("xTruncate");
+        let Some(path) = durable_path(file) else {
+            return real_truncate(real_file(file), size);
+        };
+        let mut disk = disk();
+        if matches!(disk.fault, Fault::ReadOnly | Fault::PoweredOff) {
+            disk.fired += 1;
+            return ffi::SQLITE_IOERR_TRUNCATE;
+        }
+        if let Some(dirty) = disk.dirty.get_mut(&path) {
+            dirty.writes.retain_mut(|(at, data)| {
+                data.truncate((size - *at).clamp(0, data.len() as i64) as usize);
+                !data.is_empty()
+            });
+            dirty.end = dirty.end.min(size);
+        }
+        real_truncate(real_file(file), size)
+    }
+}
+
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe {
+        let Some(path) = durable_path(file) else {
+            return (real_methods(file).xSync.expect("xSync"))(real_file(file), flags);
+        };
+        // The lock is held while the dirty pages are copied: a power cut comes before
+        // or after a whole sync, never in its middle.
+        let mut disk = disk();
+        disk.syncs += 1;
+        let fails = match disk.fault {
+            Fault::FailSync(k) => disk.syncs == k,
+            Fault::PoweredOff => true,
+            Fault::None | Fault::FailWrite(_) | Fault::ReadOnly => false,
+        };
+        let dirty = disk.dirty.remove(&path).unwrap_or_default();
+        if fails {
+            disk.fired += 1;
+            return ffi::SQLITE_IOERR_FSYNC;
+        }
+        // The real file's own fsync is left out: the simulated power cut never reaches
+        // the real disk, so what the real file holds counts as durable.
+        let real_write = real_methods(file).xWrite.expect("xWrite");
+        for (at, data) in dirty.writes {
+            let rc = real_write(
+                real_file(file),
+                data.as_ptr().cast(),
+                data.len() as c_int,
+                at,
+            );
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        ffi::SQLITE_OK
+    }
+}
+
+unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    // SAFETY: `size` points to an i64, as SQLite promises.
+    unsafe {
+        let rc = (real_methods(file).xFileSize.expect("xFileSize"))(real_file(file), size);
+        if rc == ffi::SQLITE_OK
+            && let Some(path) = durable_path(file)
+            && let Some(dirty) = disk().dirty.get(&path)
+        {
+            *size = (*size).max(dirty.end);
+        }
+        rc
+    }
+}
+
+// The rest passes straight to the real file: locks, file controls and the shared memory
+// of the WAL index (rebuilt from the WAL when the first connection opens after a crash).
+
+unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe { (real_methods(file).xLock.expect("xLock"))(real_file(file), level) }
+}
+
+unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe { (real_methods(file).xUnlock.expect("xUnlock"))(real_file(file), level) }
+}
+
+unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe {
+        (real_methods(file)
+            .xCheckReservedLock
+            .expect("xCheckReservedLock"))(real_file(file), out)
+    }
+}
+
+unsafe extern "C" fn file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    argument: *mut c_void,
+) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe {
+        (real_methods(file).xFileControl.expect("xFileControl"))(real_file(file), op, argument)
+    }
+}
+
+unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe { (real_methods(file).xSectorSize.expect("xSectorSize"))(real_file(file)) }
+}
+
+unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe {
+        (real_methods(file)
+            .xDeviceCharacteristics
+            .expect("xDeviceCharacteristics"))(real_file(file))
+    }
+}
+
+unsafe extern "C" fn shm_map(
+    file: *mut ffi::sqlite3_file,
+    region: c_int,
+    size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe {
+        (real_methods(file).xShmMap.expect("xShmMap"))(real_file(file), region, size, extend, out)
+    }
+}
+
+unsafe extern "C" fn shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe { (real_methods(file).xShmLock.expect("xShmLock"))(real_file(file), offset, n, flags) }
+}
+
+unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
+    // SAFETY: `file` is open.
+    unsafe { (real_methods(file).xShmBarrier.expect("xShmBarrier"))(real_file(file)) }
+}
+
+unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    // SAFETY: `file` is open.
+    unsafe { (real_methods(file).xShmUnmap.expect("xShmUnmap"))(real_file(file), delete) }
+}
