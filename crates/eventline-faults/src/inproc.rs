@@ -43,10 +43,11 @@ impl InProcess {
         }
     }
 
-    /// Cuts the power under the running server: every write not synced is gone. The
-    /// server stops at once (its requests end unanswered), and the disk works again.
-    pub async fn power_cut(&mut self) {
-        vfs::power_off();
+    /// Cuts the power under the running server: the writes not synced are gone, or torn
+    /// (see [`vfs::PowerCut`]). The server stops at once (its requests end unanswered),
+    /// and the disk works again.
+    pub async fn power_cut(&mut self, cut: vfs::PowerCut) {
+        vfs::power_off(cut);
         self.halt().await;
         vfs::power_on();
     }

@@ -79,17 +79,24 @@ pub struct Node {
 impl Node {
     /// Starts a node on a free loopback port with `storage` and `extra` flags.
     pub async fn start(storage: &Storage, extra: &[&str]) -> Node {
+        Node::try_start(storage, extra)
+            .await
+            .expect("start eventline")
+    }
+
+    /// [`Node::start`], or why the node did not start.
+    pub async fn try_start(storage: &Storage, extra: &[&str]) -> Result<Node, String> {
         let mut args = storage.args();
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        let (child, url) = spawn("127.0.0.1:0", &args).await;
+        let (child, url) = try_spawn("127.0.0.1:0", &args).await?;
         let listen = url.trim_start_matches("http://").to_owned();
-        Node {
+        Ok(Node {
             child,
             url,
             listen,
             args,
             peak_rss_kb: 0,
-        }
+        })
     }
 
     /// SIGKILL, then waits until the process is gone.
@@ -156,28 +163,36 @@ impl Node {
 
 /// Every event stored by the server at `url` as (id, content `n`), read with the export.
 pub async fn stored(client: &reqwest::Client, url: &str) -> Vec<(Uuid, u64)> {
+    try_stored(client, url).await.expect("export")
+}
+
+/// [`stored`], or why the export failed: an error answer, a body cut short, a line that
+/// is not an event of the harness.
+pub async fn try_stored(client: &reqwest::Client, url: &str) -> Result<Vec<(Uuid, u64)>, String> {
     let response = client
         .get(format!("{url}/api/events/export"))
         .send()
         .await
-        .expect("export");
-    assert_eq!(response.status(), 200, "export");
-    let body = response.bytes().await.expect("export body");
+        .map_err(|error| error.to_string())?;
+    if response.status() != 200 {
+        return Err(format!("export answered {}", response.status()));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| format!("export body: {error}"))?;
     body.split(|byte| *byte == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {
-            let event: serde_json::Value = serde_json::from_slice(line).expect("an event");
+            let event: serde_json::Value =
+                serde_json::from_slice(line).map_err(|error| format!("export line: {error}"))?;
             let id = event["id"]
                 .as_str()
                 .and_then(|id| id.parse().ok())
-                .expect("id");
-            (id, event["content"]["n"].as_u64().unwrap_or(u64::MAX))
+                .ok_or("export line without an id")?;
+            Ok((id, event["content"]["n"].as_u64().unwrap_or(u64::MAX)))
         })
         .collect()
-}
-
-async fn spawn(listen: &str, args: &[String]) -> (Child, String) {
-    try_spawn(listen, args).await.expect("start eventline")
 }
 
 /// Starts `eventline serve` and waits for its listening line; an error when it exits

@@ -116,11 +116,45 @@ pub fn set_fault(fault: Fault) {
     disk.fired = 0;
 }
 
-/// Cuts the power: every unsynced write is gone, and all I/O fails until [`power_on`].
-pub fn power_off() {
+/// How the power goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerCut {
+    /// Before any unsynced write reached the disk: all of them are gone.
+    Clean,
+    /// In the middle of writing them back: each file keeps its unsynced writes in order
+    /// up to a random one, that one only in part (a torn run of 512-byte sectors), and
+    /// none after it.
+    Torn,
+}
+
+/// Cuts the power; all I/O fails until [`power_on`].
+pub fn power_off(cut: PowerCut) {
     let mut disk = disk();
-    disk.dirty.clear();
+    for (path, dirty) in disk.dirty.drain() {
+        if cut == PowerCut::Torn {
+            write_torn_prefix(&path, &dirty.writes);
+        }
+    }
     disk.fault = Fault::PoweredOff;
+}
+
+fn write_torn_prefix(path: &[u8], writes: &[(i64, Vec<u8>)]) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    // A file deleted meanwhile has nothing to tear.
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    let torn = fastrand::usize(..=writes.len());
+    for (at, data) in &writes[..torn] {
+        file.write_all_at(data, *at as u64).expect("write back");
+    }
+    if let Some((at, data)) = writes.get(torn) {
+        let sectors = fastrand::usize(..=data.len() / 512);
+        file.write_all_at(&data[..(sectors * 512).min(data.len())], *at as u64)
+            .expect("write back");
+    }
 }
 
 /// A healthy disk again (after the store that saw the fault was closed).

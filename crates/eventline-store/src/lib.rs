@@ -82,6 +82,13 @@ pub enum Error {
         "the data was written by a newer eventline (schema version {found}; this one knows up to {known})"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "{path} is damaged at frame {frame}: a commit that later commits follow fails its checksum, so starting would silently drop acknowledged events; restore the data directory from a backup, or move the WAL file aside to start with what the database file holds"
+    )]
+    WalDamaged {
+        path: std::path::PathBuf,
+        frame: u64,
+    },
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
     #[error(

@@ -47,6 +47,17 @@ enum Command {
     Export(cli::ExportArgs),
     /// Print the OpenAPI document of the API (also served at /openapi.json).
     Openapi,
+    /// Read the whole embedded store back and check it: every page, every index, every
+    /// event's checksum. Exits non-zero when anything is damaged. The server must be
+    /// stopped.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Directory of the embedded store.
+    #[arg(long, env = "EVENTLINE_DATA_DIR", default_value = "./eventline-data")]
+    data_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -203,6 +214,7 @@ fn main() -> ExitCode {
         Command::Import(args) => client_command(cli::import(args)),
         Command::Export(args) => client_command(cli::export(args)),
         Command::Openapi => openapi(),
+        Command::Check(args) => check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,6 +259,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped; every accepted event is committed");
         Ok(())
     })
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<()> {
+    let store = eventline_store::sqlite::SqliteStore::open(
+        &args.data_dir,
+        &eventline_store::sqlite::SqliteOptions::default(),
+    )
+    .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let verified = store.verify().context("cannot read the store")?;
+    for problem in &verified.problems {
+        println!("damaged: {problem}");
+    }
+    println!(
+        "{} events checked, {} stored before checksums read unchecked, {} problems",
+        verified.events,
+        verified.unchecked,
+        verified.problems.len()
+    );
+    anyhow::ensure!(
+        verified.problems.is_empty(),
+        "the store in {} is damaged: restore it from a backup",
+        args.data_dir.display()
+    );
+    Ok(())
 }
 
 /// Runs a client command on a small runtime of its own.

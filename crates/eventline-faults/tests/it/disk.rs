@@ -12,7 +12,7 @@ use eventline_faults::inproc::InProcess;
 use eventline_faults::ledger::{Fate, Ledger};
 use eventline_faults::load::{Answer, send_once};
 use eventline_faults::node::{Node, Storage, stored};
-use eventline_faults::vfs::{self, Fault};
+use eventline_faults::vfs::{self, Fault, PowerCut};
 use eventline_store::Durability;
 
 const BATCH_LEN: u64 = 500;
@@ -179,7 +179,7 @@ async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes() {
     assert_reads_work(&client, &server.url, &ledger).await;
     vfs::set_fault(Fault::None);
     assert_writes_resume(&client, &server.url, &ledger, 300).await;
-    server.power_cut().await;
+    server.power_cut(PowerCut::Clean).await;
     server.restart().await;
     let stored = stored(&client, &server.url).await;
     server.halt().await;

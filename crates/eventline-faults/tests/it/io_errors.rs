@@ -10,7 +10,7 @@ use eventline_faults::inproc::InProcess;
 use eventline_faults::ledger::{Fate, Ledger};
 use eventline_faults::load::send_once;
 use eventline_faults::node::stored;
-use eventline_faults::vfs::{self, Fault};
+use eventline_faults::vfs::{self, Fault, PowerCut};
 use eventline_store::Durability;
 
 /// The same requests every run: singles and batches, one at a time so that each run
@@ -48,7 +48,7 @@ async fn run(fault: Fault) -> Run {
         fates.push(send_once(&client, &server.url, 1, &ns, &ledger).await.fate);
     }
     let (writes, syncs, fired) = vfs::counts();
-    server.power_cut().await;
+    server.power_cut(PowerCut::Clean).await;
     server.restart().await;
     let stored = stored(&client, &server.url).await;
     server.halt().await;

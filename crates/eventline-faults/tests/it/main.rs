@@ -1,6 +1,7 @@
 //! The fault suite, short mode by default (`EVENTLINE_FAULTS=long` for the long one, in
 //! a release build: see docs/reliability.md). Each test prints its line of the report.
 
+mod corruption;
 mod crash_loop;
 mod disk;
 mod idempotency;

@@ -3,6 +3,10 @@
 //! is lost. The control run, under `Durability::Normal` (acknowledged once the operating
 //! system has the write), must lose some: it shows that the harness sees a loss when
 //! there is one.
+//!
+//! Test 3, first half: the same with torn tails, the power going while the unsynced
+//! writes are part way to the disk (`PowerCut::Torn`). The second half, damage to what
+//! was synced, is in `corruption.rs`.
 
 use std::time::Duration;
 
@@ -10,11 +14,16 @@ use eventline_faults::Scale;
 use eventline_faults::inproc::InProcess;
 use eventline_faults::load::{Options, Writers};
 use eventline_faults::node::stored;
+use eventline_faults::vfs::PowerCut;
 use eventline_store::Durability;
 
 /// Cuts the power `cuts` times; returns the events acknowledged before a cut and gone
 /// after it, over all cuts, and the test's report.
-async fn power_loss(durability: Durability, cuts: usize) -> (usize, eventline_faults::Report) {
+async fn power_loss(
+    durability: Durability,
+    cut_kind: PowerCut,
+    cuts: usize,
+) -> (usize, eventline_faults::Report) {
     let _disk = eventline_faults::vfs::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = reqwest::Client::new();
@@ -27,7 +36,7 @@ async fn power_loss(durability: Durability, cuts: usize) -> (usize, eventline_fa
             .wait_for_acknowledged(target, Duration::from_secs(120))
             .await;
         tokio::time::sleep(Duration::from_micros(fastrand::u64(..1_000))).await;
-        server.power_cut().await;
+        server.power_cut(cut_kind).await;
         let acknowledged_before = writers.ledger.acknowledged();
         server.restart().await;
         let check = writers.ledger.check(
@@ -57,7 +66,10 @@ async fn power_loss(durability: Durability, cuts: usize) -> (usize, eventline_fa
     let check = ledger.check(&stored, None);
     let (statuses, unanswered, requests) = ledger.statuses();
     let report = eventline_faults::Report {
-        test: format!("2 power loss ({durability:?})"),
+        test: match cut_kind {
+            PowerCut::Clean => format!("2 power loss ({durability:?})"),
+            PowerCut::Torn => format!("3 torn tail ({durability:?})"),
+        },
         store: "embedded".to_owned(),
         acknowledged: check.acknowledged,
         lost: check.lost.len(),
@@ -77,7 +89,14 @@ async fn power_loss(durability: Durability, cuts: usize) -> (usize, eventline_fa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_loss_loses_nothing_acknowledged() {
     let cuts = Scale::from_env().pick(8, 50);
-    let (_, report) = power_loss(Durability::Full, cuts).await;
+    let (_, report) = power_loss(Durability::Full, PowerCut::Clean, cuts).await;
+    crate::conclude(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tails_lose_nothing_acknowledged() {
+    let cuts = Scale::from_env().pick(8, 50);
+    let (_, report) = power_loss(Durability::Full, PowerCut::Torn, cuts).await;
     crate::conclude(&report);
 }
 
@@ -85,7 +104,7 @@ async fn power_loss_loses_nothing_acknowledged() {
 /// events, so a clean run above is not the harness failing to look.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_loss_without_sync_is_seen_losing() {
-    let (lost, report) = power_loss(Durability::Normal, 3).await;
+    let (lost, report) = power_loss(Durability::Normal, PowerCut::Clean, 3).await;
     eprintln!("{report}");
     assert!(lost > 0, "the control run lost nothing: {report}");
 }

@@ -52,7 +52,7 @@ pub(super) fn stream(
     let mut statement = transaction.prepare_cached(&sql)?;
     let rows = statement.query_map(
         rusqlite::params_from_iter(params.into_iter().map(sql_value)),
-        |row| Ok((row.get::<_, i64>(8)?, row_values(row)?)),
+        |row| Ok((row.get::<_, i64>(9)?, row_values(row)?)),
     )?;
     let mut events = Vec::new();
     for row in rows {
