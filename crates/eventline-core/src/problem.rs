@@ -23,6 +23,7 @@ pub enum ErrorCode {
     BodyTooLarge,
     UnsupportedMediaType,
     IngestOverloaded,
+    ServerBusy,
     StorageUnavailable,
     StreamsFull,
     ShuttingDown,
@@ -51,6 +52,7 @@ impl ErrorCode {
         ErrorCode::BodyTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::IngestOverloaded,
+        ErrorCode::ServerBusy,
         ErrorCode::StorageUnavailable,
         ErrorCode::StreamsFull,
         ErrorCode::ShuttingDown,
@@ -131,6 +133,11 @@ impl ErrorCode {
                 "ingest-overloaded",
                 429,
                 "Too many events are waiting to be stored",
+            ),
+            ErrorCode::ServerBusy => (
+                "server-busy",
+                429,
+                "The server is answering as many requests as it can",
             ),
             ErrorCode::StorageUnavailable => (
                 "storage-unavailable",

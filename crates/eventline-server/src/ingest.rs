@@ -3,16 +3,22 @@
 //! then answers each waiting request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use eventline_core::event::Event;
 use eventline_store::{Outcome, Store, Submission};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub queue_events_max: usize,
     pub commit_events_max: usize,
+    /// How long the oldest queued request may wait for its commit before new posts are
+    /// refused: the queue's bound in time, which keeps an admitted post's latency bounded
+    /// when more arrives than the store can commit.
+    pub queue_delay_max: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +44,7 @@ pub struct Ingest {
 
 struct Job {
     submission: Submission,
+    queued_at: Instant,
     reply: oneshot::Sender<Result<Outcome, IngestError>>,
     /// Released when the job is answered, freeing its place in the queue.
     permit: OwnedSemaphorePermit,
@@ -61,6 +68,7 @@ pub fn start(
     let depth = QueueDepth {
         permits: Arc::clone(&permits),
         queue_events_max: options.queue_events_max,
+        delay: Arc::new(QueueDelay::new(options.queue_delay_max)),
     };
     let task = tokio::spawn(write_loop(
         store,
@@ -84,6 +92,11 @@ impl Ingest {
     /// Queues one request's events and waits until they are durable (or refused).
     pub async fn submit(&self, events: Vec<Event>) -> Result<Outcome, IngestError> {
         let len = u32::try_from(events.len()).map_err(|_| IngestError::Overloaded)?;
+        if self.depth.queued() == 0 {
+            self.depth.delay.idle();
+        } else if self.depth.delay.exceeded() {
+            return Err(IngestError::Overloaded);
+        }
         let permit = Arc::clone(&self.permits)
             .try_acquire_many_owned(len)
             .map_err(|error| match error {
@@ -94,6 +107,7 @@ impl Ingest {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             submission: Submission { events },
+            queued_at: Instant::now(),
             reply,
             permit,
         };
@@ -111,13 +125,72 @@ impl Ingest {
 struct QueueDepth {
     permits: Arc<Semaphore>,
     queue_events_max: usize,
+    delay: Arc<QueueDelay>,
 }
 
 impl QueueDepth {
-    fn record(&self) {
-        let queued = self.queue_events_max - self.permits.available_permits();
-        metrics::gauge!(crate::telemetry::INGEST_QUEUE_EVENTS).set(queued as f64);
+    /// Events accepted and not answered yet.
+    fn queued(&self) -> usize {
+        self.queue_events_max - self.permits.available_permits()
     }
+
+    fn record(&self) {
+        metrics::gauge!(crate::telemetry::INGEST_QUEUE_EVENTS).set(self.queued() as f64);
+    }
+}
+
+/// How long posts wait for their answer (queue and commit): the ingest's own measure of
+/// whether it keeps up.
+struct QueueDelay {
+    start: Instant,
+    delay_max: std::time::Duration,
+    /// How long the oldest post of the last answered group waited, in microseconds.
+    last_latency_us: AtomicU64,
+    /// The last sign of progress, in microseconds since `start`: an answered group, or
+    /// the queue found empty.
+    last_progress_us: AtomicU64,
+}
+
+impl QueueDelay {
+    fn new(delay_max: std::time::Duration) -> QueueDelay {
+        QueueDelay {
+            start: Instant::now(),
+            delay_max,
+            last_latency_us: AtomicU64::new(0),
+            last_progress_us: AtomicU64::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        micros(self.start.elapsed())
+    }
+
+    /// Nothing is waiting: whatever comes next starts a fresh measure.
+    fn idle(&self) {
+        self.last_progress_us
+            .store(self.now_us(), Ordering::Relaxed);
+    }
+
+    /// A group was answered; the oldest of its posts was queued at `oldest`.
+    fn answered(&self, oldest: Instant) {
+        self.last_latency_us
+            .store(micros(oldest.elapsed()), Ordering::Relaxed);
+        self.idle();
+    }
+
+    /// Whether posts wait too long: the last group's oldest waited past the bound, or
+    /// nothing was answered for that long while posts wait (a slow commit).
+    fn exceeded(&self) -> bool {
+        let max_us = micros(self.delay_max);
+        let stalled_us = self
+            .now_us()
+            .saturating_sub(self.last_progress_us.load(Ordering::Relaxed));
+        self.last_latency_us.load(Ordering::Relaxed) > max_us || stalled_us > max_us
+    }
+}
+
+fn micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Writer {
@@ -146,6 +219,9 @@ async fn write_loop(
     committed: Arc<tokio::sync::Notify>,
 ) {
     let in_flight_max = store.appends_in_flight_max().max(1);
+    // The events of all commits in flight together stay within one group's worth: a
+    // post's wait is then bounded by what one commit takes, however many run at once.
+    let group_events_max = (commit_events_max / in_flight_max).max(1);
     let mut in_flight = JoinSet::new();
     loop {
         // A free commit slot first: while every slot is busy, jobs gather in the queue
@@ -169,7 +245,7 @@ async fn write_loop(
         let Some(first) = first else { break };
         let mut events = first.submission.events.len();
         let mut jobs = vec![first];
-        while events < commit_events_max {
+        while events < group_events_max {
             match receiver.try_recv() {
                 Ok(job) => {
                     events += job.submission.events.len();
@@ -182,7 +258,12 @@ async fn write_loop(
         let depth = depth.clone();
         let committed = Arc::clone(&committed);
         in_flight.spawn(async move {
-            if commit(store.as_ref(), jobs).await > 0 {
+            let oldest = jobs.iter().map(|job| job.queued_at).min();
+            let stored = commit(store.as_ref(), jobs).await;
+            if let Some(oldest) = oldest {
+                depth.delay.answered(oldest);
+            }
+            if stored > 0 {
                 committed.notify_one();
             }
             // The answered jobs' permits are released: the queue is shorter now.
@@ -389,6 +470,7 @@ mod tests {
             Options {
                 queue_events_max: 4,
                 commit_events_max: 100,
+                queue_delay_max: std::time::Duration::from_secs(60),
             },
             Arc::default(),
         );
@@ -422,6 +504,50 @@ mod tests {
         writer.drain().await;
     }
 
+    /// A commit stuck past the delay bound: posts are refused although the queue has
+    /// room, and admitted again once the commit is answered.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_commit_refuses_posts_after_the_delay_bound() {
+        let store = GatedStore::new(1);
+        let (ingest, writer) = start(
+            store.clone(),
+            Options {
+                queue_events_max: 1_000,
+                commit_events_max: 100,
+                queue_delay_max: std::time::Duration::from_secs(1),
+            },
+            Arc::default(),
+        );
+        let first = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(events(1)).await }
+        });
+        wait_until(|| {
+            store
+                .appends_started
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 1
+        })
+        .await;
+        let second = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(events(1)).await }
+        });
+        wait_until(|| ingest.depth.queued() == 2).await;
+        tokio::time::advance(std::time::Duration::from_millis(1_100)).await;
+        assert_eq!(
+            ingest.submit(events(1)).await.err(),
+            Some(IngestError::Overloaded)
+        );
+        store.gate.add_permits(2);
+        assert!(first.await.expect("task").is_ok());
+        assert!(second.await.expect("task").is_ok());
+        wait_until(|| ingest.depth.queued() == 0).await;
+        store.gate.add_permits(1);
+        assert!(ingest.submit(events(1)).await.is_ok());
+        writer.drain().await;
+    }
+
     #[tokio::test]
     async fn drain_answers_everything_queued_then_refuses() {
         let store = GatedStore::new(1);
@@ -430,6 +556,7 @@ mod tests {
             Options {
                 queue_events_max: 1_000,
                 commit_events_max: 10,
+                queue_delay_max: std::time::Duration::from_secs(60),
             },
             Arc::default(),
         );
@@ -459,6 +586,7 @@ mod tests {
             Options {
                 queue_events_max: 100,
                 commit_events_max: 100,
+                queue_delay_max: std::time::Duration::from_secs(60),
             },
             Arc::default(),
         );

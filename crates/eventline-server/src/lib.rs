@@ -45,6 +45,11 @@ pub struct Config {
     pub ingest_queue_events_max: usize,
     /// Events in one group commit (a single larger batch is committed whole).
     pub commit_events_max: usize,
+    /// Past this wait in the ingest queue, posts answer 429 (see `ingest::Options`).
+    pub ingest_queue_delay_max: Duration,
+    /// API requests being answered at once; past it, more answer 429 at once instead of
+    /// waiting for a turn, so that overload never grows a backlog of open requests.
+    pub requests_in_flight_max: usize,
     /// A request body that has not fully arrived by then is refused (slow clients).
     pub request_body_timeout: Duration,
     /// Web origins configured for pages that use the API.
@@ -144,6 +149,8 @@ impl Config {
             limits: Limits::default(),
             ingest_queue_events_max: 200_000,
             commit_events_max: 20_000,
+            ingest_queue_delay_max: Duration::from_secs(1),
+            requests_in_flight_max: 4_096,
             request_body_timeout: Duration::from_secs(30),
             cors_origins: CorsOrigins::default(),
             keys: Keys::default(),
@@ -223,6 +230,7 @@ impl App {
             ingest::Options {
                 queue_events_max: config.ingest_queue_events_max,
                 commit_events_max: config.commit_events_max,
+                queue_delay_max: config.ingest_queue_delay_max,
             },
             Arc::clone(&committed),
         );

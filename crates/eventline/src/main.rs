@@ -134,6 +134,21 @@ struct ServeArgs {
         default_value_t = 200_000
     )]
     ingest_queue_events_max: usize,
+    /// Longest wait for a commit, in milliseconds, before posts answer 429: admitted
+    /// posts stay fast when more arrives than the store can take.
+    #[arg(
+        long,
+        env = "EVENTLINE_INGEST_QUEUE_DELAY_MAX_MS",
+        default_value_t = 1_000
+    )]
+    ingest_queue_delay_max_ms: u64,
+    /// API requests answered at once; past it, more answer 429 at once.
+    #[arg(
+        long,
+        env = "EVENTLINE_REQUESTS_IN_FLIGHT_MAX",
+        default_value_t = 4_096
+    )]
+    requests_in_flight_max: usize,
     /// A key that may post (repeatable). With any, posting needs one of them.
     #[arg(
         long = "write-key",
@@ -336,6 +351,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::new(args.data_dir.clone());
     config.limits = limits;
     config.ingest_queue_events_max = args.ingest_queue_events_max;
+    config.ingest_queue_delay_max =
+        std::time::Duration::from_millis(args.ingest_queue_delay_max_ms);
+    anyhow::ensure!(
+        args.requests_in_flight_max >= 1,
+        "--requests-in-flight-max must be at least 1"
+    );
+    config.requests_in_flight_max = args.requests_in_flight_max;
     config.cors_origins = CorsOrigins::parse(&args.cors_origins)?;
     config.live.subscribers_max = args.streams_max;
     config.retention = args

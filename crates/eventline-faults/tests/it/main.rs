@@ -6,6 +6,7 @@ mod crash_loop;
 mod disk;
 mod idempotency;
 mod io_errors;
+mod overload;
 mod pagination;
 mod power_loss;
 

@@ -51,9 +51,30 @@ pub fn router(state: AppState) -> Router {
         origins: state.config.cors_origins.clone(),
         open_mode: !state.config.keys.has_secret_keys(),
     });
-    Router::new()
+    // Past the bound, a request is refused at once rather than queued: under overload
+    // the server answers everything quickly, most of it 429, instead of everything late.
+    let api = Router::new()
         .merge(events::router(&state))
         .merge(contacts::router(&state))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        ApiError::new(
+                            eventline_core::problem::ErrorCode::ServerBusy,
+                            "the server is answering as many requests as it can; retry later",
+                        )
+                    },
+                ))
+                .layer(tower::load_shed::LoadShedLayer::new())
+                // Global: `Router::layer` gives each route its own copy of a layer, and
+                // the bound is for all of them together.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    state.config.requests_in_flight_max,
+                )),
+        );
+    Router::new()
+        .merge(api)
         .merge(sdk::router())
         .merge(dashboard::router())
         .merge(openapi::router())

@@ -158,3 +158,44 @@ async fn a_client_address_gets_its_rate_and_another_address_is_unaffected() {
     assert_within_ten_percent(tally.accepted.load(Ordering::Relaxed), 100, 100, elapsed);
     app.stop().await;
 }
+
+/// Past `requests_in_flight_max` API requests being answered, another is refused at once
+/// with 429 `server-busy` and `Retry-After`, and admitted again once one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_in_flight_bound_are_refused_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|config| config.requests_in_flight_max = 1).await;
+    // A post whose body is still arriving holds the one place. It may itself be refused
+    // (a read held the place when it arrived) or not yet be read: then try again.
+    let body = serde_json::to_vec(&crate::seed_event()).expect("json");
+    let head = format!(
+        "POST /api/events HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    let (mut slow, refused) = loop {
+        let mut slow = tokio::net::TcpStream::connect(app.address)
+            .await
+            .expect("connect");
+        slow.write_all(head.as_bytes()).await.expect("write");
+        slow.write_all(&body[..10]).await.expect("write");
+        let response = app
+            .client
+            .get(app.url("/api/events"))
+            .send()
+            .await
+            .expect("get");
+        if response.status() == 429 {
+            break (slow, response);
+        }
+        assert!(Instant::now() < until, "never refused");
+    };
+    assert!(refused.headers().contains_key("retry-after"));
+    let answer = crate::answer(refused).await;
+    crate::assert_problem(&answer, 429, "server-busy");
+    slow.write_all(&body[10..]).await.expect("write");
+    let mut head = [0_u8; 12];
+    slow.read_exact(&mut head).await.expect("read");
+    assert_eq!(&head, b"HTTP/1.1 201");
+    assert_eq!(app.get("/api/events").await.0, 200);
+}
