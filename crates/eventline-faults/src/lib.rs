@@ -12,6 +12,7 @@
 // Test support: a failure to set up is a failed run, said as plainly as possible.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod hostile;
 pub mod inproc;
 pub mod ledger;
 pub mod load;

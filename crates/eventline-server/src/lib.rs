@@ -16,6 +16,7 @@ use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 use eventline_store::{Durability, Store};
 use tokio::net::TcpListener;
 
+pub mod connections;
 pub mod http;
 
 /// The server's clock, Unix milliseconds: events' `received_at`, token expiry, the
@@ -61,6 +62,8 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Bounds of the live stream.
     pub live: live::Options,
+    /// Bounds of the connections.
+    pub connections: connections::Options,
 }
 
 /// Token buckets: a rate per second and a burst; a rate of 0 turns a limit off.
@@ -157,6 +160,7 @@ impl Config {
             rate_limits: RateLimits::default(),
             retention: None,
             live: live::Options::default(),
+            connections: connections::Options::default(),
         }
     }
 }
@@ -249,6 +253,12 @@ impl App {
         })
     }
 
+    /// The HTTP API as a service, for driving it without a socket (the fuzz targets).
+    /// The app must stay alive while it is used: its ingest writer commits the posts.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
     /// Serves until `shutdown` resolves and every open request is answered, then commits
     /// what is still queued. Nothing acknowledged or accepted is lost.
     pub async fn serve(
@@ -279,18 +289,15 @@ impl App {
                 }
             }
         });
+        let connection_options = state.config.connections;
         let router = http::router(state);
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        connections::serve(listener, router, connection_options, async move {
             shutdown.await;
             // Live streams never end by themselves: end them, each with its final
             // message, or the graceful shutdown would wait for them forever.
             follower.close();
         })
-        .await?;
+        .await;
         housekeeping.abort();
         if let Some(retention) = retention {
             retention.abort();

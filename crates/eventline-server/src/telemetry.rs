@@ -27,6 +27,7 @@ pub const EVENTS_REPLAYED: &str = "eventline_events_replayed_total";
 pub const STORE_ERRORS: &str = "eventline_store_errors_total";
 pub const STREAM_SUBSCRIBERS: &str = "eventline_stream_subscribers";
 pub const STREAM_DROPPED: &str = "eventline_stream_dropped_total";
+pub const CONNECTIONS_REFUSED: &str = "eventline_connections_refused_total";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

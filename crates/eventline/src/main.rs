@@ -149,6 +149,9 @@ struct ServeArgs {
         default_value_t = 4_096
     )]
     requests_in_flight_max: usize,
+    /// Open connections, at most; past it a new connection is closed at once.
+    #[arg(long, env = "EVENTLINE_CONNECTIONS_MAX", default_value_t = 10_000)]
+    connections_max: usize,
     /// A key that may post (repeatable). With any, posting needs one of them.
     #[arg(
         long = "write-key",
@@ -358,6 +361,11 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         "--requests-in-flight-max must be at least 1"
     );
     config.requests_in_flight_max = args.requests_in_flight_max;
+    anyhow::ensure!(
+        args.connections_max >= 1,
+        "--connections-max must be at least 1"
+    );
+    config.connections.connections_max = args.connections_max;
     config.cors_origins = CorsOrigins::parse(&args.cors_origins)?;
     config.live.subscribers_max = args.streams_max;
     config.retention = args

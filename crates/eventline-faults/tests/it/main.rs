@@ -4,6 +4,7 @@
 mod corruption;
 mod crash_loop;
 mod disk;
+mod hostile;
 mod idempotency;
 mod io_errors;
 mod overload;

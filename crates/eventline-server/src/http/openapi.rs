@@ -376,7 +376,9 @@ A `closed` message (`{\"code\", \"detail\"}`) ends the stream when the subscribe
 behind (`subscriber-too-slow`), the server stops (`shutting-down`) or the store fails \
 (`storage-unavailable`). `offset`, `limit` and `order` are refused.",
     responses(
-        (status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = String),
+        // `data` is an event object, a stream id or a `closed` object by message kind:
+        // any JSON value.
+        (status = 200, description = "An endless stream of events", content_type = "text/event-stream", body = serde_json::Value),
         ReadErrors,
     ),
     security((), ("bearer" = []), ("key" = [])))]
