@@ -194,8 +194,14 @@ impl Client {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(Error::Url(base_url.to_owned()));
         }
+        let http = reqwest::Client::builder()
+            // Shorter than the server's idle deadline (30 s by default), so that a pooled
+            // connection is never reused just as the server closes it.
+            .pool_idle_timeout(std::time::Duration::from_secs(20))
+            .build()
+            .map_err(Error::Http)?;
         Ok(Client {
-            http: reqwest::Client::new(),
+            http,
             base_url: base_url.to_owned(),
             key: None,
         })

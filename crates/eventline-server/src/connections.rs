@@ -23,7 +23,8 @@ use tower::ServiceExt;
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub connections_max: usize,
-    /// A request's headers must have arrived within this.
+    /// A request's headers must have arrived within this, counted from the end of the
+    /// previous request on a kept-alive connection (so it is also the idle timeout).
     pub header_read_timeout: Duration,
 }
 
@@ -31,7 +32,9 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             connections_max: 10_000,
-            header_read_timeout: Duration::from_secs(10),
+            // As long as common proxies keep an idle connection, so that they do not
+            // find it closed under them.
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

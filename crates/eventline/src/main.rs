@@ -152,6 +152,10 @@ struct ServeArgs {
     /// Open connections, at most; past it a new connection is closed at once.
     #[arg(long, env = "EVENTLINE_CONNECTIONS_MAX", default_value_t = 10_000)]
     connections_max: usize,
+    /// Seconds a connection may take to send a request's headers, and stay idle between
+    /// requests; then it is closed (slow clients cannot hold connections).
+    #[arg(long, env = "EVENTLINE_HEADER_TIMEOUT_S", default_value_t = 30)]
+    header_timeout_s: u64,
     /// A key that may post (repeatable). With any, posting needs one of them.
     #[arg(
         long = "write-key",
@@ -366,6 +370,11 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         "--connections-max must be at least 1"
     );
     config.connections.connections_max = args.connections_max;
+    anyhow::ensure!(
+        args.header_timeout_s >= 1,
+        "--header-timeout-s must be at least 1"
+    );
+    config.connections.header_read_timeout = std::time::Duration::from_secs(args.header_timeout_s);
     config.cors_origins = CorsOrigins::parse(&args.cors_origins)?;
     config.live.subscribers_max = args.streams_max;
     config.retention = args

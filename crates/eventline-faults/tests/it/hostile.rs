@@ -95,7 +95,11 @@ async fn closed_by_server(stream: &mut TcpStream, deadline: Instant) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_and_huge_headers_never_hang_the_server() {
     let storage = Storage::dir();
-    let node = Node::start(&storage, &["--ip-rate-limit", "0"]).await;
+    let node = Node::start(
+        &storage,
+        &["--ip-rate-limit", "0", "--header-timeout-s", "5"],
+    )
+    .await;
     let address = node.url.trim_start_matches("http://").to_owned();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -150,7 +154,7 @@ async fn slow_clients_and_huge_headers_never_hang_the_server() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The header deadline (10 s) closes every slowloris connection.
+    // The header deadline (5 s here) closes every slowloris connection.
     let deadline = started + Duration::from_secs(30);
     for stream in &mut slow_headers {
         assert!(
