@@ -53,7 +53,26 @@ pub struct Check {
     pub altered: Vec<Uuid>,
 }
 
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lost, {} duplicated, {} unexpected, {} altered of {} acknowledged",
+            self.lost.len(),
+            self.duplicated.len(),
+            self.unexpected.len(),
+            self.altered.len(),
+            self.acknowledged
+        )
+    }
+}
+
 impl Check {
+    /// Panics, saying what was wrong and where (`context`), unless clean.
+    pub fn assert_clean(&self, context: &str) {
+        assert!(self.is_clean(), "{context}: {self}");
+    }
+
     pub fn is_clean(&self) -> bool {
         self.lost.is_empty()
             && self.duplicated.is_empty()

@@ -103,14 +103,7 @@ impl Report {
         notes: &str,
     ) -> Report {
         let check = ledger.check(stored, None);
-        assert!(
-            check.is_clean(),
-            "{test}: {} lost, {} duplicated, {} unexpected, {} altered",
-            check.lost.len(),
-            check.duplicated.len(),
-            check.unexpected.len(),
-            check.altered.len()
-        );
+        check.assert_clean(test);
         let (statuses, unanswered, requests) = ledger.statuses();
         Report {
             test: test.to_owned(),

@@ -456,6 +456,15 @@ mod tests {
             .collect()
     }
 
+    /// Submits `len` events from a task of their own, to wait for the answer later.
+    fn submit_in_background(
+        ingest: &Ingest,
+        len: usize,
+    ) -> tokio::task::JoinHandle<Result<Outcome, IngestError>> {
+        let ingest = ingest.clone();
+        tokio::spawn(async move { ingest.submit(events(len)).await })
+    }
+
     async fn wait_until(condition: impl Fn() -> bool) {
         while !condition() {
             tokio::task::yield_now().await;
@@ -474,14 +483,8 @@ mod tests {
             },
             Arc::default(),
         );
-        let first = tokio::spawn({
-            let ingest = ingest.clone();
-            async move { ingest.submit(events(1)).await }
-        });
-        let second = tokio::spawn({
-            let ingest = ingest.clone();
-            async move { ingest.submit(events(3)).await }
-        });
+        let first = submit_in_background(&ingest, 1);
+        let second = submit_in_background(&ingest, 3);
         wait_until(|| ingest.permits.available_permits() == 0).await;
         assert_eq!(
             ingest.submit(events(1)).await.err(),
@@ -518,10 +521,7 @@ mod tests {
             },
             Arc::default(),
         );
-        let first = tokio::spawn({
-            let ingest = ingest.clone();
-            async move { ingest.submit(events(1)).await }
-        });
+        let first = submit_in_background(&ingest, 1);
         wait_until(|| {
             store
                 .appends_started
@@ -529,10 +529,7 @@ mod tests {
                 == 1
         })
         .await;
-        let second = tokio::spawn({
-            let ingest = ingest.clone();
-            async move { ingest.submit(events(1)).await }
-        });
+        let second = submit_in_background(&ingest, 1);
         wait_until(|| ingest.depth.queued() == 2).await;
         tokio::time::advance(std::time::Duration::from_millis(1_100)).await;
         assert_eq!(
@@ -590,10 +587,7 @@ mod tests {
             },
             Arc::default(),
         );
-        let first = tokio::spawn({
-            let ingest = ingest.clone();
-            async move { ingest.submit(events(1)).await }
-        });
+        let first = submit_in_background(&ingest, 1);
         // The first commit holds its slot until the gate opens.
         wait_until(|| {
             store
@@ -602,10 +596,7 @@ mod tests {
                 == 1
         })
         .await;
-        let second = tokio::spawn({
-            let ingest = ingest.clone();
-            async move { ingest.submit(events(1)).await }
-        });
+        let second = submit_in_background(&ingest, 1);
         // The second goes into the other slot: both appends are under way at once.
         let started = || {
             store

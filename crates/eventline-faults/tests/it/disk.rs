@@ -59,8 +59,9 @@ async fn assert_reads_work(client: &reqwest::Client, url: &str, ledger: &Ledger)
         .await
         .expect("read");
     assert_eq!(page.status(), 200, "a read while writes are refused");
-    let check = ledger.check(&stored(client, url).await, None);
-    assert!(check.is_clean(), "{check:?}");
+    ledger
+        .check(&stored(client, url).await, None)
+        .assert_clean("read while writes are refused");
 }
 
 /// Posts until a batch is stored again (writes resume within a second), then 20 more.

@@ -52,15 +52,9 @@ async fn run(fault: Fault) -> Run {
     server.restart().await;
     let stored = stored(&client, &server.url).await;
     server.halt().await;
-    let check = ledger.check(&stored, None);
-    assert!(
-        check.is_clean(),
-        "{fault:?}: {} lost, {} duplicated, {} unexpected, {} altered",
-        check.lost.len(),
-        check.duplicated.len(),
-        check.unexpected.len(),
-        check.altered.len()
-    );
+    ledger
+        .check(&stored, None)
+        .assert_clean(&format!("{fault:?}"));
     Run {
         fates,
         fired,

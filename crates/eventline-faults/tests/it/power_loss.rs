@@ -45,18 +45,10 @@ async fn power_loss(
         );
         assert!(
             check.duplicated.is_empty() && check.altered.is_empty() && check.unexpected.is_empty(),
-            "after cut {cut}: {} duplicated, {} altered, {} unexpected",
-            check.duplicated.len(),
-            check.altered.len(),
-            check.unexpected.len(),
+            "after cut {cut}: {check}"
         );
         if durability == Durability::Full {
-            assert!(
-                check.lost.is_empty(),
-                "after cut {cut}: {} of {} acknowledged events lost",
-                check.lost.len(),
-                check.acknowledged
-            );
+            check.assert_clean(&format!("after cut {cut}"));
         }
         lost = check.lost.len();
     }
