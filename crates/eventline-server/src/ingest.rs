@@ -92,9 +92,10 @@ impl Ingest {
     /// Queues one request's events and waits until they are durable (or refused).
     pub async fn submit(&self, events: Vec<Event>) -> Result<Outcome, IngestError> {
         let len = u32::try_from(events.len()).map_err(|_| IngestError::Overloaded)?;
-        if self.depth.queued() == 0 {
+        let queued = self.depth.queued();
+        if queued == 0 {
             self.depth.delay.idle();
-        } else if self.depth.delay.exceeded() {
+        } else if self.depth.delay.exceeded(queued) {
             return Err(IngestError::Overloaded);
         }
         let permit = Arc::clone(&self.permits)
@@ -149,6 +150,9 @@ struct QueueDelay {
     /// The last sign of progress, in microseconds since `start`: an answered group, or
     /// the queue found empty.
     last_progress_us: AtomicU64,
+    /// Events committed per second while busy, a moving average (`f64` bits; 0: not
+    /// measured yet).
+    events_per_s: AtomicU64,
 }
 
 impl QueueDelay {
@@ -158,6 +162,7 @@ impl QueueDelay {
             delay_max,
             last_latency_us: AtomicU64::new(0),
             last_progress_us: AtomicU64::new(0),
+            events_per_s: AtomicU64::new(0),
         }
     }
 
@@ -171,21 +176,42 @@ impl QueueDelay {
             .store(self.now_us(), Ordering::Relaxed);
     }
 
-    /// A group was answered; the oldest of its posts was queued at `oldest`.
-    fn answered(&self, oldest: Instant) {
+    /// A group of `events` was answered; the oldest of its posts was queued at `oldest`.
+    fn answered(&self, oldest: Instant, events: usize) {
         self.last_latency_us
             .store(micros(oldest.elapsed()), Ordering::Relaxed);
-        self.idle();
+        let now_us = self.now_us();
+        let since_us = now_us.saturating_sub(self.last_progress_us.swap(now_us, Ordering::Relaxed));
+        if since_us > 0 {
+            let rate = events as f64 * 1e6 / since_us as f64;
+            let average = f64::from_bits(self.events_per_s.load(Ordering::Relaxed));
+            let average = if average > 0.0 {
+                0.8 * average + 0.2 * rate
+            } else {
+                rate
+            };
+            self.events_per_s
+                .store(average.to_bits(), Ordering::Relaxed);
+        }
     }
 
-    /// Whether posts wait too long: the last group's oldest waited past the bound, or
-    /// nothing was answered for that long while posts wait (a slow commit).
-    fn exceeded(&self) -> bool {
+    /// Whether posts wait too long: the last group's oldest waited past the bound,
+    /// nothing was answered for that long while posts wait (a slow commit), or the
+    /// `queued` events would take longer than that to commit at the measured rate.
+    fn exceeded(&self, queued: usize) -> bool {
         let max_us = micros(self.delay_max);
         let stalled_us = self
             .now_us()
             .saturating_sub(self.last_progress_us.load(Ordering::Relaxed));
-        self.last_latency_us.load(Ordering::Relaxed) > max_us || stalled_us > max_us
+        let events_per_s = f64::from_bits(self.events_per_s.load(Ordering::Relaxed));
+        let drain_s = if events_per_s > 0.0 {
+            queued as f64 / events_per_s
+        } else {
+            0.0
+        };
+        self.last_latency_us.load(Ordering::Relaxed) > max_us
+            || stalled_us > max_us
+            || drain_s > self.delay_max.as_secs_f64()
     }
 }
 
@@ -261,7 +287,7 @@ async fn write_loop(
             let oldest = jobs.iter().map(|job| job.queued_at).min();
             let stored = commit(store.as_ref(), jobs).await;
             if let Some(oldest) = oldest {
-                depth.delay.answered(oldest);
+                depth.delay.answered(oldest, events);
             }
             if stored > 0 {
                 committed.notify_one();
