@@ -23,7 +23,7 @@ pub struct Options {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
-    #[error("the ingest queue is full")]
+    #[error("the ingest queue is full, or its posts wait too long for their commit")]
     Overloaded,
     #[error("the server is shutting down")]
     ShuttingDown,

@@ -322,8 +322,13 @@ struct BatchResult {
     refused: Vec<(usize, String)>,
 }
 
+/// How many times a batch is sent again after an overload answer before the import
+/// gives up: with the pauses below, about five minutes.
+const OVERLOADED_RETRIES_MAX: u32 = 600;
+
 async fn send_batch(client: &Client, mut batch: Batch) -> anyhow::Result<BatchResult> {
     let mut refused = Vec::new();
+    let mut overloaded = 0;
     loop {
         let body: Vec<u8> = batch
             .lines
@@ -361,6 +366,16 @@ async fn send_batch(client: &Client, mut batch: Batch) -> anyhow::Result<BatchRe
                         refused,
                     });
                 }
+            }
+            // "Not now" (429 overloaded, 503 unavailable): nothing of the batch was
+            // stored, so sending it again is safe even for events without an id. A
+            // transport error is not retried: the batch may have been stored.
+            Err(error)
+                if matches!(error.status(), Some(429 | 503))
+                    && overloaded < OVERLOADED_RETRIES_MAX =>
+            {
+                overloaded += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => return Err(explain(error)),
         }

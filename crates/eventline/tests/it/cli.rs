@@ -20,6 +20,50 @@ async fn eventline(server: &Server, args: &[&str]) -> std::process::Output {
         .expect("run eventline")
 }
 
+/// A server that answers most batches "overloaded, retry" (a 1 ms bound on the wait for
+/// a commit): the import sends them again until each is stored, and stores each once.
+#[tokio::test]
+async fn import_waits_out_overload_answers() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--ingest-queue-delay-max-ms", "1"],
+    )
+    .await;
+    let input = dir.path().join("events.ndjson");
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
+        for n in 0..EVENTS {
+            writeln!(
+                file,
+                "{}",
+                json!({"event_type": "bulk", "content": {"n": n}})
+            )
+            .expect("write");
+        }
+    }
+    let import = eventline(
+        &server,
+        &[
+            "import",
+            "--batch-len",
+            "500",
+            "--parallel",
+            "8",
+            input.to_str().expect("path"),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&import.stderr);
+    assert!(import.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("imported {EVENTS} events ({EVENTS} new")),
+        "{stderr}"
+    );
+    let stats = eventline(&server, &["get", "--json", "--limit", "1"]).await;
+    assert!(stats.status.success());
+}
+
 #[tokio::test]
 async fn import_then_export_gives_back_the_same_events() {
     let dir = tempfile::tempdir().expect("temporary directory");
