@@ -93,6 +93,27 @@ impl Report {
     ) -> Report {
         let check = ledger.check(stored, None);
         check.assert_clean(test);
+        Report::new(
+            test,
+            store,
+            ledger,
+            &check,
+            stored.len(),
+            rss_peak_kb,
+            notes,
+        )
+    }
+
+    /// The report of `check` (the store held against `ledger`), clean or not.
+    pub fn new(
+        test: &str,
+        store: &str,
+        ledger: &ledger::Ledger,
+        check: &ledger::Check,
+        stored_len: usize,
+        rss_peak_kb: u64,
+        notes: &str,
+    ) -> Report {
         let (statuses, unanswered, requests) = ledger.statuses();
         Report {
             test: test.to_owned(),
@@ -103,8 +124,7 @@ impl Report {
             server_errors: ledger.server_errors(),
             rss_peak_kb,
             notes: format!(
-                "{notes}; {requests} requests: {statuses:?}, {unanswered} unanswered; {} stored",
-                stored.len()
+                "{notes}; {requests} requests: {statuses:?}, {unanswered} unanswered; {stored_len} stored"
             ),
         }
     }

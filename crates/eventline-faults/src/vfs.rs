@@ -191,12 +191,14 @@ unsafe fn real_methods(file: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io
     unsafe { &*(*real_file(file)).pMethods }
 }
 
-/// The durable file's path, or None for a pass-through one.
-unsafe fn durable_path(file: *mut ffi::sqlite3_file) -> Option<Vec<u8>> {
-    // SAFETY: `file` was set up by `open`, which leaves `path` null or a CString.
+/// The durable file's path, or None for a pass-through one. Borrowed, not copied: it is
+/// looked up on every read and write.
+unsafe fn durable_path<'a>(file: *mut ffi::sqlite3_file) -> Option<&'a [u8]> {
+    // SAFETY: `file` was set up by `open`, which leaves `path` null or a CString that
+    // lives until `close`, after the last call that borrows it.
     unsafe {
         let path = (*file.cast::<File>()).path;
-        (!path.is_null()).then(|| CStr::from_ptr(path).to_bytes().to_vec())
+        (!path.is_null()).then(|| CStr::from_ptr(path).to_bytes())
     }
 }
 
@@ -297,7 +299,7 @@ unsafe extern "C" fn read(
         let rc = real_read(real, buffer, len, offset);
         let Some(dirty) = disk
             .dirty
-            .get(&path)
+            .get(path)
             .filter(|dirty| !dirty.writes.is_empty())
         else {
             return rc;
@@ -357,7 +359,10 @@ unsafe extern "C" fn write(
             return ffi::SQLITE_IOERR_WRITE;
         }
         let data = std::slice::from_raw_parts(buffer.cast::<u8>(), len as usize).to_vec();
-        let dirty = disk.dirty.entry(path).or_default();
+        if !disk.dirty.contains_key(path) {
+            disk.dirty.insert(path.to_vec(), Dirty::default());
+        }
+        let dirty = disk.dirty.get_mut(path).expect("inserted above");
         dirty.end = dirty.end.max(offset + i64::from(len));
         dirty.writes.push((offset, data));
         ffi::SQLITE_OK
@@ -376,7 +381,7 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
             disk.fired += 1;
             return ffi::SQLITE_IOERR_TRUNCATE;
         }
-        if let Some(dirty) = disk.dirty.get_mut(&path) {
+        if let Some(dirty) = disk.dirty.get_mut(path) {
             dirty.writes.retain_mut(|(at, data)| {
                 data.truncate((size - *at).clamp(0, data.len() as i64) as usize);
                 !data.is_empty()
@@ -402,7 +407,7 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
             Fault::PoweredOff => true,
             Fault::None | Fault::FailWrite(_) | Fault::ReadOnly => false,
         };
-        let dirty = disk.dirty.remove(&path).unwrap_or_default();
+        let dirty = disk.dirty.remove(path).unwrap_or_default();
         if fails {
             disk.fired += 1;
             return ffi::SQLITE_IOERR_FSYNC;
@@ -431,7 +436,7 @@ unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> 
         let rc = (real_methods(file).xFileSize.expect("xFileSize"))(real_file(file), size);
         if rc == ffi::SQLITE_OK
             && let Some(path) = durable_path(file)
-            && let Some(dirty) = disk().dirty.get(&path)
+            && let Some(dirty) = disk().dirty.get(path)
         {
             *size = (*size).max(dirty.end);
         }

@@ -56,24 +56,16 @@ async fn power_loss(
     let stored = stored(&client, &server.url).await;
     server.halt().await;
     let check = ledger.check(&stored, None);
-    let (statuses, unanswered, requests) = ledger.statuses();
+    let test = match cut_kind {
+        PowerCut::Clean => format!("2 power loss ({durability:?})"),
+        PowerCut::Torn => format!("3 torn tail ({durability:?})"),
+    };
+    let notes = format!("{cuts} power cuts");
     let report = eventline_faults::Report {
-        test: match cut_kind {
-            PowerCut::Clean => format!("2 power loss ({durability:?})"),
-            PowerCut::Torn => format!("3 torn tail ({durability:?})"),
-        },
-        store: "embedded".to_owned(),
-        acknowledged: check.acknowledged,
-        lost: check.lost.len(),
-        duplicated: check.duplicated.len(),
         // A commit whose sync the power cut failed answers 503 if the server is still
         // up to answer: honest, as nothing of it is stored.
         server_errors: ledger.server_errors_except(&[503]),
-        rss_peak_kb: 0,
-        notes: format!(
-            "{cuts} power cuts; {requests} requests: {statuses:?}, {unanswered} unanswered; {} stored",
-            stored.len()
-        ),
+        ..eventline_faults::Report::new(&test, "embedded", &ledger, &check, stored.len(), 0, &notes)
     };
     (lost.max(check.lost.len()), report)
 }

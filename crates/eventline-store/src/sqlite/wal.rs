@@ -23,23 +23,17 @@ const FRAME_HEADER_LEN: usize = 24;
 /// Checks the WAL at `path`, if there is one; `Err(Error::WalDamaged)` when a commit
 /// followed by other commits fails its checksum.
 pub(crate) fn check(path: &Path) -> Result<(), Error> {
-    let mut bytes = Vec::new();
-    match std::fs::File::open(path) {
-        Ok(mut file) => file
-            .read_to_end(&mut bytes)
-            .map_err(|source| Error::DataDir {
-                path: path.to_owned(),
-                source,
-            })?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::DataDir {
-                path: path.to_owned(),
-                source,
-            });
-        }
+    let io_error = |source| Error::DataDir {
+        path: path.to_owned(),
+        source,
     };
-    match damaged_commit(&bytes) {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(io_error(source)),
+    };
+    // A frame at a time: a WAL left by a crash can be large.
+    match damaged_commit(std::io::BufReader::new(file)).map_err(io_error)? {
         None => Ok(()),
         Some(frame) => Err(Error::WalDamaged {
             path: path.to_owned(),
@@ -48,50 +42,62 @@ pub(crate) fn check(path: &Path) -> Result<(), Error> {
     }
 }
 
+/// Fills `buffer` from `wal`; false when the WAL ends first (a torn or empty tail).
+fn read_whole(wal: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<bool> {
+    match wal.read_exact(buffer) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
 /// The number of the first bad frame when it belongs to a commit that later valid
 /// commits follow; None when the WAL is whole or only its last commit is cut short.
-fn damaged_commit(wal: &[u8]) -> Option<u64> {
-    let header = wal.get(..HEADER_LEN)?;
+fn damaged_commit(mut wal: impl Read) -> std::io::Result<Option<u64>> {
+    let mut header = [0_u8; HEADER_LEN];
+    if !read_whole(&mut wal, &mut header)? {
+        return Ok(None);
+    }
     let word = |bytes: &[u8], at: usize| {
         u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
     };
-    let magic = word(header, 0);
+    let magic = word(&header, 0);
     if magic & !1 != 0x377f_0682 {
-        return None;
+        return Ok(None);
     }
     // The low bit of the magic number says in which byte order the checksums read words.
     let big_endian = magic & 1 == 1;
-    let page_len = word(header, 8) as usize;
+    let page_len = word(&header, 8) as usize;
     let salts = &header[16..24];
     let mut sum = checksum(big_endian, (0, 0), &header[..24]);
-    if sum != (word(header, 24), word(header, 28)) {
+    if sum != (word(&header, 24), word(&header, 28)) {
         // SQLite ignores a WAL whose header is bad: it was never used since its reset.
-        return None;
+        return Ok(None);
     }
-    let frame_len = FRAME_HEADER_LEN + page_len;
-    let frames = wal[HEADER_LEN..].chunks_exact(frame_len);
+    let mut frame = vec![0_u8; FRAME_HEADER_LEN + page_len];
     let mut first_bad = None;
     let mut bad_commit_ended = false;
-    for (number, frame) in frames.enumerate() {
+    let mut number = 0;
+    while read_whole(&mut wal, &mut frame)? {
         if &frame[8..16] != salts {
             // A frame of an earlier generation of the WAL: the end.
             break;
         }
-        let stored = (word(frame, 16), word(frame, 20));
+        let stored = (word(&frame, 16), word(&frame, 20));
         let computed = checksum(
             big_endian,
             checksum(big_endian, sum, &frame[..8]),
             &frame[FRAME_HEADER_LEN..],
         );
-        let is_commit = word(frame, 4) != 0;
+        let is_commit = word(&frame, 4) != 0;
         match first_bad {
             None if computed == stored => {}
-            None => first_bad = Some(number as u64),
+            None => first_bad = Some(number),
             // Past the bad frame: a frame that checks out against the chain of stored
             // checksums was written after it. Once the bad frame's commit has ended, a
             // valid frame of a later commit proves that commit was synced.
             Some(_) if computed != stored => break,
-            Some(bad) if bad_commit_ended => return Some(bad),
+            Some(bad) if bad_commit_ended => return Ok(Some(bad)),
             Some(_) => {}
         }
         if first_bad.is_some() && is_commit {
@@ -99,8 +105,9 @@ fn damaged_commit(wal: &[u8]) -> Option<u64> {
         }
         // The chain goes on from the stored checksum, good or bad.
         sum = stored;
+        number += 1;
     }
-    None
+    Ok(None)
 }
 
 /// SQLite's WAL checksum: two running sums over the data as 32-bit words.
@@ -158,21 +165,27 @@ mod tests {
     #[test]
     fn a_damaged_commit_is_found_only_when_later_commits_follow() {
         let whole = wal(5);
-        assert_eq!(damaged_commit(&whole), None);
+        assert_eq!(damaged_commit(&whole[..]).expect("in memory"), None);
         // A torn tail: the last frame cut short, or its data damaged.
-        assert_eq!(damaged_commit(&whole[..whole.len() - 100]), None);
+        assert_eq!(
+            damaged_commit(&whole[..whole.len() - 100]).expect("in memory"),
+            None
+        );
         let mut last_damaged = whole.clone();
         last_damaged[frame_at(4) + 100] ^= 1;
-        assert_eq!(damaged_commit(&last_damaged), None);
+        assert_eq!(damaged_commit(&last_damaged[..]).expect("in memory"), None);
         // The third of five commits damaged: two synced commits came after it.
         let mut middle_damaged = whole.clone();
         middle_damaged[frame_at(2) + 100] ^= 0x10;
-        assert_eq!(damaged_commit(&middle_damaged), Some(2));
+        assert_eq!(
+            damaged_commit(&middle_damaged[..]).expect("in memory"),
+            Some(2)
+        );
         // Frames of an older generation after the end are not part of the WAL.
         let mut old_tail = wal(2);
         let mut stale = whole[frame_at(2)..].to_vec();
         stale[8] ^= 1;
         old_tail.extend_from_slice(&stale);
-        assert_eq!(damaged_commit(&old_tail), None);
+        assert_eq!(damaged_commit(&old_tail[..]).expect("in memory"), None);
     }
 }
