@@ -29,7 +29,7 @@ const EVENT_TYPES: [&str; 20] = [
     "refund_requested",
     "account_deleted",
 ];
-const CONTACTS: u32 = 100_000;
+pub const CONTACTS: u32 = 100_000;
 const FIELDS: [&str; 16] = [
     "store_id",
     "card_id",
@@ -51,8 +51,8 @@ const FIELDS: [&str; 16] = [
 const BYTES_MIN: usize = 200;
 const BYTES_MAX: usize = 300;
 /// 30 days before 2026-01-01, in milliseconds.
-const TIME_START_MS: i64 = 1_764_547_200_000;
-const TIME_SPAN_MS: i64 = 30 * 24 * 3_600_000;
+pub const TIME_START_MS: i64 = 1_764_547_200_000;
+pub const TIME_SPAN_MS: i64 = 30 * 24 * 3_600_000;
 
 /// The `n`-th event type under a Zipf-like skew: the first type is about 20 times as
 /// common as the last.
@@ -126,14 +126,21 @@ pub fn event(rng: &mut StdRng) -> Value {
     event
 }
 
-pub fn generate(events: usize) -> Vec<String> {
+/// The data set's first `events` events, one JSON text each; the same on every call.
+pub fn events(events: usize) -> impl Iterator<Item = Value> {
     let mut rng = StdRng::seed_from_u64(0x0e7e_471e);
-    (0..events).map(|_| event(&mut rng).to_string()).collect()
+    (0..events).map(move |_| event(&mut rng))
+}
+
+pub fn generate(events: usize) -> Vec<String> {
+    self::events(events)
+        .map(|event| event.to_string())
+        .collect()
 }
 
 pub fn write_ndjson(events: usize, out: &mut impl Write) -> anyhow::Result<()> {
-    for line in generate(events) {
-        writeln!(out, "{line}")?;
+    for event in self::events(events) {
+        writeln!(out, "{event}")?;
     }
     Ok(())
 }

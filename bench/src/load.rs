@@ -14,7 +14,8 @@ use bytes::Bytes;
 use crate::RunArgs;
 use crate::dataset;
 
-const WRK_SCRIPT: &str = r#"
+/// wrk posting a random body of the file named by its first argument.
+pub const WRK_POST: &str = r#"
 local bodies = {}
 init = function(args)
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
@@ -23,6 +24,10 @@ end
 request = function()
   return wrk.format("POST", "/api/events/post", {["Content-Type"] = "application/json"}, bodies[math.random(#bodies)])
 end
+"#;
+
+/// wrk's summary as one line of JSON, which [`wrk`] reads.
+pub const WRK_DONE: &str = r#"
 done = function(summary, latency, requests)
   io.write(string.format(
     "WRK_JSON {\"requests\":%d,\"duration_us\":%d,\"non_2xx\":%d,\"socket_errors\":%d,\"p50_us\":%d,\"p99_us\":%d}\n",
@@ -33,13 +38,13 @@ end
 "#;
 
 /// A server process that is killed when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Server {
-    fn start(command: &mut Command) -> anyhow::Result<Server> {
+    pub fn start(command: &mut Command) -> anyhow::Result<Server> {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -57,6 +62,21 @@ impl Server {
             .to_owned();
         Ok(Server { child, url })
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits for it to exit.
+    pub fn terminate(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait()?;
+        anyhow::ensure!(exit.success(), "the server exited with {exit}");
+        Ok(())
+    }
 }
 
 impl Drop for Server {
@@ -67,10 +87,10 @@ impl Drop for Server {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Figures {
-    per_second: f64,
-    p99_ms: f64,
-    errors: u64,
+pub struct Figures {
+    pub per_second: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -84,7 +104,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let bodies_path = args.out_dir.join("bodies.ndjson");
     write_lines(&bodies_path, &lines[..lines.len().min(20_000)])?;
     let script_path = args.out_dir.join("post.lua");
-    std::fs::write(&script_path, WRK_SCRIPT)?;
+    std::fs::write(&script_path, [WRK_POST, WRK_DONE].concat())?;
     let batches: Vec<Bytes> = lines
         .chunks(args.batch_len)
         .map(|chunk| Bytes::from(format!("[{}]", chunk.join(","))))
@@ -94,7 +114,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let baseline =
         Server::start(Command::new(&myself).args(["baseline", "--listen", "127.0.0.1:0"]))?;
     eprintln!("baseline: single-event posts");
-    let baseline_single = wrk(args, &baseline.url, &script_path, &bodies_path)?;
+    let baseline_single = post_load(args, &baseline.url, &script_path, &bodies_path)?;
     eprintln!("baseline: batches");
     let baseline_batch = batch_load(args, &baseline.url, &batches)?;
     drop(baseline);
@@ -106,7 +126,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             .arg(data_dir.path()),
     )?;
     eprintln!("eventline: single-event posts");
-    let eventline_single = wrk(args, &eventline.url, &script_path, &bodies_path)?;
+    let eventline_single = post_load(args, &eventline.url, &script_path, &bodies_path)?;
     eprintln!("eventline: batches");
     let eventline_batch = batch_load(args, &eventline.url, &batches)?;
     drop(eventline);
@@ -201,7 +221,7 @@ fn postgres_figures(
         &url,
     ]))?;
     eprintln!("eventline on postgresql: single-event posts");
-    let single = wrk(args, &eventline.url, script_path, bodies_path)?;
+    let single = post_load(args, &eventline.url, script_path, bodies_path)?;
     eprintln!("eventline on postgresql: batches");
     let batch = batch_load(args, &eventline.url, batches)?;
     drop(eventline);
@@ -252,18 +272,35 @@ fn write_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
     Ok(file.flush()?)
 }
 
-fn wrk(args: &RunArgs, url: &str, script: &Path, bodies: &Path) -> anyhow::Result<Figures> {
+fn post_load(args: &RunArgs, url: &str, script: &Path, bodies: &Path) -> anyhow::Result<Figures> {
+    wrk(
+        &format!("{url}/api/events/post"),
+        script,
+        &[bodies.display().to_string()],
+        args.connections,
+        args.duration,
+    )
+}
+
+/// wrk against `url` with `script` (ending in [`WRK_DONE`]) and its arguments.
+pub fn wrk(
+    url: &str,
+    script: &Path,
+    script_args: &[String],
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
     let output = Command::new("wrk")
-        .arg("-t2")
-        .arg(format!("-c{}", args.connections))
-        .arg(format!("-d{}s", args.duration.as_secs()))
+        .arg(format!("-t{}", connections.min(2)))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", duration.as_secs()))
         .arg("--timeout")
         .arg("10s")
         .arg("-s")
         .arg(script)
-        .arg(format!("{url}/api/events/post"))
+        .arg(url)
         .arg("--")
-        .arg(bodies)
+        .args(script_args)
         .output()
         .context("run wrk")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand};
 mod baseline;
 mod dataset;
 mod load;
+mod peers;
+mod perf;
+mod prototype;
 
 #[derive(Parser)]
 #[command(name = "eventline-bench")]
@@ -24,6 +27,18 @@ struct Cli {
 enum Command {
     /// Run the whole benchmark and print the table.
     Run(RunArgs),
+    /// Measure every target of the performance issue next to its reference (bare axum,
+    /// ClickHouse, PostgreSQL with pgbench) and print the table.
+    Perf(PerfArgs),
+    /// Measure a log-structured store's two halves on this disk, with no server: a
+    /// checksummed, group-synced log and zstd-compressed sorted segments.
+    Prototype {
+        /// NDJSON events (e.g. the data set file `perf` writes).
+        input: PathBuf,
+        /// Events per fdatasync.
+        #[arg(long, default_value_t = 10_000)]
+        group_len: usize,
+    },
     /// Serve the baseline: a bare axum handler that reads the body and answers 201.
     Baseline {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -65,6 +80,34 @@ pub struct RunArgs {
     pub postgres: bool,
 }
 
+#[derive(clap::Args)]
+pub struct PerfArgs {
+    /// The eventline binary to measure.
+    #[arg(long, default_value = "target/release/eventline")]
+    pub eventline: PathBuf,
+    /// Where the data set files (kept between runs), the scripts and the results go.
+    #[arg(long, default_value = "bench/out")]
+    pub out_dir: PathBuf,
+    /// Events in the data set.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: usize,
+    /// Length of each timed load (single posts, timeline queries, pgbench).
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Connections of the single-post load.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Connections of the timeline query load, for Eventline and for pgbench.
+    #[arg(long, default_value_t = 16)]
+    pub query_connections: usize,
+    /// Events per import request, for Eventline and ClickHouse.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_len: usize,
+    /// Concurrent import requests.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.trim_end_matches('s')
         .parse::<u64>()
@@ -76,6 +119,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => load::run(&args),
+        Command::Perf(args) => perf::run(&args),
+        Command::Prototype { input, group_len } => prototype::run(&input, group_len),
         Command::Baseline { listen } => baseline::serve(&listen),
         Command::Dataset { events } => dataset::write_ndjson(events, &mut std::io::stdout().lock()),
     };

@@ -329,7 +329,14 @@ impl Store for PostgresStore {
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>, Error> {
         let client = self.pool.get().await?;
         let mut rows = Vec::new();
-        for (sql, params) in page_sql::stats_sql(&query, Dialect::Postgres, "event_count_deltas") {
+        for (sql, params) in page_sql::stats_sql(
+            &query,
+            Dialect::Postgres,
+            &page_sql::Rollups {
+                minute: "event_count_deltas",
+                hour: None,
+            },
+        ) {
             let statement = client.prepare_cached(&sql).await?;
             let params = to_sql(params);
             for row in client.query(&statement, &borrowed(&params)).await? {

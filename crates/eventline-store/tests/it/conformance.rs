@@ -183,6 +183,44 @@ pub async fn conflict_in_a_submission_undoes_only_that_submission(store: &dyn St
     assert_eq!(ids, vec![1, 2, 3, 5]);
 }
 
+/// An id given twice in one submission: the same event is a replay of its first copy; a
+/// different one is a conflict that undoes the submission, and only it.
+pub async fn an_id_twice_in_one_submission(store: &dyn Store) {
+    let fresh = Submission {
+        events: vec![
+            event(1, "a", None, Scope::App, 1),
+            event(2, "a", None, Scope::App, 2),
+        ],
+    };
+    let repeated = Submission {
+        events: vec![
+            event(3, "a", None, Scope::App, 3),
+            event(3, "a", None, Scope::App, 3),
+        ],
+    };
+    let conflicting = Submission {
+        events: vec![
+            event(4, "a", None, Scope::App, 4),
+            event(5, "a", None, Scope::App, 5),
+            event(4, "b", None, Scope::App, 4),
+        ],
+    };
+    let outcomes = store
+        .append(vec![fresh, repeated, conflicting])
+        .await
+        .expect("append");
+    assert!(matches!(outcomes[0], Outcome::Stored(_)));
+    let Outcome::Stored(appended) = &outcomes[1] else {
+        panic!("a repeated event was refused: {outcomes:?}")
+    };
+    let replayed: Vec<bool> = appended.iter().map(|appended| appended.replayed).collect();
+    assert_eq!(replayed, vec![false, true]);
+    assert!(matches!(outcomes[2], Outcome::Conflict { index: 2, .. }));
+    let all = walk(store, &Filter::default(), Order::Asc, 10).await;
+    let ids: Vec<u128> = all.iter().map(|id| id.as_u128()).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+}
+
 pub async fn filters_match_the_reference(store: &dyn Store) {
     let events = corpus();
     append_all(store, events.clone()).await;

@@ -65,6 +65,7 @@ conformance!(
     stores_and_reads_back,
     replay_returns_stored_event_and_conflict_stores_nothing,
     conflict_in_a_submission_undoes_only_that_submission,
+    an_id_twice_in_one_submission,
     filters_match_the_reference,
     cursor_walk_yields_each_event_once_in_both_orders,
     numeric_offset_skips,
