@@ -20,7 +20,8 @@ const CLICKHOUSE_TABLE: &str = "CREATE TABLE events (\
      timestamp_ms UInt64, received_at_ms UInt64, content String) \
      ENGINE = MergeTree ORDER BY (scope, contact_id, timestamp_ms)";
 
-/// A ClickHouse server in a temporary directory, on 127.0.0.1 only, killed when dropped.
+/// A ClickHouse server in a temporary directory under `scratch`, on 127.0.0.1 only,
+/// killed when dropped.
 pub struct ClickHouse {
     child: Child,
     pub url: String,
@@ -28,14 +29,14 @@ pub struct ClickHouse {
 }
 
 impl ClickHouse {
-    pub fn start() -> anyhow::Result<ClickHouse> {
+    pub fn start(scratch: &Path) -> anyhow::Result<ClickHouse> {
         ensure!(
             Path::new(CLICKHOUSE_SERVER).exists(),
             "{CLICKHOUSE_SERVER} is missing; `bench/perf` installs it (apt-get install -y clickhouse-server)"
         );
         let dir = tempfile::Builder::new()
             .prefix("eventline-clickhouse-")
-            .tempdir()?;
+            .tempdir_in(scratch)?;
         let root = dir.path().to_owned();
         let root = root.as_path();
         let (http_port, tcp_port) = (free_port()?, free_port()?);

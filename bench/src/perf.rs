@@ -197,6 +197,15 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
         bail!("wrk is not installed; `bench/perf` installs it (apt-get install -y wrk)");
     }
     std::fs::create_dir_all(&args.out_dir)?;
+    // The servers' data directories (gigabytes) go here, not in /tmp: a run that is
+    // interrupted cannot remove them, and the next run does.
+    let scratch = args.out_dir.join("scratch");
+    match std::fs::remove_dir_all(&scratch) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).context("remove the last run's scratch directory");
+        }
+        _ => std::fs::create_dir_all(&scratch)?,
+    }
     let files = DataFiles::ensure(&args.out_dir, args.events)?;
     let post_script = args.out_dir.join("post.lua");
     std::fs::write(&post_script, [load::WRK_POST, WRK_DONE].concat())?;
@@ -233,7 +242,7 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
     drop(baseline);
 
     eprintln!("clickhouse: import");
-    let clickhouse = ClickHouse::start()?;
+    let clickhouse = ClickHouse::start(&scratch)?;
     let clickhouse_import = import(
         &clickhouse.insert_url(),
         &files.clickhouse,
@@ -271,7 +280,7 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
     eprintln!("eventline: import");
     let data_dir = tempfile::Builder::new()
         .prefix("eventline-perf-")
-        .tempdir()?;
+        .tempdir_in(&scratch)?;
     let serve = || {
         let mut command = Command::new(&args.eventline);
         command
