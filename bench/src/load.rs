@@ -130,7 +130,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     eprintln!("eventline: batches");
     let eventline_batch = batch_load(args, &eventline.url, &batches)?;
     drop(eventline);
-    let bytes_on_disk = dir_bytes(data_dir.path())?;
+    let bytes_on_disk = crate::perf::dir_bytes(data_dir.path())?;
     let postgres = if args.postgres {
         Some(postgres_figures(
             args,
@@ -237,26 +237,14 @@ fn postgres_figures(
         &script,
         "INSERT INTO pgbench_events VALUES (gen_random_uuid(), '{\"store_id\": \"appmachine\", \"order_number\": \"61017114657\"}');\n",
     )?;
-    let output = Command::new(cluster.program("pgbench"))
-        .args(["-n", "-c", "16", "-j", "2", "-T"])
-        .arg(args.duration.as_secs().to_string())
-        .arg("-f")
-        .arg(&script)
-        .arg(&url)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // "tps = 1234.567890 (without initial connection time)"
-    let pgbench_per_second = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|tps| tps.parse::<f64>().ok())
-        .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))?;
+    let pgbench_per_second = crate::peers::pgbench_tps(
+        Command::new(cluster.program("pgbench"))
+            .args(["-n", "-c", "16", "-j", "2", "-T"])
+            .arg(args.duration.as_secs().to_string())
+            .arg("-f")
+            .arg(&script)
+            .arg(&url),
+    )?;
     Ok(PostgresFigures {
         single,
         batch,
@@ -384,15 +372,4 @@ fn batch_load(args: &RunArgs, url: &str, batches: &[Bytes]) -> anyhow::Result<Fi
             .map_or(0.0, |latency| latency.as_secs_f64() * 1e3);
         Ok(figures)
     })
-}
-
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let metadata = entry?.metadata()?;
-        if metadata.is_file() {
-            total += metadata.len();
-        }
-    }
-    Ok(total)
 }

@@ -2,7 +2,6 @@
 //! from Debian's `clickhouse-server` package and a durable PostgreSQL cluster, both fed
 //! the same events as Eventline.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -39,7 +38,10 @@ impl ClickHouse {
             .tempdir_in(scratch)?;
         let root = dir.path().to_owned();
         let root = root.as_path();
-        let (http_port, tcp_port) = (free_port()?, free_port()?);
+        let (http_port, tcp_port) = (
+            eventline_testkit::free_port(),
+            eventline_testkit::free_port(),
+        );
         std::fs::write(
             root.join("config.xml"),
             format!(
@@ -166,27 +168,15 @@ impl Drop for ClickHouse {
 
 /// A user's uid and gid when this process runs as root, else `None` (run as oneself).
 fn user_ids(user: &str) -> anyhow::Result<Option<(u32, u32)>> {
+    if !eventline_testkit::is_root() {
+        return Ok(None);
+    }
     let id = |flag: &str| -> anyhow::Result<u32> {
         let output = Command::new("id").args([flag, user]).output()?;
         ensure!(output.status.success(), "no user {user}");
         Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
     };
-    if id("-u").is_ok_and(|_| is_root()) {
-        Ok(Some((id("-u")?, id("-g")?)))
-    } else {
-        Ok(None)
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(Some((id("-u")?, id("-g")?)))
 }
 
 /// A durable PostgreSQL cluster holding the same events in the table and index that the
@@ -234,35 +224,41 @@ impl Postgres {
         Ok(())
     }
 
-    /// `pgbench` running `script` with `clients` connections for `duration`; its
-    /// transactions per second.
+    /// `pgbench` running `script` (prepared statements) with `clients` connections for
+    /// `duration`; its transactions per second.
     pub fn pgbench(
         &self,
         script: &Path,
         clients: usize,
         duration: Duration,
     ) -> anyhow::Result<f64> {
-        let output = Command::new(self.program("pgbench"))
-            .args(["-n", "-M", "prepared", "-j", "2", "-c"])
-            .arg(clients.to_string())
-            .arg("-T")
-            .arg(duration.as_secs().to_string())
-            .arg("-f")
-            .arg(script)
-            .arg(&self.url)
-            .output()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        ensure!(
-            output.status.success(),
-            "pgbench failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        // "tps = 1234.567890 (without initial connection time)"
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix("tps = "))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|tps| tps.parse::<f64>().ok())
-            .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+        pgbench_tps(
+            Command::new(self.program("pgbench"))
+                .args(["-n", "-M", "prepared", "-j", "2", "-c"])
+                .arg(clients.to_string())
+                .arg("-T")
+                .arg(duration.as_secs().to_string())
+                .arg("-f")
+                .arg(script)
+                .arg(&self.url),
+        )
     }
+}
+
+/// Runs a `pgbench` command; the transactions per second it reports.
+pub fn pgbench_tps(command: &mut Command) -> anyhow::Result<f64> {
+    let output = command.output().context("run pgbench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // "tps = 1234.567890 (without initial connection time)"
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse::<f64>().ok())
+        .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
 }

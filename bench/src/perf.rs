@@ -607,7 +607,7 @@ fn rss_peak_mb(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// Every file's length under `dir`.
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+pub fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

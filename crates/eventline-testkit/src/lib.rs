@@ -268,7 +268,8 @@ fn cluster_program(bin_dir: &Path, as_postgres: bool, program: &str) -> Command 
     command
 }
 
-fn free_port() -> u16 {
+/// A loopback port that nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -276,7 +277,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (as CI does).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
