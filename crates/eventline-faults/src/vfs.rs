@@ -11,7 +11,9 @@
 //! after the syncs that make it safe). Temporary files pass straight through.
 //!
 //! SQLite's own crash and I/O-error tests work the same way (`test6.c`, `test_vfs.c`).
-//! This is the only unsafe code in Eventline: a VFS is a table of C callbacks.
+//! With the store's layered VFS modules (`layered_vfs`, which this one is built on, and
+//! the page checksums, which sit on this one in the fault tests), this is the only
+//! unsafe code in Eventline: a VFS is a table of C callbacks.
 
 #![allow(unsafe_code)]
 
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use eventline_store::sqlite::layered_vfs;
 use rusqlite::ffi;
 
 /// The name to open a store's files with (`SqliteOptions::vfs`).
@@ -66,13 +69,6 @@ fn disk() -> MutexGuard<'static, Disk> {
     DISK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The default VFS this one sits on, as an address (a raw pointer is not `Sync`).
-static REAL: OnceLock<usize> = OnceLock::new();
-
-fn real_vfs() -> *mut ffi::sqlite3_vfs {
-    *REAL.get().expect("registered") as *mut ffi::sqlite3_vfs
-}
-
 /// The disk is one per process: a test that uses it holds this for its whole run, so
 /// that no other test's fault reaches it.
 pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
@@ -86,23 +82,8 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
 pub fn register() -> &'static str {
     static REGISTERED: OnceLock<()> = OnceLock::new();
     REGISTERED.get_or_init(|| {
-        // SAFETY: sqlite3_vfs_find returns SQLite's default VFS, which lives as long as
-        // the process; the copy made here is leaked, so it does too, as SQLite requires.
-        unsafe {
-            assert_eq!(ffi::sqlite3_initialize(), ffi::SQLITE_OK);
-            let real = ffi::sqlite3_vfs_find(std::ptr::null());
-            assert!(!real.is_null(), "SQLite has a default VFS");
-            REAL.set(real as usize).expect("registered once");
-            let name = CString::new(NAME).expect("no NUL").into_raw();
-            let mut vfs = *real;
-            vfs.szOsFile = (HEADER_LEN + (*real).szOsFile as usize) as c_int;
-            vfs.zName = name;
-            vfs.pNext = std::ptr::null_mut();
-            vfs.xOpen = Some(open);
-            vfs.xDelete = Some(delete);
-            let vfs = Box::into_raw(Box::new(vfs));
-            assert_eq!(ffi::sqlite3_vfs_register(vfs, 0), ffi::SQLITE_OK);
-        }
+        layered_vfs::register(None, NAME, HEADER_LEN, open, Some(delete))
+            .expect("register the simulated disk");
     });
     NAME
 }
@@ -181,14 +162,13 @@ struct File {
 const HEADER_LEN: usize = std::mem::size_of::<File>().next_multiple_of(16);
 
 unsafe fn real_file(file: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
-    // SAFETY: `file` is an allocation of `szOsFile` bytes; the real file starts at
-    // HEADER_LEN.
-    unsafe { file.cast::<u8>().add(HEADER_LEN).cast() }
+    // SAFETY: as `layered_vfs::lower_file` requires.
+    unsafe { layered_vfs::lower_file::<HEADER_LEN>(file) }
 }
 
 unsafe fn real_methods(file: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_methods {
-    // SAFETY: an open real file has its methods set, and they are static in SQLite.
-    unsafe { &*(*real_file(file)).pMethods }
+    // SAFETY: as `layered_vfs::lower_methods` requires.
+    unsafe { layered_vfs::lower_methods::<HEADER_LEN>(file) }
 }
 
 /// The durable file's path, or None for a pass-through one. Borrowed, not copied: it is
@@ -202,44 +182,33 @@ unsafe fn durable_path<'a>(file: *mut ffi::sqlite3_file) -> Option<&'a [u8]> {
     }
 }
 
+/// Locks, file controls and the shared memory of the WAL index (rebuilt from the WAL
+/// when the first connection opens after a crash) pass straight to the real file.
 static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
-    // Version 2: shared memory for the WAL index, no memory-mapped reads (they would
-    // bypass the dirty pages).
-    iVersion: 2,
     xClose: Some(close),
     xRead: Some(read),
     xWrite: Some(write),
     xTruncate: Some(truncate),
     xSync: Some(sync),
     xFileSize: Some(file_size),
-    xLock: Some(lock),
-    xUnlock: Some(unlock),
-    xCheckReservedLock: Some(check_reserved_lock),
-    xFileControl: Some(file_control),
-    xSectorSize: Some(sector_size),
-    xDeviceCharacteristics: Some(device_characteristics),
-    xShmMap: Some(shm_map),
-    xShmLock: Some(shm_lock),
-    xShmBarrier: Some(shm_barrier),
-    xShmUnmap: Some(shm_unmap),
-    xFetch: None,
-    xUnfetch: None,
+    ..layered_vfs::pass_through::<HEADER_LEN>()
 };
 
 unsafe extern "C" fn open(
-    _vfs: *mut ffi::sqlite3_vfs,
+    vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
     file: *mut ffi::sqlite3_file,
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    // SAFETY: SQLite passes an allocation of szOsFile bytes; the real VFS opens its part.
+    // SAFETY: `vfs` was made by `layered_vfs::register`; SQLite passes an allocation of
+    // szOsFile bytes; the real VFS opens its part.
     unsafe {
         let ours = file.cast::<File>();
         (*ours).base.pMethods = std::ptr::null();
         (*ours).path = std::ptr::null_mut();
         let real = real_file(file);
-        let real_vfs = real_vfs();
+        let real_vfs = layered_vfs::lower_vfs(vfs);
         let rc = ((*real_vfs).xOpen.expect("xOpen"))(real_vfs, name, real, flags, out_flags);
         if rc != ffi::SQLITE_OK {
             return rc;
@@ -255,16 +224,17 @@ unsafe extern "C" fn open(
 }
 
 unsafe extern "C" fn delete(
-    _vfs: *mut ffi::sqlite3_vfs,
+    vfs: *mut ffi::sqlite3_vfs,
     name: *const c_char,
     sync_dir: c_int,
 ) -> c_int {
-    // SAFETY: `name` is a NUL-terminated path from SQLite.
+    // SAFETY: `vfs` was made by `layered_vfs::register`; `name` is a NUL-terminated path
+    // from SQLite.
     unsafe {
         if !name.is_null() {
             disk().dirty.remove(CStr::from_ptr(name).to_bytes());
         }
-        let real_vfs = real_vfs();
+        let real_vfs = layered_vfs::lower_vfs(vfs);
         ((*real_vfs).xDelete.expect("xDelete"))(real_vfs, name, sync_dir)
     }
 }
@@ -442,84 +412,4 @@ unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> 
         }
         rc
     }
-}
-
-// The rest passes straight to the real file: locks, file controls and the shared memory
-// of the WAL index (rebuilt from the WAL when the first connection opens after a crash).
-
-unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe { (real_methods(file).xLock.expect("xLock"))(real_file(file), level) }
-}
-
-unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe { (real_methods(file).xUnlock.expect("xUnlock"))(real_file(file), level) }
-}
-
-unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe {
-        (real_methods(file)
-            .xCheckReservedLock
-            .expect("xCheckReservedLock"))(real_file(file), out)
-    }
-}
-
-unsafe extern "C" fn file_control(
-    file: *mut ffi::sqlite3_file,
-    op: c_int,
-    argument: *mut c_void,
-) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe {
-        (real_methods(file).xFileControl.expect("xFileControl"))(real_file(file), op, argument)
-    }
-}
-
-unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe { (real_methods(file).xSectorSize.expect("xSectorSize"))(real_file(file)) }
-}
-
-unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe {
-        (real_methods(file)
-            .xDeviceCharacteristics
-            .expect("xDeviceCharacteristics"))(real_file(file))
-    }
-}
-
-unsafe extern "C" fn shm_map(
-    file: *mut ffi::sqlite3_file,
-    region: c_int,
-    size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe {
-        (real_methods(file).xShmMap.expect("xShmMap"))(real_file(file), region, size, extend, out)
-    }
-}
-
-unsafe extern "C" fn shm_lock(
-    file: *mut ffi::sqlite3_file,
-    offset: c_int,
-    n: c_int,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe { (real_methods(file).xShmLock.expect("xShmLock"))(real_file(file), offset, n, flags) }
-}
-
-unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    // SAFETY: `file` is open.
-    unsafe { (real_methods(file).xShmBarrier.expect("xShmBarrier"))(real_file(file)) }
-}
-
-unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    // SAFETY: `file` is open.
-    unsafe { (real_methods(file).xShmUnmap.expect("xShmUnmap"))(real_file(file), delete) }
 }

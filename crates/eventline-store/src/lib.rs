@@ -91,6 +91,8 @@ pub enum Error {
     },
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
+    #[error("page checksums: {0}")]
+    PageChecksums(String),
     #[error(
         "an fsync failed earlier: writes are refused until a restart reads back what is on disk"
     )]

@@ -23,6 +23,8 @@ use uuid::Uuid;
 use crate::page_sql::{self, Dialect};
 use crate::{Appended, Durability, Error, Outcome, Store, StreamChunk, Submission};
 
+pub mod layered_vfs;
+mod page_checksum;
 mod query;
 mod wal;
 
@@ -72,8 +74,10 @@ impl Default for SqliteOptions {
 }
 
 pub struct SqliteStore {
-    writer: Arc<Mutex<Connection>>,
+    /// Dropped before the writer (fields drop in order): the last connection to close
+    /// moves the WAL into the database file and removes it, and a read-only one cannot.
     readers: Arc<Readers>,
+    writer: Arc<Mutex<Connection>>,
     /// Set when an fsync failed. The kernel may have dropped the pages it could not
     /// write and a second fsync would then report success for data that is not on disk,
     /// so the store refuses every write until a restart reads back what the disk holds.
@@ -100,7 +104,7 @@ impl SqliteStore {
             if sync_failed.load(Ordering::Relaxed) {
                 return Err(Error::SyncFailed);
             }
-            let result = work(&mut connection);
+            let result = work(&mut connection).map_err(name_damage);
             if let Err(Error::Sqlite(error)) = &result
                 && is_sync_failure(error)
             {
@@ -124,11 +128,13 @@ impl SqliteStore {
         }
         let path = data_dir.join(DATABASE_FILE);
         wal::check(&data_dir.join(format!("{DATABASE_FILE}-wal")))?;
+        let vfs = page_checksum::register(options.vfs.as_deref()).map_err(Error::PageChecksums)?;
         let mut writer = open_connection(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-            options.vfs.as_deref(),
+            &vfs,
         )?;
+        turn_on_page_checksums(&writer)?;
         let synchronous = match options.durability {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
@@ -148,7 +154,7 @@ impl SqliteStore {
         migrate(&mut writer)?;
         let readers = Readers {
             path,
-            vfs: options.vfs.clone(),
+            vfs,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.readers_max.max(1)),
         };
@@ -180,10 +186,23 @@ impl SqliteStore {
         let connection = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut verified = Verified::default();
         let mut integrity = connection.prepare("PRAGMA integrity_check")?;
-        for line in integrity.query_map([], |row| row.get::<_, String>(0))? {
-            let line = line?;
-            if line != "ok" {
-                verified.problems.push(format!("integrity_check: {line}"));
+        let mut lines = integrity.query([])?;
+        loop {
+            match lines.next() {
+                Ok(Some(line)) => {
+                    let line: String = line.get(0)?;
+                    if line != "ok" {
+                        verified.problems.push(format!("integrity_check: {line}"));
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let error = name_damage(error.into());
+                    verified
+                        .problems
+                        .push(format!("integrity_check stopped: {}", error_chain(&error)));
+                    break;
+                }
             }
         }
         let mut events = connection.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events"))?;
@@ -193,9 +212,10 @@ impl SqliteStore {
                 Ok(Some(row)) => row,
                 Ok(None) => break,
                 Err(error) => {
+                    let error = name_damage(error.into());
                     verified
                         .problems
-                        .push(format!("reading the events: {error}"));
+                        .push(format!("reading the events: {}", error_chain(&error)));
                     break;
                 }
             };
@@ -211,6 +231,36 @@ impl SqliteStore {
     }
 }
 
+/// An error and its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A page its checksum refused, said so: SQLite reports it as a plain I/O error.
+fn name_damage(error: Error) -> Error {
+    match &error {
+        Error::Sqlite(sqlite)
+            if sqlite.sqlite_error().map(|error| error.extended_code)
+                == Some(rusqlite::ffi::SQLITE_IOERR_DATA) =>
+        {
+            match page_checksum::take_refused_page() {
+                Some(page) => Error::Corrupt(format!(
+                    "page {page} of {DATABASE_FILE} does not match its checksum"
+                )),
+                None => error,
+            }
+        }
+        _ => error,
+    }
+}
+
 /// Whether an error is a failed fsync (of a file or of its directory).
 fn is_sync_failure(error: &rusqlite::Error) -> bool {
     matches!(
@@ -219,12 +269,53 @@ fn is_sync_failure(error: &rusqlite::Error) -> bool {
     )
 }
 
-fn open_connection(path: &Path, flags: OpenFlags, vfs: Option<&str>) -> Result<Connection, Error> {
+fn open_connection(path: &Path, flags: OpenFlags, vfs: &str) -> Result<Connection, Error> {
     let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    Ok(match vfs {
-        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
-        None => Connection::open_with_flags(path, flags)?,
-    })
+    Ok(Connection::open_with_flags_and_vfs(path, flags, vfs)?)
+}
+
+/// Turns page checksums on for the writer's database: a new database reserves their
+/// bytes before its first page is written; a database made before them (no reserved
+/// bytes) is rewritten with them once, by a VACUUM.
+fn turn_on_page_checksums(connection: &Connection) -> Result<(), Error> {
+    let page_checksums = Error::PageChecksums;
+    let pages: i64 = connection.pragma_query_value(None, "page_count", |row| row.get(0))?;
+    if pages == 0 {
+        page_checksum::reserved_bytes(connection, Some(page_checksum::RESERVED_LEN as u8))
+            .map_err(page_checksums)?;
+    } else if page_checksum::reserved_bytes(connection, None).map_err(page_checksums)?
+        != page_checksum::RESERVED_LEN as u8
+    {
+        tracing::info!(
+            pages,
+            "adding page checksums to a store made before them: the database file is rewritten once"
+        );
+        // The old pages leave the WAL first, unsealed; from then on every page written
+        // to the database file is sealed, and only the VACUUM's pages are.
+        let (busy, _, _): (i64, i64, i64) =
+            connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        if busy != 0 {
+            return Err(Error::PageChecksums(
+                "the WAL could not be emptied before adding page checksums".to_owned(),
+            ));
+        }
+        page_checksum::reserved_bytes(connection, Some(page_checksum::RESERVED_LEN as u8))
+            .map_err(page_checksums)?;
+        page_checksum::set_mode(connection, page_checksum::Mode::Seal).map_err(page_checksums)?;
+        // The copy VACUUM builds goes to a temporary file, not to memory: it is as large
+        // as the store.
+        connection
+            .execute_batch("PRAGMA temp_store = FILE; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        let reserved = page_checksum::reserved_bytes(connection, None).map_err(page_checksums)?;
+        if reserved != page_checksum::RESERVED_LEN as u8 {
+            return Err(Error::PageChecksums(format!(
+                "VACUUM left {reserved} reserved bytes per page"
+            )));
+        }
+    }
+    page_checksum::set_mode(connection, page_checksum::Mode::On).map_err(page_checksums)
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), Error> {
@@ -608,7 +699,8 @@ fn checksum(event: &Event) -> i64 {
 /// to recycle a connection, which doubles the statements of a one-page read.
 struct Readers {
     path: PathBuf,
-    vfs: Option<String>,
+    /// The page checksum VFS the writer opened the database with.
+    vfs: String,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
@@ -629,9 +721,9 @@ impl Readers {
                 .pop();
             let connection = match idle {
                 Some(connection) => connection,
-                None => open_reader(&readers.path, readers.vfs.as_deref())?,
+                None => open_reader(&readers.path, &readers.vfs)?,
             };
-            let result = work(&connection);
+            let result = work(&connection).map_err(name_damage);
             readers
                 .idle
                 .lock()
@@ -643,8 +735,9 @@ impl Readers {
     }
 }
 
-fn open_reader(path: &Path, vfs: Option<&str>) -> Result<Connection, Error> {
+fn open_reader(path: &Path, vfs: &str) -> Result<Connection, Error> {
     let connection = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY, vfs)?;
+    page_checksum::set_mode(&connection, page_checksum::Mode::On).map_err(Error::PageChecksums)?;
     // 4 MB of page cache per reader: the operating system caches the file for all of
     // them, and eight readers of 16 MB each put the server past its memory bound (P6).
     connection.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA cache_size = -4096;")?;
@@ -689,6 +782,65 @@ mod tests {
             };
             assert!(plan.contains(expected), "{query:?}:\n{plan}");
         }
+    }
+
+    /// A store made before page checksums (no reserved bytes, pages in its WAL) is
+    /// rewritten with them when opened, keeps every event, and is checked from then on.
+    #[test]
+    fn a_store_made_before_page_checksums_gets_them_when_opened() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database = dir.path().join(DATABASE_FILE);
+        {
+            let connection = Connection::open(&database).expect("open an old store");
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL;")
+                .expect("WAL");
+            for migration in MIGRATIONS {
+                connection.execute_batch(migration).expect("migration");
+            }
+            connection
+                .pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+                .expect("version");
+            for seq in 1..=300_i64 {
+                connection
+                    .execute(
+                        "INSERT INTO events (seq, id, timestamp_ms, received_at_ms, event_type, scope, content)
+                         VALUES (?1, ?2, ?1, ?1, 'new_order', 'app', '{}')",
+                        params![seq, Uuid::from_u128(seq as u128).as_bytes()],
+                    )
+                    .expect("event");
+            }
+            assert_eq!(page_checksum::reserved_bytes(&connection, None), Ok(0));
+        }
+        let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("upgrade");
+        let verified = store.verify().expect("verify");
+        assert_eq!(verified.problems, Vec::<String>::new());
+        assert_eq!(verified.unchecked, 300, "every event kept");
+        {
+            let writer = store.writer.lock().expect("writer");
+            assert_eq!(
+                page_checksum::reserved_bytes(&writer, None),
+                Ok(page_checksum::RESERVED_LEN as u8)
+            );
+        }
+        drop(store);
+        let header = std::fs::read(&database).expect("read");
+        assert_eq!(header[20], page_checksum::RESERVED_LEN as u8);
+        // Checked from then on: the last page, damaged, is refused.
+        let mut bytes = header;
+        let last = bytes.len() - 200;
+        bytes[last] ^= 1;
+        std::fs::write(&database, bytes).expect("write");
+        let store = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("reopen");
+        let verified = store.verify().expect("verify");
+        assert!(
+            verified
+                .problems
+                .iter()
+                .any(|problem| problem.contains("does not match its checksum")),
+            "{:?}",
+            verified.problems
+        );
     }
 
     /// A store of schema version 5 (counts per minute only) gets its hourly counts from

@@ -25,7 +25,7 @@ fn event(
 }
 
 /// 600 events over 4 types, 7 contacts, both scopes and many equal timestamps.
-fn corpus() -> Vec<Event> {
+pub fn corpus() -> Vec<Event> {
     let types = ["new_order", "new_contact", "store_purchase", "page_view"];
     (0..600u128)
         .map(|n| {
@@ -43,7 +43,7 @@ fn corpus() -> Vec<Event> {
         .collect()
 }
 
-async fn append_all(store: &dyn Store, events: Vec<Event>) {
+pub async fn append_all(store: &dyn Store, events: Vec<Event>) {
     let outcomes = store
         .append(vec![Submission { events }])
         .await

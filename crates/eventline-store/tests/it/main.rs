@@ -1,6 +1,7 @@
 //! The store conformance suite: one set of behaviours, run against every store.
 
 mod conformance;
+mod page_checksums;
 
 use std::sync::Arc;
 
