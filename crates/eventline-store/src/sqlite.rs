@@ -38,7 +38,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sqlite/stream.sql"),
     include_str!("sqlite/checksum.sql"),
     include_str!("sqlite/hourly.sql"),
+    include_str!("sqlite/page_checksums.sql"),
 ];
+/// The first schema version whose stores have page checksums.
+const PAGE_CHECKSUMS_VERSION: i64 = 7;
 
 /// The count tables of stats queries.
 const ROLLUPS: page_sql::Rollups<'static> = page_sql::Rollups {
@@ -280,12 +283,20 @@ fn open_connection(path: &Path, flags: OpenFlags, vfs: &str) -> Result<Connectio
 fn turn_on_page_checksums(connection: &Connection) -> Result<(), Error> {
     let page_checksums = Error::PageChecksums;
     let pages: i64 = connection.pragma_query_value(None, "page_count", |row| row.get(0))?;
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let reserved = page_checksum::reserved_bytes(connection, None).map_err(page_checksums)?;
     if pages == 0 {
         page_checksum::reserved_bytes(connection, Some(page_checksum::RESERVED_LEN as u8))
             .map_err(page_checksums)?;
-    } else if page_checksum::reserved_bytes(connection, None).map_err(page_checksums)?
-        != page_checksum::RESERVED_LEN as u8
-    {
+    } else if reserved != page_checksum::RESERVED_LEN as u8 && version >= PAGE_CHECKSUMS_VERSION {
+        // The header was read before any page could be checked: one flipped bit in it
+        // (8 reserved bytes become 0) must not pass for a store made before checksums,
+        // which would be rewritten with the damage.
+        return Err(Error::PageChecksums(format!(
+            "the first page of {DATABASE_FILE} is damaged: it reserves {reserved} bytes per page for checksums where a store of schema version {version} reserves {}; restore it from a backup",
+            page_checksum::RESERVED_LEN
+        )));
+    } else if reserved != page_checksum::RESERVED_LEN as u8 {
         tracing::info!(
             pages,
             "adding page checksums to a store made before them: the database file is rewritten once"
@@ -795,11 +806,11 @@ mod tests {
             connection
                 .execute_batch("PRAGMA journal_mode = WAL;")
                 .expect("WAL");
-            for migration in MIGRATIONS {
+            for migration in &MIGRATIONS[..6] {
                 connection.execute_batch(migration).expect("migration");
             }
             connection
-                .pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+                .pragma_update(None, "user_version", 6)
                 .expect("version");
             for seq in 1..=300_i64 {
                 connection
@@ -818,6 +829,10 @@ mod tests {
         assert_eq!(verified.unchecked, 300, "every event kept");
         {
             let writer = store.writer.lock().expect("writer");
+            let version: i64 = writer
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .expect("version");
+            assert_eq!(version, PAGE_CHECKSUMS_VERSION);
             assert_eq!(
                 page_checksum::reserved_bytes(&writer, None),
                 Ok(page_checksum::RESERVED_LEN as u8)
@@ -840,6 +855,31 @@ mod tests {
                 .any(|problem| problem.contains("does not match its checksum")),
             "{:?}",
             verified.problems
+        );
+    }
+
+    /// A flipped bit in the header that turns the 8 reserved bytes into 0 is damage, not a
+    /// store made before page checksums: refused, not rewritten.
+    #[test]
+    fn a_header_that_lost_its_reserved_bytes_is_refused_not_rewritten() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        drop(SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("create"));
+        let database = dir.path().join(DATABASE_FILE);
+        let mut bytes = std::fs::read(&database).expect("read");
+        assert_eq!(bytes[20], 8);
+        bytes[20] ^= 8;
+        std::fs::write(&database, &bytes).expect("write");
+        match SqliteStore::open(dir.path(), &SqliteOptions::default()) {
+            Err(Error::PageChecksums(message)) => {
+                assert!(message.contains("is damaged"), "{message}")
+            }
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("a store with a damaged header was opened"),
+        }
+        assert_eq!(
+            std::fs::read(&database).expect("read"),
+            bytes,
+            "left as it was"
         );
     }
 
