@@ -6,6 +6,7 @@
 pub mod access;
 pub mod batch;
 pub mod cursor;
+pub mod error_chain;
 pub mod event;
 pub mod limits;
 pub mod problem;

@@ -2,6 +2,7 @@
 //! commits whatever has gathered in a single durable transaction (group commit) and only
 //! then answers each waiting request.
 
+pub use eventline_core::error_chain::ErrorChain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -347,21 +348,6 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) -> u64 {
             }
             0
         }
-    }
-}
-
-/// Displays an error with its sources, for the one log line an internal error gets.
-pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
     }
 }
 

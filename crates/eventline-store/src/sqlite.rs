@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use eventline_core::cursor::StreamCursor;
+use eventline_core::error_chain::ErrorChain;
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
@@ -190,10 +191,7 @@ impl SqliteStore {
         let mut verified = Verified::default();
         // A read that fails (a page refused by its checksum) ends that pass, not the check.
         let stopped = |pass: &str, error: rusqlite::Error| {
-            format!(
-                "{pass} stopped: {}",
-                error_chain(&name_damage(error.into()))
-            )
+            format!("{pass} stopped: {}", ErrorChain(&name_damage(error.into())))
         };
         let mut integrity = connection.prepare("PRAGMA integrity_check")?;
         let mut lines = integrity.query([])?;
@@ -233,18 +231,6 @@ impl SqliteStore {
         }
         Ok(verified)
     }
-}
-
-/// An error and its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A page its checksum refused, said so: SQLite reports it as a plain I/O error.
