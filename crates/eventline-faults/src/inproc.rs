@@ -1,14 +1,16 @@
 //! The server inside the test process, on the simulated disk of [`crate::vfs`]: its
-//! store's files go through the VFS, so a test can cut the power or fail the disk under
-//! it, then stop it abruptly and start it again on the same address and files.
+//! store's files go through the VFS (SQLite) or its log face ([`crate::log_disk`]), so a
+//! test can cut the power or fail the disk under it, then stop it abruptly and start it
+//! again on the same address and files.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eventline_server::{App, Config};
-use eventline_store::Durability;
+use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
+use eventline_store::{Durability, EmbeddedFormat, Store};
 use tokio::sync::oneshot;
 
 use crate::vfs;
@@ -20,6 +22,7 @@ pub struct InProcess {
     address: SocketAddr,
     dir: PathBuf,
     durability: Durability,
+    format: EmbeddedFormat,
     running: Option<Running>,
 }
 
@@ -29,9 +32,16 @@ struct Running {
 }
 
 impl InProcess {
-    /// Starts a server on a free loopback port with the embedded store in `dir`.
+    /// Starts a server on a free loopback port with the embedded SQLite store in `dir`.
     pub async fn start(dir: &Path, durability: Durability) -> InProcess {
-        let (running, address) = launch(dir, durability, "127.0.0.1:0".parse().expect("address"))
+        InProcess::start_as(dir, durability, EmbeddedFormat::Sqlite).await
+    }
+
+    /// Starts a server on a free loopback port with the embedded store of `format` in
+    /// `dir`.
+    pub async fn start_as(dir: &Path, durability: Durability, format: EmbeddedFormat) -> InProcess {
+        let address = "127.0.0.1:0".parse().expect("address");
+        let (running, address) = launch(dir, durability, format, address)
             .await
             .expect("start the server");
         InProcess {
@@ -39,6 +49,7 @@ impl InProcess {
             address,
             dir: dir.to_owned(),
             durability,
+            format,
             running: Some(running),
         }
     }
@@ -70,7 +81,7 @@ impl InProcess {
         self.halt().await;
         let mut attempts = 0;
         loop {
-            match launch(&self.dir, self.durability, self.address).await {
+            match launch(&self.dir, self.durability, self.format, self.address).await {
                 Ok((running, _)) => {
                     self.running = Some(running);
                     return;
@@ -94,12 +105,14 @@ impl Drop for InProcess {
 async fn launch(
     dir: &Path,
     durability: Durability,
+    format: EmbeddedFormat,
     address: SocketAddr,
 ) -> Result<(Running, SocketAddr), String> {
     let (ready, started) = oneshot::channel();
     let (stop, stopped) = oneshot::channel();
     let dir = dir.to_owned();
-    let thread = std::thread::spawn(move || serve(dir, durability, address, ready, stopped));
+    let thread =
+        std::thread::spawn(move || serve(dir, durability, format, address, ready, stopped));
     match started.await {
         Ok(Ok(address)) => Ok((Running { stop, thread }, address)),
         Ok(Err(error)) => {
@@ -116,6 +129,7 @@ async fn launch(
 fn serve(
     dir: PathBuf,
     durability: Durability,
+    format: EmbeddedFormat,
     address: SocketAddr,
     ready: oneshot::Sender<Result<SocketAddr, String>>,
     stopped: oneshot::Receiver<()>,
@@ -126,17 +140,12 @@ fn serve(
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let options = SqliteOptions {
-            durability,
-            vfs: Some(vfs::register().to_owned()),
-            ..SqliteOptions::default()
-        };
-        let opened = SqliteStore::open(&dir, &options)
+        let opened = open_store(&dir, durability, format)
             .map_err(|error| format!("open the store: {error}"))
             .and_then(|store| {
                 let mut config = Config::new(dir.clone());
                 config.durability = durability;
-                App::with_store(config, Arc::new(store)).map_err(|error| error.to_string())
+                App::with_store(config, store).map_err(|error| error.to_string())
             });
         let app = match opened {
             Ok(app) => app,
@@ -162,4 +171,30 @@ fn serve(
         }
     });
     drop(runtime);
+}
+
+/// The embedded store of `format` in `dir`, on the simulated disk.
+fn open_store(
+    dir: &Path,
+    durability: Durability,
+    format: EmbeddedFormat,
+) -> Result<Arc<dyn Store>, eventline_store::Error> {
+    Ok(match format {
+        EmbeddedFormat::Sqlite => {
+            let options = SqliteOptions {
+                durability,
+                vfs: Some(vfs::register().to_owned()),
+                ..SqliteOptions::default()
+            };
+            Arc::new(SqliteStore::open(dir, &options)?)
+        }
+        EmbeddedFormat::Log => {
+            let options = LogOptions {
+                durability,
+                disk: Arc::new(crate::log_disk::LogDisk),
+                ..LogOptions::default()
+            };
+            Arc::new(LogStore::open(dir, &options)?)
+        }
+    })
 }

@@ -82,6 +82,18 @@ impl Check {
 }
 
 impl Ledger {
+    /// Notes `events` (id and `n`) as sent, before their request goes out.
+    pub fn sending(&self, events: &[(Uuid, u64)]) {
+        let mut entries = self.entries.lock().unwrap();
+        for (id, n) in events {
+            let sent = entries.events.entry(*id).or_insert(Sent {
+                n: *n,
+                acknowledged: false,
+            });
+            assert_eq!(sent.n, *n, "the harness sent {id} with two contents");
+        }
+    }
+
     /// Records one request of `events` (id and `n`) and how it ended.
     pub fn record(&self, events: &[(Uuid, u64)], fate: Fate) {
         let mut entries = self.entries.lock().unwrap();

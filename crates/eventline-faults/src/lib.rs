@@ -16,6 +16,7 @@ pub mod hostile;
 pub mod inproc;
 pub mod ledger;
 pub mod load;
+pub mod log_disk;
 pub mod node;
 pub mod vfs;
 

@@ -210,6 +210,9 @@ pub async fn send_once(
             Value::Array(events.into_iter().map(|(_, body)| body).collect()),
         ),
     };
+    // Known as sent before the server can store it: a check that reads the store while
+    // this request is in flight must not take its events for ones never sent.
+    ledger.sending(&keys);
     let started = std::time::Instant::now();
     let (fate, retry_after) = match client.post(format!("{url}{path}")).json(&body).send().await {
         Ok(response) if response.status().is_success() => (Fate::Acknowledged, false),

@@ -13,6 +13,8 @@ use uuid::Uuid;
 pub enum Storage {
     /// The embedded store in a temporary directory.
     Dir(tempfile::TempDir),
+    /// The embedded log store in a temporary directory.
+    LogDir(tempfile::TempDir),
     /// A PostgreSQL database.
     Database(String),
 }
@@ -27,9 +29,15 @@ impl Storage {
         Storage::Database(eventline_testkit::database().await)
     }
 
+    /// The embedded log store in a fresh temporary directory.
+    pub fn log_dir() -> Storage {
+        Storage::LogDir(tempfile::tempdir().expect("temporary directory"))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Storage::Dir(_) => "embedded",
+            Storage::LogDir(_) => "embedded log",
             Storage::Database(_) => "postgres",
         }
     }
@@ -37,6 +45,12 @@ impl Storage {
     fn args(&self) -> Vec<String> {
         match self {
             Storage::Dir(dir) => vec!["--data-dir".to_owned(), path_text(dir.path())],
+            Storage::LogDir(dir) => vec![
+                "--data-dir".to_owned(),
+                path_text(dir.path()),
+                "--embedded-format".to_owned(),
+                "log".to_owned(),
+            ],
             Storage::Database(url) => vec!["--database".to_owned(), url.clone()],
         }
     }

@@ -44,7 +44,7 @@ pub enum Fault {
 }
 
 #[derive(Debug, Default)]
-struct Disk {
+pub(crate) struct Disk {
     fault: Fault,
     /// Writes and syncs of durable files since the fault was set.
     writes: u64,
@@ -52,20 +52,75 @@ struct Disk {
     /// Faults that fired since the fault was set.
     fired: u64,
     /// Unsynced writes per file path, shared by every handle of the file.
-    dirty: HashMap<Vec<u8>, Dirty>,
+    pub(crate) dirty: HashMap<Vec<u8>, Dirty>,
 }
 
 /// One file's writes not yet synced, in the order they were made.
 #[derive(Debug, Default)]
-struct Dirty {
-    writes: Vec<(i64, Vec<u8>)>,
+pub(crate) struct Dirty {
+    pub(crate) writes: Vec<(i64, Vec<u8>)>,
     /// The end of the furthest write.
-    end: i64,
+    pub(crate) end: i64,
+}
+
+impl Disk {
+    /// Counts a write; whether the fault makes it fail.
+    pub(crate) fn write_fails(&mut self) -> bool {
+        self.writes += 1;
+        let fails = match self.fault {
+            Fault::FailWrite(k) => self.writes == k,
+            Fault::ReadOnly | Fault::PoweredOff => true,
+            Fault::None | Fault::FailSync(_) => false,
+        };
+        self.fired += u64::from(fails);
+        fails
+    }
+
+    /// Counts a sync; whether the fault makes it fail (its writes are then dropped).
+    pub(crate) fn sync_fails(&mut self) -> bool {
+        self.syncs += 1;
+        let fails = match self.fault {
+            Fault::FailSync(k) => self.syncs == k,
+            Fault::PoweredOff => true,
+            Fault::None | Fault::FailWrite(_) | Fault::ReadOnly => false,
+        };
+        self.fired += u64::from(fails);
+        fails
+    }
+
+    /// Whether a change that is no write (a truncation, a rename) fails.
+    pub(crate) fn change_fails(&mut self) -> bool {
+        let fails = matches!(self.fault, Fault::ReadOnly | Fault::PoweredOff);
+        self.fired += u64::from(fails);
+        fails
+    }
+
+    pub(crate) fn is_powered_off(&self) -> bool {
+        self.fault == Fault::PoweredOff
+    }
+
+    /// Cuts the file's unsynced writes at `len`.
+    pub(crate) fn truncate(&mut self, path: &[u8], len: i64) {
+        if let Some(dirty) = self.dirty.get_mut(path) {
+            dirty.writes.retain_mut(|(at, data)| {
+                data.truncate((len - *at).clamp(0, data.len() as i64) as usize);
+                !data.is_empty()
+            });
+            dirty.end = dirty.end.min(len);
+        }
+    }
+
+    /// Keeps a write in the file's unsynced list.
+    pub(crate) fn keep(&mut self, path: &[u8], offset: i64, data: Vec<u8>) {
+        let dirty = self.dirty.entry(path.to_vec()).or_default();
+        dirty.end = dirty.end.max(offset + data.len() as i64);
+        dirty.writes.push((offset, data));
+    }
 }
 
 static DISK: LazyLock<Mutex<Disk>> = LazyLock::new(Mutex::default);
 
-fn disk() -> MutexGuard<'static, Disk> {
+pub(crate) fn disk() -> MutexGuard<'static, Disk> {
     DISK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -318,23 +373,11 @@ unsafe extern "C" fn write(
             );
         };
         let mut disk = disk();
-        disk.writes += 1;
-        let fails = match disk.fault {
-            Fault::FailWrite(k) => disk.writes == k,
-            Fault::ReadOnly | Fault::PoweredOff => true,
-            Fault::None | Fault::FailSync(_) => false,
-        };
-        if fails {
-            disk.fired += 1;
+        if disk.write_fails() {
             return ffi::SQLITE_IOERR_WRITE;
         }
         let data = std::slice::from_raw_parts(buffer.cast::<u8>(), len as usize).to_vec();
-        if !disk.dirty.contains_key(path) {
-            disk.dirty.insert(path.to_vec(), Dirty::default());
-        }
-        let dirty = disk.dirty.get_mut(path).expect("inserted above");
-        dirty.end = dirty.end.max(offset + i64::from(len));
-        dirty.writes.push((offset, data));
+        disk.keep(path, offset, data);
         ffi::SQLITE_OK
     }
 }
@@ -347,17 +390,10 @@ unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int 
             return real_truncate(real_file(file), size);
         };
         let mut disk = disk();
-        if matches!(disk.fault, Fault::ReadOnly | Fault::PoweredOff) {
-            disk.fired += 1;
+        if disk.change_fails() {
             return ffi::SQLITE_IOERR_TRUNCATE;
         }
-        if let Some(dirty) = disk.dirty.get_mut(path) {
-            dirty.writes.retain_mut(|(at, data)| {
-                data.truncate((size - *at).clamp(0, data.len() as i64) as usize);
-                !data.is_empty()
-            });
-            dirty.end = dirty.end.min(size);
-        }
+        disk.truncate(path, size);
         real_truncate(real_file(file), size)
     }
 }
@@ -371,15 +407,9 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         // The lock is held while the dirty pages are copied: a power cut comes before
         // or after a whole sync, never in its middle.
         let mut disk = disk();
-        disk.syncs += 1;
-        let fails = match disk.fault {
-            Fault::FailSync(k) => disk.syncs == k,
-            Fault::PoweredOff => true,
-            Fault::None | Fault::FailWrite(_) | Fault::ReadOnly => false,
-        };
+        let fails = disk.sync_fails();
         let dirty = disk.dirty.remove(path).unwrap_or_default();
         if fails {
-            disk.fired += 1;
             return ffi::SQLITE_IOERR_FSYNC;
         }
         // The real file's own fsync is left out: the simulated power cut never reaches

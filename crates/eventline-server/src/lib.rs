@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use eventline_core::access::Keys;
 use eventline_core::limits::Limits;
+use eventline_store::EmbeddedFormat;
+use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::postgres::{PostgresOptions, PostgresStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 use eventline_store::{Durability, Store};
@@ -40,6 +42,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A `postgres://` URL: the events live in PostgreSQL and this server keeps no state.
     pub database_url: Option<String>,
+    /// The embedded store's format for a new data directory (SQLite when `None`); a
+    /// directory that holds a store is opened in its own format.
+    pub embedded_format: Option<EmbeddedFormat>,
+    /// The log store's bound on events held in memory, in bytes.
+    pub log_memory_bytes_max: usize,
     pub durability: Durability,
     pub limits: Limits,
     /// Events accepted but not yet committed; past it, posts answer 429.
@@ -148,6 +155,8 @@ impl Config {
         Config {
             data_dir,
             database_url: None,
+            embedded_format: None,
+            log_memory_bytes_max: LogOptions::default().memory_bytes_max,
             durability: Durability::Full,
             limits: Limits::default(),
             ingest_queue_events_max: 200_000,
@@ -210,15 +219,34 @@ impl App {
                 Arc::new(PostgresStore::connect(url, &options).await?)
             }
             None => {
-                let options = SqliteOptions {
-                    durability: config.durability,
-                    ..SqliteOptions::default()
-                };
                 let data_dir = config.data_dir.clone();
-                Arc::new(
-                    tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir, &options))
-                        .await??,
-                )
+                match EmbeddedFormat::choose(&data_dir, config.embedded_format)? {
+                    EmbeddedFormat::Sqlite => {
+                        let options = SqliteOptions {
+                            durability: config.durability,
+                            ..SqliteOptions::default()
+                        };
+                        Arc::new(
+                            tokio::task::spawn_blocking(move || {
+                                SqliteStore::open(&data_dir, &options)
+                            })
+                            .await??,
+                        )
+                    }
+                    EmbeddedFormat::Log => {
+                        let options = LogOptions {
+                            durability: config.durability,
+                            memory_bytes_max: config.log_memory_bytes_max,
+                            ..LogOptions::default()
+                        };
+                        Arc::new(
+                            tokio::task::spawn_blocking(move || {
+                                LogStore::open(&data_dir, &options)
+                            })
+                            .await??,
+                        )
+                    }
+                }
             }
         };
         App::with_store(config, store)

@@ -1,5 +1,7 @@
 //! Where events live. [`Store`] is what the server needs from a store; [`sqlite`] is the
-//! embedded store. This is the only crate that knows SQL.
+//! embedded store, [`log`] the embedded store that is to replace it
+//! (`docs/storage-design.md`), [`postgres`] the shared one. This is the only crate that
+//! knows SQL.
 
 use async_trait::async_trait;
 use eventline_core::cursor::{StreamCursor, StreamStart};
@@ -8,6 +10,7 @@ use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
+pub mod log;
 mod page_sql;
 pub mod postgres;
 pub mod sqlite;
@@ -22,6 +25,53 @@ pub enum Durability {
     /// Commits reach the operating system before they are acknowledged, the disk a little
     /// later: an acknowledged event survives a crash of the process, not of the machine.
     Normal,
+}
+
+/// The two forms of the embedded store: a data directory holds one or the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddedFormat {
+    /// SQLite (`sqlite`), the default.
+    Sqlite,
+    /// The log store (`log`), step 1 of `docs/storage-design.md`.
+    Log,
+}
+
+impl EmbeddedFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbeddedFormat::Sqlite => "sqlite",
+            EmbeddedFormat::Log => "log",
+        }
+    }
+
+    /// The format of the store `data_dir` holds, if it holds one.
+    pub fn of(data_dir: &std::path::Path) -> Option<EmbeddedFormat> {
+        if data_dir.join(log::LOG_DIR).is_dir() {
+            Some(EmbeddedFormat::Log)
+        } else if data_dir.join(sqlite::DATABASE_FILE).exists() {
+            Some(EmbeddedFormat::Sqlite)
+        } else {
+            None
+        }
+    }
+
+    /// The format to open `data_dir` with: the one it holds, or `asked` (SQLite if not
+    /// asked) for a new store. Asking for the other format than the one held is refused:
+    /// no data is converted yet.
+    pub fn choose(
+        data_dir: &std::path::Path,
+        asked: Option<EmbeddedFormat>,
+    ) -> Result<EmbeddedFormat, Error> {
+        match (EmbeddedFormat::of(data_dir), asked) {
+            (Some(found), Some(asked)) if found != asked => Err(Error::FormatMismatch {
+                path: data_dir.to_owned(),
+                found: found.name(),
+                asked: asked.name(),
+            }),
+            (Some(found), _) => Ok(found),
+            (None, asked) => Ok(asked.unwrap_or(EmbeddedFormat::Sqlite)),
+        }
+    }
 }
 
 /// The events of one request. A store keeps all of them or none of them.
@@ -89,6 +139,26 @@ pub enum Error {
         path: std::path::PathBuf,
         frame: u64,
     },
+    #[error(
+        "{path} is damaged at byte {offset} ({detail}): it is not the end of a write cut short, so starting would silently drop acknowledged events; restore the data directory from a backup"
+    )]
+    LogDamaged {
+        path: std::path::PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    #[error(
+        "the log store holds its memory bound ({bytes_max} bytes of events); writes are refused until retention or erasure makes room"
+    )]
+    Full { bytes_max: usize },
+    #[error(
+        "data directory {path} holds a {found} store, not a {asked} one; converting between the two is not built yet"
+    )]
+    FormatMismatch {
+        path: std::path::PathBuf,
+        found: &'static str,
+        asked: &'static str,
+    },
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
     #[error("page checksums: {0}")]
@@ -148,7 +218,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unsuppress_contact(&self, contact_id: &str) -> Result<bool, Error>;
 
     /// Deletes at most `limit` events whose `timestamp` is before `cutoff_ms`; how many.
-    /// Retention calls it in small steps so that ingest never waits long.
+    /// Retention calls it in small steps so that ingest never waits long. A store that
+    /// keeps events in files may remove a whole file of expired events in one step,
+    /// however many it holds, when that costs no more than one event.
     async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error>;
 
     /// Counts per time bucket and event type over a window (see `page_sql::stats_sql`).

@@ -11,6 +11,7 @@ use eventline_core::access;
 use eventline_core::event::Scope;
 use eventline_core::limits::Limits;
 use eventline_server::{App, Config, CorsOrigins, RateLimits};
+use eventline_store::EmbeddedFormat;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -108,6 +109,16 @@ struct ServeArgs {
     /// so that any number of servers can share the database. Default: the embedded store.
     #[arg(long, env = "EVENTLINE_DATABASE_URL")]
     database: Option<String>,
+    /// The embedded store's format for a new data directory: `sqlite` (the default) or
+    /// `log`, the log-structured store that is to replace it (experimental: it keeps its
+    /// events in memory, see docs/storage-design.md). A directory that holds a store is
+    /// opened in its own format; asking for the other one is refused.
+    #[arg(long, env = "EVENTLINE_EMBEDDED_FORMAT", value_enum)]
+    embedded_format: Option<FormatArg>,
+    /// The log store's bound on the events it holds in memory, in MiB; writes past it
+    /// answer 503 until retention or erasure makes room.
+    #[arg(long, env = "EVENTLINE_LOG_MEMORY_MAX_MB", default_value_t = 1024)]
+    log_memory_max_mb: usize,
     /// `full`: an answered post is on disk (fsync per group commit). `normal`: it survives
     /// a crash of the process but not of the machine; faster.
     #[arg(long, env = "EVENTLINE_DURABILITY", value_enum, default_value_t = Durability::Full)]
@@ -211,6 +222,12 @@ enum Durability {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Sqlite,
+    Log,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ScopeArg {
     App,
     Site,
@@ -284,12 +301,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let store = eventline_store::sqlite::SqliteStore::open(
-        &args.data_dir,
-        &eventline_store::sqlite::SqliteOptions::default(),
-    )
-    .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
-    let verified = store.verify().context("cannot read the store")?;
+    let open_error = || format!("cannot open the data directory {}", args.data_dir.display());
+    let verified = match EmbeddedFormat::of(&args.data_dir) {
+        Some(EmbeddedFormat::Log) => eventline_store::log::LogStore::open(
+            &args.data_dir,
+            &eventline_store::log::LogOptions::default(),
+        )
+        .with_context(open_error)?
+        .verify(),
+        Some(EmbeddedFormat::Sqlite) | None => eventline_store::sqlite::SqliteStore::open(
+            &args.data_dir,
+            &eventline_store::sqlite::SqliteOptions::default(),
+        )
+        .with_context(open_error)?
+        .verify(),
+    }
+    .context("cannot read the store")?;
     for problem in &verified.problems {
         println!("damaged: {problem}");
     }
@@ -417,6 +444,15 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         );
         config.database_url = Some(url.to_owned());
     }
+    config.embedded_format = args.embedded_format.map(|format| match format {
+        FormatArg::Sqlite => EmbeddedFormat::Sqlite,
+        FormatArg::Log => EmbeddedFormat::Log,
+    });
+    anyhow::ensure!(
+        args.log_memory_max_mb >= 1,
+        "--log-memory-max-mb must be at least 1"
+    );
+    config.log_memory_bytes_max = args.log_memory_max_mb.saturating_mul(1 << 20);
     config.durability = match args.durability {
         Durability::Full => eventline_store::Durability::Full,
         Durability::Normal => eventline_store::Durability::Normal,

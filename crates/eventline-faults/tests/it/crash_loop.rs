@@ -55,6 +55,11 @@ async fn crash_loop_embedded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_log() {
+    crash_loop(Storage::log_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_postgres() {
     crash_loop(Storage::database().await).await;
 }

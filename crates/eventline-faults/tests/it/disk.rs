@@ -13,7 +13,7 @@ use eventline_faults::ledger::{Fate, Ledger};
 use eventline_faults::load::{Answer, send_once};
 use eventline_faults::node::{Node, Storage, stored};
 use eventline_faults::vfs::{self, Fault, PowerCut};
-use eventline_store::Durability;
+use eventline_store::{Durability, EmbeddedFormat};
 
 const BATCH_LEN: u64 = 500;
 
@@ -125,8 +125,16 @@ fn mount(args: &[&str], dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_refuses_writes_keeps_reads_and_resumes() {
-    let storage = Storage::dir();
-    let Storage::Dir(dir) = &storage else {
+    disk_full(Storage::dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_refuses_writes_keeps_reads_and_resumes_log() {
+    disk_full(Storage::log_dir()).await;
+}
+
+async fn disk_full(storage: Storage) {
+    let (Storage::Dir(dir) | Storage::LogDir(dir)) = &storage else {
         unreachable!()
     };
     let tmpfs = Tmpfs::mount(dir.path(), "4m");
@@ -160,10 +168,19 @@ async fn disk_full_refuses_writes_keeps_reads_and_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes() {
+    read_only(EmbeddedFormat::Sqlite, "embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes_log() {
+    read_only(EmbeddedFormat::Log, "embedded log").await;
+}
+
+async fn read_only(format: EmbeddedFormat, store: &str) {
     let _disk = vfs::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = reqwest::Client::new();
-    let mut server = InProcess::start(dir.path(), Durability::Full).await;
+    let mut server = InProcess::start_as(dir.path(), Durability::Full, format).await;
     let ledger = Ledger::default();
     for n in 0..20 {
         let ns: Vec<u64> = (n * 10..n * 10 + 10).collect();
@@ -186,7 +203,7 @@ async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes() {
     server.halt().await;
     let report = eventline_faults::Report::check(
         "5 read-only filesystem",
-        "embedded",
+        store,
         &ledger,
         &stored,
         0,

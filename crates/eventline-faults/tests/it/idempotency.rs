@@ -87,6 +87,11 @@ async fn idempotency_embedded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_log() {
+    idempotency(Storage::log_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_postgres() {
     idempotency(Storage::database().await).await;
 }

@@ -11,7 +11,7 @@ use eventline_faults::ledger::{Fate, Ledger};
 use eventline_faults::load::send_once;
 use eventline_faults::node::stored;
 use eventline_faults::vfs::{self, Fault, PowerCut};
-use eventline_store::Durability;
+use eventline_store::{Durability, EmbeddedFormat};
 
 /// The same requests every run: singles and batches, one at a time so that each run
 /// makes the same writes and syncs.
@@ -37,10 +37,10 @@ struct Run {
 }
 
 /// One run of the workload under `fault`, then a power cut, a restart and the check.
-async fn run(fault: Fault) -> Run {
+async fn run(fault: Fault, format: EmbeddedFormat) -> Run {
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = reqwest::Client::new();
-    let mut server = InProcess::start(dir.path(), Durability::Full).await;
+    let mut server = InProcess::start_as(dir.path(), Durability::Full, format).await;
     vfs::set_fault(fault);
     let ledger = Ledger::default();
     let mut fates = Vec::new();
@@ -73,9 +73,18 @@ fn ks(count: u64, spread: Option<u64>) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_writes_and_syncs_never_acknowledge_lost_events() {
+    io_errors(EmbeddedFormat::Sqlite, "embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_and_syncs_never_acknowledge_lost_events_log() {
+    io_errors(EmbeddedFormat::Log, "embedded log").await;
+}
+
+async fn io_errors(format: EmbeddedFormat, store: &str) {
     let _disk = vfs::exclusive().await;
     let spread = Scale::from_env().pick(Some(12), None);
-    let clean = run(Fault::None).await;
+    let clean = run(Fault::None, format).await;
     assert!(clean.fates.iter().all(|fate| *fate == Fate::Acknowledged));
     let mut faults: Vec<Fault> = ks(clean.writes, spread)
         .into_iter()
@@ -85,7 +94,7 @@ async fn failed_writes_and_syncs_never_acknowledge_lost_events() {
     let (mut acknowledged, mut refused, mut runs) = (0, 0, 0);
     let mut server_errors = 0;
     for fault in faults {
-        let run = run(fault).await;
+        let run = run(fault, format).await;
         runs += 1;
         if run.fired == 0 {
             continue;
@@ -125,7 +134,7 @@ async fn failed_writes_and_syncs_never_acknowledge_lost_events() {
     }
     let report = eventline_faults::Report {
         test: "4 I/O errors".to_owned(),
-        store: "embedded".to_owned(),
+        store: store.to_owned(),
         acknowledged,
         lost: 0,
         duplicated: 0,

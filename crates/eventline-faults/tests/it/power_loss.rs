@@ -15,11 +15,12 @@ use eventline_faults::inproc::InProcess;
 use eventline_faults::load::{Options, Writers};
 use eventline_faults::node::stored;
 use eventline_faults::vfs::PowerCut;
-use eventline_store::Durability;
+use eventline_store::{Durability, EmbeddedFormat};
 
 /// Cuts the power `cuts` times; returns the events acknowledged before a cut and gone
 /// after it, over all cuts, and the test's report.
 async fn power_loss(
+    format: EmbeddedFormat,
     durability: Durability,
     cut_kind: PowerCut,
     cuts: usize,
@@ -27,7 +28,7 @@ async fn power_loss(
     let _disk = eventline_faults::vfs::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = reqwest::Client::new();
-    let mut server = InProcess::start(dir.path(), durability).await;
+    let mut server = InProcess::start_as(dir.path(), durability, format).await;
     let writers = Writers::start(&server.url, Options::default());
     let mut lost = 0;
     for cut in 0..cuts {
@@ -65,30 +66,66 @@ async fn power_loss(
         // A commit whose sync the power cut failed answers 503 if the server is still
         // up to answer: honest, as nothing of it is stored.
         server_errors: ledger.server_errors_except(&[503]),
-        ..eventline_faults::Report::new(&test, "embedded", &ledger, &check, stored.len(), 0, &notes)
+        ..eventline_faults::Report::new(
+            &test,
+            store_name(format),
+            &ledger,
+            &check,
+            stored.len(),
+            0,
+            &notes,
+        )
     };
     (lost.max(check.lost.len()), report)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_loss_loses_nothing_acknowledged() {
-    let cuts = Scale::from_env().pick(8, 50);
-    let (_, report) = power_loss(Durability::Full, PowerCut::Clean, cuts).await;
-    crate::conclude(&report);
+fn store_name(format: EmbeddedFormat) -> &'static str {
+    match format {
+        EmbeddedFormat::Sqlite => "embedded",
+        EmbeddedFormat::Log => "embedded log",
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn torn_tails_lose_nothing_acknowledged() {
+async fn loses_nothing(format: EmbeddedFormat, cut_kind: PowerCut) {
     let cuts = Scale::from_env().pick(8, 50);
-    let (_, report) = power_loss(Durability::Full, PowerCut::Torn, cuts).await;
+    let (_, report) = power_loss(format, Durability::Full, cut_kind, cuts).await;
     crate::conclude(&report);
 }
 
 /// The control: the same cuts with commits that wait for no sync lose acknowledged
-/// events, so a clean run above is not the harness failing to look.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_loss_without_sync_is_seen_losing() {
-    let (lost, report) = power_loss(Durability::Normal, PowerCut::Clean, 3).await;
+/// events, so a clean run of the others is not the harness failing to look.
+async fn loses_without_sync(format: EmbeddedFormat) {
+    let (lost, report) = power_loss(format, Durability::Normal, PowerCut::Clean, 3).await;
     eprintln!("{report}");
     assert!(lost > 0, "the control run lost nothing: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_loss_loses_nothing_acknowledged() {
+    loses_nothing(EmbeddedFormat::Sqlite, PowerCut::Clean).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tails_lose_nothing_acknowledged() {
+    loses_nothing(EmbeddedFormat::Sqlite, PowerCut::Torn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_loss_without_sync_is_seen_losing() {
+    loses_without_sync(EmbeddedFormat::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_loss_loses_nothing_acknowledged_log() {
+    loses_nothing(EmbeddedFormat::Log, PowerCut::Clean).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tails_lose_nothing_acknowledged_log() {
+    loses_nothing(EmbeddedFormat::Log, PowerCut::Torn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_loss_without_sync_is_seen_losing_log() {
+    loses_without_sync(EmbeddedFormat::Log).await;
 }

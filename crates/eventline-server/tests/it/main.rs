@@ -2,7 +2,8 @@
 //! data directory and talks to it over loopback.
 //!
 //! With `EVENTLINE_TEST_STORE=postgres` every test runs on a fresh PostgreSQL database
-//! instead (scripts/test runs this binary both ways).
+//! instead, and with `EVENTLINE_TEST_STORE=log` on the embedded log store (scripts/test
+//! runs this binary all three ways).
 
 mod access;
 mod browser;
@@ -34,20 +35,26 @@ pub struct TestApp {
 pub struct Storage {
     data_dir: tempfile::TempDir,
     database_url: Option<String>,
+    embedded_format: Option<eventline_store::EmbeddedFormat>,
 }
 
 impl Storage {
     /// Fresh storage of the kind `EVENTLINE_TEST_STORE` asks for (default: embedded).
     pub async fn new() -> Storage {
         let data_dir = tempfile::tempdir().expect("temporary directory");
-        let database_url = match std::env::var("EVENTLINE_TEST_STORE").as_deref() {
-            Ok("postgres") => Some(eventline_testkit::database().await),
-            Ok("sqlite") | Ok("") | Err(_) => None,
-            Ok(other) => panic!("EVENTLINE_TEST_STORE={other}: expected sqlite or postgres"),
+        let (database_url, embedded_format) = match std::env::var("EVENTLINE_TEST_STORE").as_deref()
+        {
+            Ok("postgres") => (Some(eventline_testkit::database().await), None),
+            Ok("log") => (None, Some(eventline_store::EmbeddedFormat::Log)),
+            Ok("sqlite") | Ok("") | Err(_) => (None, None),
+            Ok(other) => {
+                panic!("EVENTLINE_TEST_STORE={other}: expected sqlite, log or postgres")
+            }
         };
         Storage {
             data_dir,
             database_url,
+            embedded_format,
         }
     }
 }
@@ -72,6 +79,7 @@ impl TestApp {
         }
         let mut config = Config::new(storage.data_dir.path().to_owned());
         config.database_url = storage.database_url.clone();
+        config.embedded_format = storage.embedded_format;
         configure(&mut config);
         let app = App::open(config).await.expect("open app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

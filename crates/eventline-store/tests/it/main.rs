@@ -1,11 +1,13 @@
 //! The store conformance suite: one set of behaviours, run against every store.
 
 mod conformance;
+mod log_files;
 mod page_checksums;
 
 use std::sync::Arc;
 
 use eventline_store::Store;
+use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::postgres::{PostgresOptions, PostgresStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 
@@ -20,6 +22,15 @@ pub fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store =
         SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open sqlite store");
+    TestStore {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+pub fn log() -> TestStore {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = LogStore::open(dir.path(), &LogOptions::default()).expect("open log store");
     TestStore {
         store: Arc::new(store),
         _dir: Some(dir),
@@ -46,6 +57,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     let test_store = $crate::sqlite();
+                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                }
+            )*
+        }
+        mod log {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let test_store = $crate::log();
                     $crate::conformance::$name(test_store.store.as_ref()).await;
                 }
             )*

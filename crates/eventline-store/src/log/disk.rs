@@ -1,0 +1,111 @@
+//! The file work of the log store, behind a trait: the real file system here, and in
+//! tests a simulated disk that loses what was not synced when the power goes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+/// What the log store asks of a disk. Paths are whole paths; only the files of one
+/// directory are used.
+pub trait Disk: Send + Sync + 'static {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names of the files in `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Appends to the file, creating it if it does not exist.
+    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Makes what was appended to the file durable (`fdatasync`).
+    fn sync(&self, path: &Path) -> io::Result<()>;
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable: files created, renamed or removed in it.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system. Keeps the file last appended to open, since the writer appends
+/// to one file for a long time.
+#[derive(Default)]
+pub struct RealDisk {
+    open: Mutex<Option<(PathBuf, File)>>,
+}
+
+impl RealDisk {
+    fn with_file<T>(
+        &self,
+        path: &Path,
+        work: impl FnOnce(&mut File) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.as_ref().is_none_or(|(open_path, _)| open_path != path) {
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            *open = Some((path.to_owned(), file));
+        }
+        match open.as_mut() {
+            Some((_, file)) => work(file),
+            None => Err(io::Error::other("no open file")),
+        }
+    }
+
+    /// Closes the kept file if it is `path`, which is about to be replaced or removed.
+    fn forget(&self, path: &Path) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open
+            .as_ref()
+            .is_some_and(|(open_path, _)| open_path == path)
+        {
+            *open = None;
+        }
+    }
+}
+
+impl Disk for RealDisk {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.with_file(path, |file| file.write_all(bytes))
+    }
+
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        self.with_file(path, |file| file.sync_data())
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.forget(path);
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.forget(from);
+        self.forget(to);
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.forget(path);
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}

@@ -1,0 +1,320 @@
+//! The log's events held in memory, indexed for every read the server makes. No IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use eventline_core::cursor::StreamCursor;
+use eventline_core::event::Event;
+use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
+use eventline_core::stats::{StatsQuery, StatsRow};
+use uuid::Uuid;
+
+use crate::StreamChunk;
+use crate::page_sql::{into_page, into_stream_chunk};
+
+/// A read in commit order looks at no more positions than this: a filter that matches
+/// nothing answers how far it got instead of walking every event.
+const STREAM_SCAN_LEN_MAX: usize = 100_000;
+/// What an event costs in memory beyond its text: the struct, four index entries and
+/// the maps' overhead, measured as RSS over 1,000,000 events.
+const EVENT_OVERHEAD_BYTES: usize = 240;
+
+/// (timestamp, id): the page order.
+type TimeKey = (i64, Uuid);
+
+struct Entry {
+    seq: u64,
+    /// The log file holding the event.
+    file: u32,
+    event: Event,
+}
+
+/// What a log file holds, for retention.
+#[derive(Default, Clone, Copy)]
+struct FileEvents {
+    len: usize,
+    /// The newest timestamp the file ever held: never less than what it holds now.
+    timestamp_max: i64,
+}
+
+#[derive(Default)]
+pub(crate) struct Memtable {
+    by_id: HashMap<Uuid, Entry>,
+    by_time: BTreeSet<TimeKey>,
+    by_contact: HashMap<String, BTreeSet<TimeKey>>,
+    by_seq: BTreeMap<u64, Uuid>,
+    types: BTreeMap<String, u64>,
+    files: BTreeMap<u32, FileEvents>,
+    /// The position after the last one given: positions are never given twice, even
+    /// when the newest events are deleted.
+    seq_end: u64,
+    bytes: usize,
+}
+
+impl Memtable {
+    pub fn new() -> Memtable {
+        Memtable {
+            seq_end: 1,
+            ..Memtable::default()
+        }
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<&Event> {
+        self.by_id.get(id).map(|entry| &entry.event)
+    }
+
+    pub fn seq_end(&self) -> u64 {
+        self.seq_end
+    }
+
+    /// The memory the events take, as estimated for the store's bound.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn event_bytes(event: &Event) -> usize {
+        EVENT_OVERHEAD_BYTES
+            + event.event_type.len()
+            + event.content.get().len()
+            + event.contact_id.as_ref().map_or(0, String::len)
+    }
+
+    /// Positions up to `seq_end` are taken, stored or not.
+    pub fn reserve(&mut self, seq_end: u64) {
+        self.seq_end = self.seq_end.max(seq_end);
+    }
+
+    pub fn insert(&mut self, seq: u64, file: u32, event: Event) {
+        let key = (event.timestamp_ms, event.id);
+        self.bytes += Memtable::event_bytes(&event);
+        self.by_time.insert(key);
+        if let Some(contact_id) = &event.contact_id {
+            self.by_contact
+                .entry(contact_id.clone())
+                .or_default()
+                .insert(key);
+        }
+        self.by_seq.insert(seq, event.id);
+        *self.types.entry(event.event_type.clone()).or_default() += 1;
+        let file_events = self.files.entry(file).or_default();
+        file_events.len += 1;
+        file_events.timestamp_max = file_events.timestamp_max.max(event.timestamp_ms);
+        self.reserve(seq + 1);
+        if let Some(replaced) = self.by_id.insert(event.id, Entry { seq, file, event }) {
+            // Ids are unique in the log; a second copy would be a bug upstream. Keep the
+            // indexes true to `by_id` whatever happened.
+            self.forget_indexes(&replaced);
+        }
+    }
+
+    /// Removes the events with these ids; how many there were.
+    pub fn remove(&mut self, ids: &[Uuid]) -> u64 {
+        let mut removed = 0;
+        for id in ids {
+            if let Some(entry) = self.by_id.remove(id) {
+                self.forget_indexes(&entry);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    fn forget_indexes(&mut self, entry: &Entry) {
+        let event = &entry.event;
+        let key = (event.timestamp_ms, event.id);
+        self.bytes = self.bytes.saturating_sub(Memtable::event_bytes(event));
+        self.by_time.remove(&key);
+        if let Some(contact_id) = &event.contact_id
+            && let Some(keys) = self.by_contact.get_mut(contact_id)
+        {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.by_contact.remove(contact_id);
+            }
+        }
+        if self.by_seq.get(&entry.seq) == Some(&event.id) {
+            self.by_seq.remove(&entry.seq);
+        }
+        if let Some(file_events) = self.files.get_mut(&entry.file) {
+            file_events.len -= 1;
+        }
+        if let Some(count) = self.types.get_mut(&event.event_type) {
+            *count -= 1;
+            if *count == 0 {
+                self.types.remove(&event.event_type);
+            }
+        }
+    }
+
+    /// The contact's events: (file, id) of each.
+    pub fn contact_events(&self, contact_id: &str) -> Vec<(u32, Uuid)> {
+        self.by_contact
+            .get(contact_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, id)| Some((self.by_id.get(id)?.file, *id)))
+            .collect()
+    }
+
+    /// At most `limit` events with a timestamp before `cutoff_ms`, oldest first: (file, id).
+    pub fn events_before(&self, cutoff_ms: i64, limit: usize) -> Vec<(u32, Uuid)> {
+        self.by_time
+            .range(..(cutoff_ms, Uuid::nil()))
+            .take(limit)
+            .filter_map(|(_, id)| Some((self.by_id.get(id)?.file, *id)))
+            .collect()
+    }
+
+    /// How many events file `file` holds.
+    pub fn file_len(&self, file: u32) -> usize {
+        self.files
+            .get(&file)
+            .map_or(0, |file_events| file_events.len)
+    }
+
+    /// The events of the files other than `active` that hold nothing from `cutoff_ms`
+    /// on: (file, id) of each. Retention removes such files whole.
+    pub fn expired_files(&self, cutoff_ms: i64, active: u32) -> Vec<(u32, Uuid)> {
+        let files: Vec<u32> = self
+            .files
+            .iter()
+            .filter(|(file, file_events)| **file != active && file_events.timestamp_max < cutoff_ms)
+            .map(|(file, _)| *file)
+            .collect();
+        if files.is_empty() {
+            return Vec::new();
+        }
+        self.by_id
+            .iter()
+            .filter(|(_, entry)| files.contains(&entry.file))
+            .map(|(id, entry)| (entry.file, *id))
+            .collect()
+    }
+
+    /// The keys matching the filter's contact and time window, in page order.
+    fn window(&self, filter: &Filter) -> Box<dyn DoubleEndedIterator<Item = &TimeKey> + '_> {
+        let low = match filter.since_ms {
+            Some(since_ms) => Bound::Included((since_ms, Uuid::nil())),
+            None => Bound::Unbounded,
+        };
+        let high = match filter.until_ms {
+            Some(until_ms) => Bound::Excluded((until_ms, Uuid::nil())),
+            None => Bound::Unbounded,
+        };
+        let keys = match &filter.contact_id {
+            Some(contact_id) => match self.by_contact.get(contact_id) {
+                Some(keys) => keys,
+                None => return Box::new(std::iter::empty()),
+            },
+            None => &self.by_time,
+        };
+        Box::new(keys.range((low, high)))
+    }
+
+    fn matching<'a>(
+        &'a self,
+        filter: &'a Filter,
+        keys: impl Iterator<Item = &'a TimeKey> + 'a,
+    ) -> impl Iterator<Item = &'a Event> + 'a {
+        keys.filter_map(|(_, id)| self.get(id))
+            .filter(move |event| filter.matches(event))
+    }
+
+    pub fn page(&self, query: &PageQuery) -> Page {
+        let filter = &query.filter;
+        let keys = self.window(filter);
+        let (skip, after) = match query.start {
+            Start::First => (0, None),
+            Start::Skip(skip) => (usize::try_from(skip).unwrap_or(usize::MAX), None),
+            Start::After(cursor) => (0, Some((cursor.timestamp_ms, cursor.id))),
+        };
+        let fetch = query.limit as usize + 1;
+        let events: Vec<Event> = match query.order {
+            Order::Asc => {
+                let keys = keys.skip_while(move |key| after.is_some_and(|after| **key <= after));
+                self.matching(filter, keys)
+                    .skip(skip)
+                    .take(fetch)
+                    .cloned()
+                    .collect()
+            }
+            Order::Desc => {
+                let keys = keys
+                    .rev()
+                    .skip_while(move |key| after.is_some_and(|after| **key >= after));
+                self.matching(filter, keys)
+                    .skip(skip)
+                    .take(fetch)
+                    .cloned()
+                    .collect()
+            }
+        };
+        into_page(events, query.limit)
+    }
+
+    /// The position of the last event ever committed.
+    pub fn head(&self) -> StreamCursor {
+        seq_position(self.seq_end - 1)
+    }
+
+    pub fn stream(&self, filter: &Filter, after: StreamCursor, limit: u32) -> StreamChunk {
+        let mut events = Vec::new();
+        let mut positions = self
+            .by_seq
+            .range((Bound::Excluded(after.commit), Bound::Unbounded));
+        let mut scanned = 0;
+        while events.len() < limit as usize {
+            let Some((seq, id)) = positions.next() else {
+                break;
+            };
+            if let Some(event) = self.get(id)
+                && filter.matches(event)
+            {
+                events.push((seq_position(*seq), event.clone()));
+            }
+            scanned += 1;
+            if scanned == STREAM_SCAN_LEN_MAX && events.len() < limit as usize {
+                // Only what was looked at is answered for.
+                return StreamChunk {
+                    events,
+                    upto: seq_position(*seq),
+                };
+            }
+        }
+        into_stream_chunk(events, limit, after, self.head())
+    }
+
+    pub fn stats(&self, query: &StatsQuery) -> Vec<StatsRow> {
+        let bucket_ms = query.bucket.ms();
+        let mut counts: BTreeMap<(i64, &str), u64> = BTreeMap::new();
+        for event in self.matching(&query.filter, self.window(&query.filter)) {
+            let start_ms = event.timestamp_ms.div_euclid(bucket_ms) * bucket_ms;
+            *counts.entry((start_ms, &event.event_type)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|((start_ms, event_type), count)| StatsRow {
+                start_ms,
+                event_type: event_type.to_owned(),
+                count,
+            })
+            .collect()
+    }
+
+    pub fn event_types(&self) -> Vec<(String, u64)> {
+        self.types
+            .iter()
+            .map(|(name, count)| (name.clone(), *count))
+            .collect()
+    }
+}
+
+/// A place in commit order, as the embedded SQLite store gives it: the position alone
+/// orders events, so the id part is the largest there is and an event's position equals
+/// the head's at the same place.
+fn seq_position(seq: u64) -> StreamCursor {
+    StreamCursor {
+        commit: seq,
+        id: Uuid::max(),
+    }
+}

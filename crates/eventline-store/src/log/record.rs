@@ -1,0 +1,303 @@
+//! The log's bytes: a file header, then commit blocks, each holding the events of one
+//! group commit. Pure functions; the file work is in `files`.
+//!
+//! ```text
+//! file   = FILE_MAGIC (8 bytes) block*
+//! block  = BLOCK_MAGIC u32 | payload_len u32 | seq_first u64 | seq_len u32
+//!          | payload_crc u32 | header_crc u32 | payload
+//! payload = event*            (seq_len events, seq_first, seq_first + 1, …)
+//! event  = id [16] | timestamp_ms i64 | received_at_ms i64 | client_timestamp_ms flag u8, i64
+//!        | scope u8 | event_type len u16, bytes | contact_id flag u8, len u16, bytes
+//!        | content len u32, bytes
+//! ```
+//!
+//! Numbers are little-endian. `payload_crc` is the CRC-32 of the payload, `header_crc`
+//! that of the header's other fields: with the header checked on its own, a block that
+//! the file ends inside of is known to be a write cut short, not a damaged length. A block keeps its `seq_first` and `seq_len` even when an erasure removes
+//! events from it, so that the highest position ever given is never given again.
+
+use eventline_core::event::{Event, Scope};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// The first bytes of every log file: what it is and the format's version.
+pub(crate) const FILE_MAGIC: &[u8; 8] = b"EVLOG\x00\x00\x01";
+const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"EVLB");
+pub(crate) const BLOCK_HEADER_LEN: usize = 4 + 4 + 8 + 4 + 4 + 4;
+/// No group commit writes more: the ingest's commits are bounded far below it, and a
+/// damaged length field must not make recovery read gigabytes.
+pub(crate) const BLOCK_PAYLOAD_LEN_MAX: usize = 256 << 20;
+
+/// One stored event and its position in commit order.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// A commit block as read back.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub seq_first: u64,
+    pub seq_len: u32,
+    /// Events still in the block; fewer than `seq_len` after an erasure or retention.
+    pub events: Vec<Stored>,
+}
+
+impl Block {
+    /// The position after this block's last.
+    pub fn seq_end(&self) -> u64 {
+        self.seq_first + u64::from(self.seq_len)
+    }
+}
+
+/// Appends one block holding `events` to `out`. `seq_len` may exceed the events' count
+/// (a rewritten block keeps its positions); each event's seq lies in the block's range.
+pub(crate) fn encode_block(out: &mut Vec<u8>, seq_first: u64, seq_len: u32, events: &[Stored]) {
+    let start = out.len();
+    out.extend_from_slice(&BLOCK_MAGIC.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // payload length, set below
+    out.extend_from_slice(&seq_first.to_le_bytes());
+    out.extend_from_slice(&seq_len.to_le_bytes());
+    out.extend_from_slice(&[0; 8]); // payload and header crc, set below
+    for stored in events {
+        encode_event(out, stored.seq - seq_first, &stored.event);
+    }
+    let payload_len = u32::try_from(out.len() - start - BLOCK_HEADER_LEN).unwrap_or(u32::MAX);
+    out[start + 4..start + 8].copy_from_slice(&payload_len.to_le_bytes());
+    let payload_crc = crc32fast::hash(&out[start + BLOCK_HEADER_LEN..]);
+    out[start + 20..start + 24].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[start..start + 24]);
+    out[start + 24..start + 28].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// Why the bytes at some offset are not a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BadBlock {
+    /// Fewer bytes than a header, or than a header whose checksum matches says the
+    /// block has: the end of what was written.
+    Short,
+    /// The bytes are there but are not a whole block.
+    Damaged(&'static str),
+}
+
+/// Reads the block at the start of `bytes`: the block and its length in bytes.
+pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
+    let header = bytes.get(..BLOCK_HEADER_LEN).ok_or(BadBlock::Short)?;
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    if u32_at(0) != BLOCK_MAGIC {
+        return Err(BadBlock::Damaged("no block starts here"));
+    }
+    if crc32fast::hash(&header[..24]) != u32_at(24) {
+        return Err(BadBlock::Damaged(
+            "the block's header does not match its checksum",
+        ));
+    }
+    let payload_len = u32_at(4) as usize;
+    if payload_len > BLOCK_PAYLOAD_LEN_MAX {
+        return Err(BadBlock::Damaged("the block's length is out of range"));
+    }
+    let mut seq_first = [0; 8];
+    seq_first.copy_from_slice(&header[8..16]);
+    let seq_first = u64::from_le_bytes(seq_first);
+    let seq_len = u32_at(16);
+    let len = BLOCK_HEADER_LEN + payload_len;
+    let payload = bytes.get(BLOCK_HEADER_LEN..len).ok_or(BadBlock::Short)?;
+    if crc32fast::hash(payload) != u32_at(20) {
+        return Err(BadBlock::Damaged("the block does not match its checksum"));
+    }
+    let mut reader = Reader { bytes: payload };
+    let mut events = Vec::new();
+    while !reader.bytes.is_empty() {
+        let (offset, event) = decode_event(&mut reader).ok_or(BadBlock::Damaged(
+            "an event in the block cannot be read although the checksum matches",
+        ))?;
+        if offset >= u64::from(seq_len) {
+            return Err(BadBlock::Damaged(
+                "an event lies outside its block's positions",
+            ));
+        }
+        events.push(Stored {
+            seq: seq_first + offset,
+            event,
+        });
+    }
+    let block = Block {
+        seq_first,
+        seq_len,
+        events,
+    };
+    Ok((block, len))
+}
+
+fn encode_event(out: &mut Vec<u8>, seq_offset: u64, event: &Event) {
+    out.extend_from_slice(&u32::try_from(seq_offset).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(event.id.as_bytes());
+    out.extend_from_slice(&event.timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&event.received_at_ms.to_le_bytes());
+    match event.client_timestamp_ms {
+        Some(ms) => {
+            out.push(1);
+            out.extend_from_slice(&ms.to_le_bytes());
+        }
+        None => out.push(0),
+    }
+    out.push(match event.scope {
+        Scope::App => 0,
+        Scope::Site => 1,
+    });
+    // Lengths fit: event types and contact ids are bounded in characters by validation
+    // (`EVENT_TYPE_CHARS_MAX`, `CONTACT_ID_CHARS_MAX`), content by the body limit.
+    out.extend_from_slice(&(event.event_type.len() as u16).to_le_bytes());
+    out.extend_from_slice(event.event_type.as_bytes());
+    match &event.contact_id {
+        Some(contact_id) => {
+            out.push(1);
+            out.extend_from_slice(&(contact_id.len() as u16).to_le_bytes());
+            out.extend_from_slice(contact_id.as_bytes());
+        }
+        None => out.push(0),
+    }
+    let content = event.content.get();
+    out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    out.extend_from_slice(content.as_bytes());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        if self.bytes.len() < len {
+            return None;
+        }
+        let (taken, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Some(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.array::<1>()?[0])
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.array()?))
+    }
+
+    fn text(&mut self, len: usize) -> Option<String> {
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+fn decode_event(reader: &mut Reader<'_>) -> Option<(u64, Event)> {
+    let seq_offset = u64::from(u32::from_le_bytes(reader.array()?));
+    let id = Uuid::from_bytes(reader.array()?);
+    let timestamp_ms = reader.i64()?;
+    let received_at_ms = reader.i64()?;
+    let client_timestamp_ms = match reader.u8()? {
+        0 => None,
+        1 => Some(reader.i64()?),
+        _ => return None,
+    };
+    let scope = match reader.u8()? {
+        0 => Scope::App,
+        1 => Scope::Site,
+        _ => return None,
+    };
+    let event_type_len = u16::from_le_bytes(reader.array()?) as usize;
+    let event_type = reader.text(event_type_len)?;
+    let contact_id = match reader.u8()? {
+        0 => None,
+        1 => {
+            let len = u16::from_le_bytes(reader.array()?) as usize;
+            Some(reader.text(len)?)
+        }
+        _ => return None,
+    };
+    let content_len = u32::from_le_bytes(reader.array()?) as usize;
+    let content = RawValue::from_string(reader.text(content_len)?).ok()?;
+    let event = Event {
+        id,
+        event_type,
+        content,
+        contact_id,
+        scope,
+        timestamp_ms,
+        received_at_ms,
+        client_timestamp_ms,
+    };
+    Some((seq_offset, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u128, contact: Option<&str>) -> Stored {
+        Stored {
+            seq: 10 + n as u64,
+            event: Event {
+                id: Uuid::from_u128(n),
+                event_type: "new_order".to_owned(),
+                content: RawValue::from_string(format!("{{\"n\":{n}}}")).expect("json"),
+                contact_id: contact.map(str::to_owned),
+                scope: if n.is_multiple_of(2) {
+                    Scope::App
+                } else {
+                    Scope::Site
+                },
+                timestamp_ms: 1_700_000_000_000 + n as i64,
+                received_at_ms: 1_700_000_000_500,
+                client_timestamp_ms: n.is_multiple_of(3).then_some(5),
+            },
+        }
+    }
+
+    #[test]
+    fn a_block_reads_back_as_written() {
+        let events = vec![event(0, Some("c-1")), event(1, None), event(2, Some(""))];
+        let mut bytes = Vec::new();
+        encode_block(&mut bytes, 10, 4, &events);
+        let (block, len) = decode_block(&bytes).expect("block");
+        assert_eq!(len, bytes.len());
+        assert_eq!(
+            (block.seq_first, block.seq_len, block.seq_end()),
+            (10, 4, 14)
+        );
+        assert_eq!(block.events.len(), 3);
+        for (read, written) in block.events.iter().zip(&events) {
+            assert_eq!(read.seq, written.seq);
+            let (read, written) = (&read.event, &written.event);
+            assert_eq!(read.id, written.id);
+            assert_eq!(read.content.get(), written.content.get());
+            assert_eq!(read.contact_id, written.contact_id);
+            assert_eq!(read.scope, written.scope);
+            assert_eq!(read.client_timestamp_ms, written.client_timestamp_ms);
+            assert_eq!(
+                (read.timestamp_ms, read.received_at_ms),
+                (written.timestamp_ms, written.received_at_ms)
+            );
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_and_every_cut_is_found() {
+        let mut bytes = Vec::new();
+        encode_block(&mut bytes, 10, 2, &[event(0, Some("c")), event(1, None)]);
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_block(&damaged).is_err(), "bit {bit} flipped unseen");
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_block(&bytes[..len]).is_err(), "cut at {len} unseen");
+        }
+    }
+}

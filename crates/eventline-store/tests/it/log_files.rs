@@ -1,0 +1,199 @@
+//! The log store's files: recovery after a write cut short, damage refused, erasure and
+//! retention that leave no trace in the files.
+
+use std::path::{Path, PathBuf};
+
+use eventline_core::event::{Event, Scope};
+use eventline_core::query::{Filter, Order, PageQuery, Start};
+use eventline_store::log::{LogOptions, LogStore};
+use eventline_store::{Error, Store};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::conformance::append_all;
+
+fn event(n: u128, contact_id: &str, timestamp_ms: i64) -> Event {
+    Event {
+        id: Uuid::from_u128(n),
+        event_type: "new_order".to_owned(),
+        content: RawValue::from_string(format!(r#"{{"marker":"{contact_id}-{n}"}}"#))
+            .expect("json"),
+        contact_id: Some(contact_id.to_owned()),
+        scope: Scope::App,
+        timestamp_ms,
+        received_at_ms: 1_700_000_000_000,
+        client_timestamp_ms: None,
+    }
+}
+
+fn open(dir: &Path) -> Result<LogStore, Error> {
+    LogStore::open(dir, &LogOptions::default())
+}
+
+fn small_files() -> LogOptions {
+    LogOptions {
+        file_len_max: 2_000,
+        ..LogOptions::default()
+    }
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
+        .expect("log directory")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+async fn ids(store: &dyn Store) -> Vec<u128> {
+    let page = store
+        .page(PageQuery {
+            filter: Filter::default(),
+            order: Order::Asc,
+            start: Start::First,
+            limit: 1_000,
+        })
+        .await
+        .expect("page");
+    page.events.iter().map(|event| event.id.as_u128()).collect()
+}
+
+/// Three commits of two events each, in a fresh store that is then closed.
+async fn three_commits(dir: &Path) -> Vec<usize> {
+    let store = open(dir).expect("open");
+    let path = &log_files(dir)[0];
+    let mut ends = Vec::new();
+    for commit in 0..3u128 {
+        let events = (1..=2)
+            .map(|n| event(commit * 2 + n, "c", (commit * 2 + n) as i64))
+            .collect();
+        append_all(&store, events).await;
+        ends.push(std::fs::metadata(path).expect("log file").len() as usize);
+    }
+    ends
+}
+
+fn rewrite(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).expect("read");
+    change(&mut bytes);
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[tokio::test]
+async fn a_write_cut_short_is_cut_off_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ends = three_commits(dir.path()).await;
+    let path = log_files(dir.path())[0].clone();
+    // The last commit cut in its middle, then in its header.
+    for cut in [ends[2] - 10, ends[1] + 5] {
+        rewrite(&path, |bytes| bytes.truncate(cut));
+        let store = open(dir.path()).expect("reopen after a cut");
+        assert_eq!(ids(&store).await, [1, 2, 3, 4]);
+        assert_eq!(
+            std::fs::metadata(&path).expect("log").len() as usize,
+            ends[1]
+        );
+        drop(store);
+        let grow = ends[1] + 7;
+        rewrite(&path, |bytes| bytes.resize(grow, 0xAB));
+        rewrite(&path, |bytes| bytes.truncate(cut.min(grow)));
+    }
+    // Zeroed sectors past the last whole commit, as a file system may leave them.
+    rewrite(&path, |bytes| {
+        bytes.truncate(ends[1]);
+        bytes.resize(ends[1].next_multiple_of(512) + 512, 0);
+    });
+    let store = open(dir.path()).expect("reopen after zeroed sectors");
+    assert_eq!(ids(&store).await, [1, 2, 3, 4]);
+    append_all(&store, vec![event(9, "c", 5)]).await;
+    drop(store);
+    let store = open(dir.path()).expect("reopen after a new commit");
+    assert_eq!(ids(&store).await, [1, 2, 3, 4, 9]);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_any_commit_is_refused_never_dropped() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ends = three_commits(dir.path()).await;
+    let path = log_files(dir.path())[0].clone();
+    let whole = std::fs::read(&path).expect("read");
+    // Every byte of the first and of the last commit: the last one too, although
+    // nothing follows it, since a whole commit was synced and acknowledged.
+    for at in (8..ends[0]).chain(ends[1]..ends[2]) {
+        let mut damaged = whole.clone();
+        damaged[at] ^= 1 << (at % 8);
+        std::fs::write(&path, &damaged).expect("write");
+        match open(dir.path()) {
+            Err(Error::LogDamaged { offset, .. }) => {
+                assert!(
+                    offset == 8 || offset as usize == ends[1],
+                    "byte {at}: offset {offset}"
+                )
+            }
+            Err(other) => panic!("byte {at}: {other}"),
+            Ok(_) => panic!("byte {at} flipped, the store opened"),
+        }
+    }
+    std::fs::write(&path, &whole).expect("write");
+    assert_eq!(ids(&open(dir.path()).expect("open")).await.len(), 6);
+}
+
+#[tokio::test]
+async fn an_erased_contact_leaves_no_byte_in_the_log_and_stays_suppressed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = LogStore::open(dir.path(), &small_files()).expect("open");
+    for n in 0..60u128 {
+        let contact = if n % 3 == 0 { "gone" } else { "kept" };
+        append_all(&store, vec![event(n + 1, contact, n as i64)]).await;
+    }
+    assert!(log_files(dir.path()).len() > 2, "the log rotated");
+    assert_eq!(store.erase_contact("gone", true).await.expect("erase"), 20);
+    let found = log_files(dir.path())
+        .iter()
+        .filter(|path| {
+            let bytes = std::fs::read(path).expect("read");
+            bytes.windows(5).any(|window| window == b"gone-")
+        })
+        .count();
+    assert_eq!(found, 0, "an erased event's bytes are still in a log file");
+    drop(store);
+    let store = LogStore::open(dir.path(), &small_files()).expect("reopen");
+    assert_eq!(ids(&store).await.len(), 40);
+    let refused = store
+        .append(vec![eventline_store::Submission {
+            events: vec![event(100, "gone", 1)],
+        }])
+        .await
+        .expect("append");
+    assert!(matches!(
+        refused[0],
+        eventline_store::Outcome::Suppressed { .. }
+    ));
+    assert!(store.unsuppress_contact("gone").await.expect("unsuppress"));
+    append_all(&store, vec![event(100, "gone", 1)]).await;
+}
+
+#[tokio::test]
+async fn retention_removes_whole_old_files_and_positions_are_never_reused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = LogStore::open(dir.path(), &small_files()).expect("open");
+    for n in 0..60u128 {
+        append_all(&store, vec![event(n + 1, "c", n as i64)]).await;
+    }
+    let files_before = log_files(dir.path()).len();
+    let head = store.stream_head().await.expect("head");
+    // Whole files of expired events go in one step, past the step's bound.
+    let deleted = store.delete_before(40, 5).await.expect("retention");
+    assert!(deleted > 5, "deleted {deleted}");
+    assert!(log_files(dir.path()).len() < files_before);
+    while store.delete_before(40, 5).await.expect("retention") > 0 {}
+    assert_eq!(ids(&store).await, (41..=60).collect::<Vec<u128>>());
+    // The newest events erased, the store reopened: the head does not go back.
+    store.erase_contact("c", false).await.expect("erase");
+    drop(store);
+    let store = LogStore::open(dir.path(), &small_files()).expect("reopen");
+    assert_eq!(store.stream_head().await.expect("head"), head);
+    append_all(&store, vec![event(99, "d", 1)]).await;
+    assert!(store.stream_head().await.expect("head") > head);
+}
