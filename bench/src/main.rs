@@ -106,6 +106,10 @@ pub struct PerfArgs {
     /// Concurrent import requests.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// One more argument of `eventline serve`, as many times as needed: e.g.
+    /// `--serve-arg=--embedded-format --serve-arg=log` measures the log store.
+    #[arg(long, allow_hyphen_values = true)]
+    pub serve_arg: Vec<String>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

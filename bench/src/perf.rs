@@ -285,7 +285,8 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
         let mut command = Command::new(&args.eventline);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path());
+            .arg(data_dir.path())
+            .args(&args.serve_arg);
         command
     };
     let eventline = Server::start(&mut serve())?;
@@ -437,10 +438,15 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
     let errors = baseline_post.errors + eventline_post.errors + eventline_timeline_16.errors;
     let table = [
         format!(
-            "\nEventline performance: {} events; {} s per load; {} parallel import requests\n",
+            "\nEventline performance: {} events; {} s per load; {} parallel import requests; eventline serve {}\n",
             args.events,
             args.duration.as_secs(),
-            args.parallel
+            args.parallel,
+            if args.serve_arg.is_empty() {
+                "(defaults)".to_owned()
+            } else {
+                args.serve_arg.join(" ")
+            }
         ),
         format!(
             "{:<4} {:<44} {:>12} {:>28} {:>7} {:>12} {:>4}\n",

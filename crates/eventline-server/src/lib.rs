@@ -267,13 +267,13 @@ impl App {
             Arc::clone(&committed),
         );
         let (live, follower) = live::start(Arc::clone(&store), committed, config.live);
-        let state = http::AppState {
+        let state = http::AppState::new(http::Shared {
             store,
             ingest,
             live,
             limiters: Arc::new(http::rate_limit::Limiters::new(&config.rate_limits)),
             config: Arc::new(config),
-        };
+        });
         Ok(App {
             state,
             writer,

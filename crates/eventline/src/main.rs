@@ -14,6 +14,9 @@ use eventline_server::{App, Config, CorsOrigins, RateLimits};
 use eventline_store::EmbeddedFormat;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "eventline", version, about = "A self-hostable events service")]
 struct Cli {
@@ -52,6 +55,10 @@ enum Command {
     /// event's checksum. Exits non-zero when anything is damaged. The server must be
     /// stopped.
     Check(CheckArgs),
+    /// Write every event of the embedded store as NDJSON to standard output, in
+    /// (timestamp, id) order, read from the files with no server (which must be stopped):
+    /// the raw store, inspected. The lines are what `export` writes and `import` reads.
+    Dump(CheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -254,6 +261,7 @@ fn main() -> ExitCode {
         Command::Export(args) => client_command(cli::export(args)),
         Command::Openapi => openapi(),
         Command::Check(args) => check(&args),
+        Command::Dump(args) => dump(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,6 +340,54 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     Ok(())
+}
+
+fn dump(args: &CheckArgs) -> anyhow::Result<()> {
+    use eventline_core::query::{Order, PageQuery, Start};
+    use std::io::Write;
+    let open_error = || format!("cannot open the data directory {}", args.data_dir.display());
+    let store: Box<dyn eventline_store::Store> = match EmbeddedFormat::of(&args.data_dir) {
+        Some(EmbeddedFormat::Log) => Box::new(
+            eventline_store::log::LogStore::open(
+                &args.data_dir,
+                &eventline_store::log::LogOptions::default(),
+            )
+            .with_context(open_error)?,
+        ),
+        Some(EmbeddedFormat::Sqlite) => Box::new(
+            eventline_store::sqlite::SqliteStore::open(
+                &args.data_dir,
+                &eventline_store::sqlite::SqliteOptions::default(),
+            )
+            .with_context(open_error)?,
+        ),
+        None => anyhow::bail!("{} holds no store", args.data_dir.display()),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    client_command(async {
+        let mut start = Start::First;
+        loop {
+            let page = store
+                .page(PageQuery {
+                    start,
+                    order: Order::Asc,
+                    limit: 1_000,
+                    filter: Default::default(),
+                })
+                .await
+                .context("cannot read the store")?;
+            for event in &page.events {
+                serde_json::to_writer(&mut out, event)?;
+                out.write_all(b"\n")?;
+            }
+            match page.next {
+                Some(cursor) => start = Start::After(cursor),
+                None => break,
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })
 }
 
 /// Runs a client command on a small runtime of its own.

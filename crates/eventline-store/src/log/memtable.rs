@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use eventline_core::cursor::StreamCursor;
-use eventline_core::event::Event;
+use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
@@ -45,6 +45,8 @@ pub(crate) struct Memtable {
     by_seq: BTreeMap<u64, Uuid>,
     types: BTreeMap<String, u64>,
     files: BTreeMap<u32, FileEvents>,
+    per_minute: Rollup,
+    per_hour: Rollup,
     /// The position after the last one given: positions are never given twice, even
     /// when the newest events are deleted.
     seq_end: u64,
@@ -96,6 +98,8 @@ impl Memtable {
         }
         self.by_seq.insert(seq, event.id);
         *self.types.entry(event.event_type.clone()).or_default() += 1;
+        count(&mut self.per_minute, MINUTE_MS, &event, 1);
+        count(&mut self.per_hour, HOUR_MS, &event, 1);
         let file_events = self.files.entry(file).or_default();
         file_events.len += 1;
         file_events.timestamp_max = file_events.timestamp_max.max(event.timestamp_ms);
@@ -135,6 +139,8 @@ impl Memtable {
         if self.by_seq.get(&entry.seq) == Some(&event.id) {
             self.by_seq.remove(&entry.seq);
         }
+        count(&mut self.per_minute, MINUTE_MS, event, -1);
+        count(&mut self.per_hour, HOUR_MS, event, -1);
         if let Some(file_events) = self.files.get_mut(&entry.file) {
             file_events.len -= 1;
         }
@@ -211,11 +217,11 @@ impl Memtable {
         Box::new(keys.range((low, high)))
     }
 
-    fn matching<'a>(
-        &'a self,
-        filter: &'a Filter,
-        keys: impl Iterator<Item = &'a TimeKey> + 'a,
-    ) -> impl Iterator<Item = &'a Event> + 'a {
+    fn matching<'s: 'f, 'f>(
+        &'s self,
+        filter: &'f Filter,
+        keys: impl Iterator<Item = &'s TimeKey> + 'f,
+    ) -> impl Iterator<Item = &'s Event> + 'f {
         keys.filter_map(|(_, id)| self.get(id))
             .filter(move |event| filter.matches(event))
     }
@@ -284,27 +290,148 @@ impl Memtable {
         into_stream_chunk(events, limit, after, self.head())
     }
 
+    /// Counts per bucket and type, as the SQL stores count them: whole hours from the
+    /// hourly counts (when buckets are hours or days), whole minutes from the counts per
+    /// minute, the partial minutes at the window's edges and a contact's events from the
+    /// events themselves.
     pub fn stats(&self, query: &StatsQuery) -> Vec<StatsRow> {
-        let bucket_ms = query.bucket.ms();
-        let mut counts: BTreeMap<(i64, &str), u64> = BTreeMap::new();
-        for event in self.matching(&query.filter, self.window(&query.filter)) {
-            let start_ms = event.timestamp_ms.div_euclid(bucket_ms) * bucket_ms;
-            *counts.entry((start_ms, &event.event_type)).or_default() += 1;
+        let filter = &query.filter;
+        let mut tally = Tally {
+            bucket_ms: query.bucket.ms(),
+            counts: BTreeMap::new(),
+        };
+        let (Some(since_ms), Some(until_ms), None) =
+            (filter.since_ms, filter.until_ms, &filter.contact_id)
+        else {
+            self.count_events(filter, filter.since_ms, filter.until_ms, &mut tally);
+            return tally.rows();
+        };
+        let minutes_from = ceil_to(since_ms, MINUTE_MS);
+        let minutes_to = floor_to(until_ms, MINUTE_MS);
+        if minutes_from >= minutes_to {
+            self.count_events(filter, Some(since_ms), Some(until_ms), &mut tally);
+            return tally.rows();
         }
-        counts
-            .into_iter()
-            .map(|((start_ms, event_type), count)| StatsRow {
-                start_ms,
-                event_type: event_type.to_owned(),
-                count,
-            })
-            .collect()
+        self.count_events(filter, Some(since_ms), Some(minutes_from), &mut tally);
+        self.count_events(filter, Some(minutes_to), Some(until_ms), &mut tally);
+        let hours_from = ceil_to(minutes_from, HOUR_MS);
+        let hours_to = floor_to(minutes_to, HOUR_MS);
+        if tally.bucket_ms >= HOUR_MS && hours_from < hours_to {
+            tally.add_rollup(&self.per_minute, filter, minutes_from, hours_from);
+            tally.add_rollup(&self.per_hour, filter, hours_from, hours_to);
+            tally.add_rollup(&self.per_minute, filter, hours_to, minutes_to);
+        } else {
+            tally.add_rollup(&self.per_minute, filter, minutes_from, minutes_to);
+        }
+        tally.rows()
+    }
+
+    fn count_events<'a>(
+        &'a self,
+        filter: &Filter,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        tally: &mut Tally<'a>,
+    ) {
+        let window = Filter {
+            since_ms,
+            until_ms,
+            ..filter.clone()
+        };
+        for event in self.matching(&window, self.window(&window)) {
+            tally.add(event.timestamp_ms, &event.event_type, 1);
+        }
     }
 
     pub fn event_types(&self) -> Vec<(String, u64)> {
         self.types
             .iter()
             .map(|(name, count)| (name.clone(), *count))
+            .collect()
+    }
+}
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
+fn floor_to(ms: i64, unit_ms: i64) -> i64 {
+    ms.div_euclid(unit_ms) * unit_ms
+}
+
+fn ceil_to(ms: i64, unit_ms: i64) -> i64 {
+    floor_to(ms, unit_ms)
+        + if ms.rem_euclid(unit_ms) == 0 {
+            0
+        } else {
+            unit_ms
+        }
+}
+
+/// Events per (start of a minute or hour, event type), by scope (app, site).
+type Rollup = BTreeMap<(i64, String), [u64; 2]>;
+
+fn scope_index(scope: Scope) -> usize {
+    match scope {
+        Scope::App => 0,
+        Scope::Site => 1,
+    }
+}
+
+/// Adds `delta` to an event's count in `rollup`, dropping counts that reach zero.
+fn count(rollup: &mut Rollup, unit_ms: i64, event: &Event, delta: i64) {
+    let key = (
+        floor_to(event.timestamp_ms, unit_ms),
+        event.event_type.clone(),
+    );
+    let counts = rollup.entry(key.clone()).or_default();
+    let slot = &mut counts[scope_index(event.scope)];
+    *slot = slot.saturating_add_signed(delta);
+    if *counts == [0, 0] {
+        rollup.remove(&key);
+    }
+}
+
+/// Stats counts being added up, per bucket and type.
+struct Tally<'a> {
+    bucket_ms: i64,
+    counts: BTreeMap<(i64, &'a str), u64>,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, timestamp_ms: i64, event_type: &'a str, count: u64) {
+        let bucket = floor_to(timestamp_ms, self.bucket_ms);
+        *self.counts.entry((bucket, event_type)).or_default() += count;
+    }
+
+    /// The rollup's counts of the units in [`from_ms`, `to_ms`) that match the filter's
+    /// scope and types.
+    fn add_rollup(&mut self, rollup: &'a Rollup, filter: &Filter, from_ms: i64, to_ms: i64) {
+        let range = (
+            Bound::Included((from_ms, String::new())),
+            Bound::Excluded((to_ms, String::new())),
+        );
+        for ((unit_ms, event_type), counts) in rollup.range(range) {
+            if !filter.event_types.is_empty() && !filter.event_types.contains(event_type) {
+                continue;
+            }
+            let count = match filter.scope {
+                Some(scope) => counts[scope_index(scope)],
+                None => counts[0] + counts[1],
+            };
+            if count > 0 {
+                self.add(*unit_ms, event_type, count);
+            }
+        }
+    }
+
+    fn rows(self) -> Vec<StatsRow> {
+        self.counts
+            .into_iter()
+            .map(|((start_ms, event_type), count)| StatsRow {
+                start_ms,
+                event_type: event_type.to_owned(),
+                count,
+            })
             .collect()
     }
 }

@@ -1,5 +1,6 @@
 //! The client commands against the real server: import → export round trip, bad lines
-//! reported by number, `get` as a table and as JSON, `post`, `tail`.
+//! reported by number, `get` as a table and as JSON, `post`, `tail`; and `dump`, which
+//! reads the store's files with no server.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -144,6 +145,30 @@ async fn import_then_export_gives_back_the_same_events() {
         stderr.contains(&format!("(0 new, {EVENTS} already stored)")),
         "{stderr}"
     );
+
+    // The same events read from the files with no server: `dump`, as `export` wrote them.
+    let mut server = server;
+    server.child.kill().await.expect("kill the server");
+    let dump = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["dump", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .await
+        .expect("run eventline dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dumped: BTreeMap<String, Value> = String::from_utf8(dump.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).expect("JSON line");
+            (event["id"].as_str().expect("id").to_owned(), event)
+        })
+        .collect();
+    assert_eq!(dumped, exported);
 }
 
 #[tokio::test]
