@@ -14,9 +14,6 @@ use eventline_server::{App, Config, CorsOrigins, RateLimits};
 use eventline_store::EmbeddedFormat;
 use tracing_subscriber::EnvFilter;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "eventline", version, about = "A self-hostable events service")]
 struct Cli {

@@ -180,6 +180,11 @@ async fn overload_embedded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_log() {
+    overload(Storage::log_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_postgres() {
     overload(Storage::database().await).await;
 }

@@ -143,6 +143,11 @@ async fn pagination_embedded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_log() {
+    pagination(Storage::log_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_postgres() {
     pagination(Storage::database().await).await;
 }

@@ -1,6 +1,10 @@
 //! The log's events held in memory, indexed for every read the server makes. No IO.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// hashbrown's `entry_ref` looks a key up by `&str` and copies it only to insert it: the
+// standard map's `entry` takes a `String`, one allocation per event and map.
+use hashbrown::HashMap;
 use std::ops::Bound;
 
 use eventline_core::cursor::StreamCursor;
@@ -43,7 +47,7 @@ pub(crate) struct Memtable {
     by_time: BTreeSet<TimeKey>,
     by_contact: HashMap<String, BTreeSet<TimeKey>>,
     by_seq: BTreeMap<u64, Uuid>,
-    types: BTreeMap<String, u64>,
+    types: HashMap<String, u64>,
     files: BTreeMap<u32, FileEvents>,
     per_minute: Rollup,
     per_hour: Rollup,
@@ -92,12 +96,12 @@ impl Memtable {
         self.by_time.insert(key);
         if let Some(contact_id) = &event.contact_id {
             self.by_contact
-                .entry(contact_id.clone())
+                .entry_ref(contact_id.as_str())
                 .or_default()
                 .insert(key);
         }
         self.by_seq.insert(seq, event.id);
-        *self.types.entry(event.event_type.clone()).or_default() += 1;
+        *self.types.entry_ref(event.event_type.as_str()).or_default() += 1;
         count(&mut self.per_minute, MINUTE_MS, &event, 1);
         count(&mut self.per_hour, HOUR_MS, &event, 1);
         let file_events = self.files.entry(file).or_default();
@@ -343,11 +347,15 @@ impl Memtable {
         }
     }
 
+    /// By name.
     pub fn event_types(&self) -> Vec<(String, u64)> {
-        self.types
+        let mut types: Vec<(String, u64)> = self
+            .types
             .iter()
             .map(|(name, count)| (name.clone(), *count))
-            .collect()
+            .collect();
+        types.sort_unstable();
+        types
     }
 }
 
@@ -367,8 +375,9 @@ fn ceil_to(ms: i64, unit_ms: i64) -> i64 {
         }
 }
 
-/// Events per (start of a minute or hour, event type), by scope (app, site).
-type Rollup = BTreeMap<(i64, String), [u64; 2]>;
+/// Events per event type and start of a minute or hour, by scope (app, site). Keyed by
+/// type first, so that counting an event looks its type up without copying it.
+type Rollup = HashMap<String, BTreeMap<i64, [u64; 2]>>;
 
 fn scope_index(scope: Scope) -> usize {
     match scope {
@@ -379,15 +388,17 @@ fn scope_index(scope: Scope) -> usize {
 
 /// Adds `delta` to an event's count in `rollup`, dropping counts that reach zero.
 fn count(rollup: &mut Rollup, unit_ms: i64, event: &Event, delta: i64) {
-    let key = (
-        floor_to(event.timestamp_ms, unit_ms),
-        event.event_type.clone(),
-    );
-    let counts = rollup.entry(key.clone()).or_default();
+    // `entry_ref` copies the type's name only for a type not seen yet.
+    let units = rollup.entry_ref(event.event_type.as_str()).or_default();
+    let unit = floor_to(event.timestamp_ms, unit_ms);
+    let counts = units.entry(unit).or_default();
     let slot = &mut counts[scope_index(event.scope)];
     *slot = slot.saturating_add_signed(delta);
     if *counts == [0, 0] {
-        rollup.remove(&key);
+        units.remove(&unit);
+        if units.is_empty() {
+            rollup.remove(event.event_type.as_str());
+        }
     }
 }
 
@@ -406,20 +417,18 @@ impl<'a> Tally<'a> {
     /// The rollup's counts of the units in [`from_ms`, `to_ms`) that match the filter's
     /// scope and types.
     fn add_rollup(&mut self, rollup: &'a Rollup, filter: &Filter, from_ms: i64, to_ms: i64) {
-        let range = (
-            Bound::Included((from_ms, String::new())),
-            Bound::Excluded((to_ms, String::new())),
-        );
-        for ((unit_ms, event_type), counts) in rollup.range(range) {
+        for (event_type, units) in rollup {
             if !filter.event_types.is_empty() && !filter.event_types.contains(event_type) {
                 continue;
             }
-            let count = match filter.scope {
-                Some(scope) => counts[scope_index(scope)],
-                None => counts[0] + counts[1],
-            };
-            if count > 0 {
-                self.add(*unit_ms, event_type, count);
+            for (unit_ms, counts) in units.range(from_ms..to_ms) {
+                let count = match filter.scope {
+                    Some(scope) => counts[scope_index(scope)],
+                    None => counts[0] + counts[1],
+                };
+                if count > 0 {
+                    self.add(*unit_ms, event_type, count);
+                }
             }
         }
     }
