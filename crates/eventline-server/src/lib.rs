@@ -12,6 +12,7 @@ use std::time::Duration;
 use eventline_core::access::Keys;
 use eventline_core::limits::Limits;
 use eventline_store::EmbeddedFormat;
+use eventline_store::log::upgrade as log_upgrade;
 use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::postgres::{PostgresOptions, PostgresStore};
 use eventline_store::sqlite::{SqliteOptions, SqliteStore};
@@ -239,8 +240,14 @@ impl App {
                             memory_bytes_max: config.log_memory_bytes_max,
                             ..LogOptions::default()
                         };
+                        let runtime = tokio::runtime::Handle::current();
                         Arc::new(
                             tokio::task::spawn_blocking(move || {
+                                let upgrade =
+                                    log_upgrade::from_sqlite(&data_dir, &options, &runtime)?;
+                                if upgrade != log_upgrade::Upgrade::Nothing {
+                                    tracing::info!(?upgrade, "the SQLite store is now a log store");
+                                }
                                 LogStore::open(&data_dir, &options)
                             })
                             .await??,

@@ -56,13 +56,15 @@ impl EmbeddedFormat {
     }
 
     /// The format to open `data_dir` with: the one it holds, or `asked` (SQLite if not
-    /// asked) for a new store. Asking for the other format than the one held is refused:
-    /// no data is converted yet.
+    /// asked) for a new store. Asking for the log store on a SQLite store chooses the log
+    /// store, which the SQLite store is to be upgraded to (`log::upgrade`); the other way
+    /// is refused.
     pub fn choose(
         data_dir: &std::path::Path,
         asked: Option<EmbeddedFormat>,
     ) -> Result<EmbeddedFormat, Error> {
         match (EmbeddedFormat::of(data_dir), asked) {
+            (Some(EmbeddedFormat::Sqlite), Some(EmbeddedFormat::Log)) => Ok(EmbeddedFormat::Log),
             (Some(found), Some(asked)) if found != asked => Err(Error::FormatMismatch {
                 path: data_dir.to_owned(),
                 found: found.name(),
@@ -152,7 +154,7 @@ pub enum Error {
     )]
     Full { bytes_max: usize },
     #[error(
-        "data directory {path} holds a {found} store, not a {asked} one; converting between the two is not built yet"
+        "data directory {path} holds a {found} store, not a {asked} one; a log store is never converted back to SQLite"
     )]
     FormatMismatch {
         path: std::path::PathBuf,

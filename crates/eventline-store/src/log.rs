@@ -26,6 +26,7 @@ use crate::{Appended, Durability, Error, Outcome, Store, StreamChunk, Submission
 pub mod disk;
 mod memtable;
 mod record;
+pub mod upgrade;
 
 use disk::{Disk, RealDisk};
 use memtable::Memtable;
@@ -168,6 +169,53 @@ impl LogStore {
             work(&mut writer, &table, &sync_failed)
         })
         .await?
+    }
+
+    /// Appends events that already have their positions (the upgrade from SQLite), in
+    /// one block that also takes every position up to `seq_upto`, stored or not.
+    /// Blocks.
+    fn append_at(&self, events: Vec<(StreamCursor, Event)>, seq_upto: u64) -> Result<(), Error> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq_first = self.read().seq_end();
+        if seq_upto < seq_first {
+            return Ok(());
+        }
+        let seq_len = u32::try_from(seq_upto - seq_first + 1).map_err(|_| {
+            Error::Corrupt(format!(
+                "positions {seq_first} to {seq_upto} hold too few events for one block"
+            ))
+        })?;
+        let stored: Vec<record::Stored> = events
+            .into_iter()
+            .map(|(position, event)| record::Stored {
+                seq: position.commit,
+                event,
+            })
+            .collect();
+        if stored
+            .iter()
+            .any(|stored| stored.seq < seq_first || stored.seq > seq_upto)
+        {
+            return Err(Error::Corrupt(
+                "an event of the SQLite store lies outside its commit range".to_owned(),
+            ));
+        }
+        writer.buffer.clear();
+        record::encode_block(&mut writer.buffer, seq_first, seq_len, &stored);
+        writer.append_buffer(&self.sync_failed)?;
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        table.reserve(seq_upto + 1);
+        for stored in stored {
+            table.insert(stored.seq, writer.active, stored.event);
+        }
+        Ok(())
+    }
+
+    /// Adds these contacts to the suppressed ones (the upgrade from SQLite). Blocks.
+    fn suppress_all(&self, contacts: Vec<String>) -> Result<(), Error> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writer.suppressed.extend(contacts);
+        writer.write_suppressed()
     }
 
     /// Reads every log file back and checks every block: what `eventline check` runs.

@@ -233,6 +233,19 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The contacts erased with suppression, for the upgrade to the log store. Blocks.
+    pub fn suppressed_contacts(&self) -> Result<Vec<String>, Error> {
+        let connection = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut statement =
+            connection.prepare("SELECT contact_id FROM suppressed_contacts ORDER BY contact_id")?;
+        let contacts = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(contacts)
+    }
+}
+
 /// A page its checksum refused, said so: SQLite reports it as a plain I/O error.
 fn name_damage(error: Error) -> Error {
     match &error {

@@ -325,10 +325,13 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     for problem in &verified.problems {
         println!("damaged: {problem}");
     }
+    let unchecked = match verified.unchecked {
+        0 => String::new(),
+        unchecked => format!(", {unchecked} stored before checksums read unchecked"),
+    };
     println!(
-        "{} events checked, {} stored before checksums read unchecked, {} problems",
+        "{} events checked{unchecked}, {} problems",
         verified.events,
-        verified.unchecked,
         verified.problems.len()
     );
     anyhow::ensure!(
