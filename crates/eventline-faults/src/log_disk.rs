@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use eventline_store::log::disk::Disk;
+use eventline_store::log::disk::{Disk, RealDisk};
 
 use crate::vfs;
 
@@ -40,13 +40,7 @@ impl Disk for LogDisk {
         if vfs::disk().is_powered_off() {
             return Err(powered_off());
         }
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            if let Some(name) = entry?.file_name().to_str() {
-                names.push(name.to_owned());
-            }
-        }
-        Ok(names)
+        RealDisk::default().list(dir)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -10,6 +10,7 @@ use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
+mod decide;
 pub mod log;
 mod page_sql;
 pub mod postgres;

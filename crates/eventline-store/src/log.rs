@@ -7,7 +7,7 @@
 //! refuses writes past it. It is chosen with `--embedded-format log` for a new data
 //! directory, and a directory that holds a log is always opened as one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,7 @@ use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
-use crate::{Appended, Durability, Error, Outcome, Store, StreamChunk, Submission};
+use crate::{Durability, Error, Outcome, Store, StreamChunk, Submission};
 
 pub mod disk;
 mod memtable;
@@ -543,80 +543,17 @@ impl Writer {
     }
 }
 
-/// Decides each submission against what is stored and what earlier submissions of the
-/// group add: the new events to store, and every outcome.
-fn decide(
-    writer: &Writer,
-    table: &Memtable,
-    submissions: Vec<Submission>,
-) -> (Vec<Event>, Vec<Outcome>) {
-    let mut added: HashMap<Uuid, Event> = HashMap::new();
-    let mut new_events = Vec::new();
-    let mut outcomes = Vec::with_capacity(submissions.len());
-    for submission in submissions {
-        let mut mine: HashMap<Uuid, Event> = HashMap::new();
-        let mut order = Vec::new();
-        let mut appended = Vec::with_capacity(submission.events.len());
-        let mut refusal = None;
-        for (index, event) in submission.events.into_iter().enumerate() {
-            if let Some(contact_id) = &event.contact_id
-                && writer.suppressed.contains(contact_id)
-            {
-                refusal = Some(Outcome::Suppressed {
-                    index,
-                    contact_id: contact_id.clone(),
-                });
-                break;
-            }
-            let stored = table
-                .get(&event.id)
-                .or_else(|| added.get(&event.id))
-                .or_else(|| mine.get(&event.id));
-            match stored {
-                Some(stored) if stored.is_same_submission(&event) => appended.push(Appended {
-                    event: stored.clone(),
-                    replayed: true,
-                }),
-                Some(_) => {
-                    refusal = Some(Outcome::Conflict {
-                        index,
-                        id: event.id,
-                    });
-                    break;
-                }
-                None => {
-                    appended.push(Appended {
-                        event: event.clone(),
-                        replayed: false,
-                    });
-                    order.push(event.id);
-                    mine.insert(event.id, event);
-                }
-            }
-        }
-        match refusal {
-            Some(outcome) => outcomes.push(outcome),
-            None => {
-                for id in order {
-                    if let Some(event) = mine.remove(&id) {
-                        new_events.push(event.clone());
-                        added.insert(id, event);
-                    }
-                }
-                outcomes.push(Outcome::Stored(appended));
-            }
-        }
-    }
-    (new_events, outcomes)
-}
-
 #[async_trait]
 impl Store for LogStore {
     async fn append(&self, submissions: Vec<Submission>) -> Result<Vec<Outcome>, Error> {
         self.write(move |writer, table, sync_failed| {
             let (new_events, outcomes) = {
                 let table = table.read().unwrap_or_else(PoisonError::into_inner);
-                let (new_events, outcomes) = decide(writer, &table, submissions);
+                let (outcomes, new_events) = crate::decide::decide(
+                    &submissions,
+                    |id| table.get(id),
+                    |contact_id| writer.suppressed.contains(contact_id),
+                );
                 let bytes: usize = new_events.iter().map(Memtable::event_bytes).sum();
                 if !new_events.is_empty() && table.bytes() + bytes > writer.memory_bytes_max {
                     return Err(Error::Full {

@@ -433,7 +433,7 @@ async fn decide(
         .iter()
         .flat_map(|submission| submission.events.iter().map(|event| event.id))
         .collect();
-    let mut known = stored_by_id(client, &ids).await?;
+    let known = stored_by_id(client, &ids).await?;
     let contact_ids: Vec<&str> = submissions
         .iter()
         .flat_map(|submission| submission.events.iter())
@@ -452,67 +452,11 @@ async fn decide(
             .map(|row| row.get(0))
             .collect()
     };
-    let mut outcomes = Vec::with_capacity(submissions.len());
-    let mut new_events = Vec::new();
-    for submission in submissions {
-        let suppressed_at = submission
-            .events
-            .iter()
-            .enumerate()
-            .find_map(|(index, event)| {
-                let contact_id = event.contact_id.as_ref()?;
-                suppressed
-                    .contains(contact_id)
-                    .then(|| Outcome::Suppressed {
-                        index,
-                        contact_id: contact_id.clone(),
-                    })
-            });
-        if let Some(outcome) = suppressed_at {
-            outcomes.push(outcome);
-            continue;
-        }
-        let mut appended = Vec::with_capacity(submission.events.len());
-        let mut accepted: Vec<Event> = Vec::new();
-        let mut conflict = None;
-        for (index, event) in submission.events.iter().enumerate() {
-            // An id stored before, or taken earlier in this group or this submission.
-            let earlier = known
-                .get(&event.id)
-                .or_else(|| accepted.iter().find(|other| other.id == event.id));
-            match earlier {
-                Some(stored) if stored.is_same_submission(event) => appended.push(Appended {
-                    event: stored.clone(),
-                    replayed: true,
-                }),
-                Some(_) => {
-                    conflict = Some(Outcome::Conflict {
-                        index,
-                        id: event.id,
-                    });
-                    break;
-                }
-                None => {
-                    accepted.push(event.clone());
-                    appended.push(Appended {
-                        event: event.clone(),
-                        replayed: false,
-                    });
-                }
-            }
-        }
-        match conflict {
-            Some(conflict) => outcomes.push(conflict),
-            None => {
-                for event in accepted {
-                    known.insert(event.id, event.clone());
-                    new_events.push(event);
-                }
-                outcomes.push(Outcome::Stored(appended));
-            }
-        }
-    }
-    Ok((outcomes, new_events))
+    Ok(crate::decide::decide(
+        submissions,
+        |id| known.get(id),
+        |contact_id| suppressed.contains(contact_id),
+    ))
 }
 
 /// A `DELETE FROM events WHERE <condition>` that appends the matching negative count

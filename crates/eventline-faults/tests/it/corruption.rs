@@ -10,10 +10,12 @@
 //!   not come back whole.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::Command;
 
 use eventline_faults::Scale;
+use eventline_faults::ledger::Ledger;
 use eventline_faults::load::{Options, Writers};
 use eventline_faults::node::{Node, Storage, eventline_bin, try_stored};
 
@@ -79,6 +81,19 @@ fn frames_with_later_commits(wal: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+/// A node that 16 writers got 3,000 events acknowledged by, then killed (`kill -9`),
+/// and the writers' ledger.
+async fn written_then_killed(storage: &Storage) -> (Node, Arc<Ledger>) {
+    let mut node = Node::start(storage, &[]).await;
+    let writers = Writers::start(&node.url, Options::default());
+    writers
+        .wait_for_acknowledged(3_000, Duration::from_secs(120))
+        .await;
+    let ledger = writers.stop().await;
+    node.kill().await;
+    (node, ledger)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_to_synced_data_is_refused_never_served() {
     let trials = Scale::from_env().pick(12, 100);
@@ -87,13 +102,7 @@ async fn damage_to_synced_data_is_refused_never_served() {
         unreachable!()
     };
     let client = reqwest::Client::new();
-    let mut node = Node::start(&storage, &[]).await;
-    let writers = Writers::start(&node.url, Options::default());
-    writers
-        .wait_for_acknowledged(3_000, Duration::from_secs(120))
-        .await;
-    let ledger = writers.stop().await;
-    node.kill().await;
+    let (mut node, ledger) = written_then_killed(&storage).await;
 
     // The WAL as the kill left it: a bit flipped in a commit that later ones follow.
     let wal = std::fs::read(dir.path().join(format!("{DATABASE}-wal"))).expect("the WAL");
@@ -183,13 +192,7 @@ async fn damage_to_the_synced_log_is_refused_never_served() {
         unreachable!()
     };
     let client = reqwest::Client::new();
-    let mut node = Node::start(&storage, &[]).await;
-    let writers = Writers::start(&node.url, Options::default());
-    writers
-        .wait_for_acknowledged(3_000, Duration::from_secs(120))
-        .await;
-    let ledger = writers.stop().await;
-    node.kill().await;
+    let (_node, ledger) = written_then_killed(&storage).await;
 
     let log_dir = dir.path().join("log");
     let mut files: Vec<_> = std::fs::read_dir(&log_dir)

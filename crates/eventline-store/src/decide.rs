@@ -1,0 +1,87 @@
+//! What becomes of each submission of a group commit, decided the same way by every
+//! store that decides it in Rust (the log store and PostgreSQL; SQLite decides in SQL).
+
+use std::collections::HashMap;
+
+use eventline_core::event::Event;
+use uuid::Uuid;
+
+use crate::{Appended, Outcome, Submission};
+
+/// Decides each submission against the stored events (`stored`), the suppressed
+/// contacts, and what the group's earlier submissions add: the outcomes, in submission
+/// order, and the events to store, in order.
+///
+/// A submission with an event of a suppressed contact is refused whole; so is one with
+/// an id stored (or taken earlier in the group or the submission) with other fields. An
+/// id stored with the same fields is a replay and answers with the copy stored first.
+pub(crate) fn decide<'a>(
+    submissions: &[Submission],
+    stored: impl Fn(&Uuid) -> Option<&'a Event>,
+    is_suppressed: impl Fn(&str) -> bool,
+) -> (Vec<Outcome>, Vec<Event>) {
+    let mut added: HashMap<Uuid, Event> = HashMap::new();
+    let mut new_events = Vec::new();
+    let mut outcomes = Vec::with_capacity(submissions.len());
+    for submission in submissions {
+        match decide_one(submission, &stored, &added, &is_suppressed) {
+            Ok((appended, accepted)) => {
+                for event in accepted {
+                    added.insert(event.id, event.clone());
+                    new_events.push(event);
+                }
+                outcomes.push(Outcome::Stored(appended));
+            }
+            Err(refusal) => outcomes.push(refusal),
+        }
+    }
+    (outcomes, new_events)
+}
+
+/// One submission: its answers and its new events, or why it is refused.
+fn decide_one<'a>(
+    submission: &Submission,
+    stored: &impl Fn(&Uuid) -> Option<&'a Event>,
+    added: &HashMap<Uuid, Event>,
+    is_suppressed: &impl Fn(&str) -> bool,
+) -> Result<(Vec<Appended>, Vec<Event>), Outcome> {
+    for (index, event) in submission.events.iter().enumerate() {
+        if let Some(contact_id) = &event.contact_id
+            && is_suppressed(contact_id)
+        {
+            return Err(Outcome::Suppressed {
+                index,
+                contact_id: contact_id.clone(),
+            });
+        }
+    }
+    let mut appended = Vec::with_capacity(submission.events.len());
+    let mut accepted: Vec<Event> = Vec::new();
+    let mut taken: HashMap<Uuid, usize> = HashMap::new();
+    for (index, event) in submission.events.iter().enumerate() {
+        let earlier = stored(&event.id)
+            .or_else(|| added.get(&event.id))
+            .or_else(|| taken.get(&event.id).and_then(|at| accepted.get(*at)));
+        match earlier {
+            Some(earlier) if earlier.is_same_submission(event) => appended.push(Appended {
+                event: earlier.clone(),
+                replayed: true,
+            }),
+            Some(_) => {
+                return Err(Outcome::Conflict {
+                    index,
+                    id: event.id,
+                });
+            }
+            None => {
+                taken.insert(event.id, accepted.len());
+                accepted.push(event.clone());
+                appended.push(Appended {
+                    event: event.clone(),
+                    replayed: false,
+                });
+            }
+        }
+    }
+    Ok((appended, accepted))
+}
