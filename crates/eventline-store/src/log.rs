@@ -492,6 +492,9 @@ impl Writer {
     /// Rewrites log file `number` without the events in `drop`, keeping every block's
     /// positions. The old bytes are gone once the new file is renamed over them.
     fn rewrite(&mut self, number: u32, drop: &HashSet<Uuid>) -> Result<(), Error> {
+        if number == self.active && self.tail_dirty {
+            self.cut_tail()?;
+        }
         let path = self.log_dir.join(file_name(number));
         let bytes = self.disk.read(&path).map_err(io_error(&path))?;
         let blocks = read_blocks(&path, &bytes).map_err(|(offset, detail)| {
