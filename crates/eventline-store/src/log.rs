@@ -86,6 +86,9 @@ struct Writer {
     suppressed: BTreeSet<String>,
     /// A write failed and may have left part of a block after `active_len`.
     tail_dirty: bool,
+    /// Compresses blocks; kept, since a context costs more to make than a small block
+    /// to compress. `None` if zstd could not make one: blocks are then written as is.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
     /// Reused for each block.
     buffer: Vec<u8>,
 }
@@ -135,6 +138,7 @@ impl LogStore {
             memory_bytes_max: options.memory_bytes_max,
             suppressed,
             tail_dirty: false,
+            compressor: zstd::bulk::Compressor::new(record::ZSTD_LEVEL).ok(),
             buffer: Vec::new(),
         };
         Ok(LogStore {
@@ -175,7 +179,8 @@ impl LogStore {
     /// one block that also takes every position up to `seq_upto`, stored or not.
     /// Blocks.
     fn append_at(&self, events: Vec<(StreamCursor, Event)>, seq_upto: u64) -> Result<(), Error> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let writer = &mut *guard;
         let seq_first = self.read().seq_end();
         if seq_upto < seq_first {
             return Ok(());
@@ -201,7 +206,13 @@ impl LogStore {
             ));
         }
         writer.buffer.clear();
-        record::encode_block(&mut writer.buffer, seq_first, seq_len, &stored);
+        record::encode_block(
+            &mut writer.buffer,
+            seq_first,
+            seq_len,
+            &stored,
+            writer.compressor.as_mut(),
+        );
         writer.append_buffer(&self.sync_failed)?;
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         table.reserve(seq_upto + 1);
@@ -295,7 +306,9 @@ fn read_blocks(path: &Path, bytes: &[u8]) -> Result<Vec<record::Block>, (usize, 
 fn block_after(bytes: &[u8], offset: usize, seq_end: u64) -> bool {
     let magic = &bytes[offset..];
     (1..magic.len()).any(|at| {
-        magic[at..].starts_with(b"EVLB")
+        record::BLOCK_MAGICS
+            .iter()
+            .any(|block_magic| magic[at..].starts_with(*block_magic))
             && record::decode_block(&magic[at..]).is_ok_and(|(block, _)| block.seq_first >= seq_end)
     })
 }
@@ -508,7 +521,13 @@ impl Writer {
                 .into_iter()
                 .filter(|stored| !drop.contains(&stored.event.id))
                 .collect();
-            record::encode_block(&mut out, block.seq_first, block.seq_len, &kept);
+            record::encode_block(
+                &mut out,
+                block.seq_first,
+                block.seq_len,
+                &kept,
+                self.compressor.as_mut(),
+            );
         }
         self.replace(&path, &out)?;
         if number == self.active {
@@ -577,7 +596,13 @@ impl Store for LogStore {
             let seq_first = first.seq;
             writer.buffer.clear();
             let seq_len = u32::try_from(new_events.len()).unwrap_or(u32::MAX);
-            record::encode_block(&mut writer.buffer, seq_first, seq_len, &new_events);
+            record::encode_block(
+                &mut writer.buffer,
+                seq_first,
+                seq_len,
+                &new_events,
+                writer.compressor.as_mut(),
+            );
             writer.append_buffer(sync_failed)?;
             let mut table = table.write().unwrap_or_else(PoisonError::into_inner);
             for stored in new_events {

@@ -3,18 +3,23 @@
 //!
 //! ```text
 //! file   = FILE_MAGIC (8 bytes) block*
-//! block  = BLOCK_MAGIC u32 | payload_len u32 | seq_first u64 | seq_len u32
+//! block  = magic u32 | payload_len u32 | seq_first u64 | seq_len u32
 //!          | payload_crc u32 | header_crc u32 | payload
+//! magic  = BLOCK_MAGIC (the payload as is) or COMPRESSED_BLOCK_MAGIC (one zstd frame
+//!          that holds it, with its length)
 //! payload = event*            (seq_len events, seq_first, seq_first + 1, …)
 //! event  = id [16] | timestamp_ms i64 | received_at_ms i64 | client_timestamp_ms flag u8, i64
 //!        | scope u8 | event_type len u16, bytes | contact_id flag u8, len u16, bytes
 //!        | content len u32, bytes
 //! ```
 //!
-//! Numbers are little-endian. `payload_crc` is the CRC-32 of the payload, `header_crc`
+//! Numbers are little-endian. `payload_crc` is the CRC-32 of the payload as written
+//! (compressed or not: damage is found before anything is decompressed), `header_crc`
 //! that of the header's other fields: with the header checked on its own, a block that
 //! the file ends inside of is known to be a write cut short, not a damaged length. A block keeps its `seq_first` and `seq_len` even when an erasure removes
 //! events from it, so that the highest position ever given is never given again.
+
+use std::cell::RefCell;
 
 use eventline_core::event::{Event, Scope};
 use serde_json::value::RawValue;
@@ -23,6 +28,15 @@ use uuid::Uuid;
 /// The first bytes of every log file: what it is and the format's version.
 pub(crate) const FILE_MAGIC: &[u8; 8] = b"EVLOG\x00\x00\x01";
 const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"EVLB");
+const COMPRESSED_BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"EVLZ");
+/// The magic numbers' bytes, for a search of the next block in damaged bytes.
+pub(crate) const BLOCK_MAGICS: [&[u8; 4]; 2] = [b"EVLB", b"EVLZ"];
+/// Payloads shorter than this are written as they are: a lone event gains little from
+/// compression.
+const COMPRESS_FROM_BYTES: usize = 1_024;
+/// zstd's level for log blocks: the fastest, since the writer compresses while posts
+/// wait for their commit.
+pub(crate) const ZSTD_LEVEL: i32 = 1;
 pub(crate) const BLOCK_HEADER_LEN: usize = 4 + 4 + 8 + 4 + 4 + 4;
 /// No group commit writes more: the ingest's commits are bounded far below it, and a
 /// damaged length field must not make recovery read gigabytes.
@@ -53,16 +67,35 @@ impl Block {
 
 /// Appends one block holding `events` to `out`. `seq_len` may exceed the events' count
 /// (a rewritten block keeps its positions); each event's seq lies in the block's range.
-pub(crate) fn encode_block(out: &mut Vec<u8>, seq_first: u64, seq_len: u32, events: &[Stored]) {
+///
+/// With a `compressor`, a payload of [`COMPRESS_FROM_BYTES`] or more is written as one
+/// zstd frame when that is shorter.
+pub(crate) fn encode_block(
+    out: &mut Vec<u8>,
+    seq_first: u64,
+    seq_len: u32,
+    events: &[Stored],
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+) {
+    let mut payload = Vec::new();
+    for stored in events {
+        encode_event(&mut payload, stored.seq - seq_first, &stored.event);
+    }
+    let compressed = compressor
+        .filter(|_| payload.len() >= COMPRESS_FROM_BYTES)
+        .and_then(|compressor| compressor.compress(&payload).ok())
+        .filter(|compressed| compressed.len() < payload.len());
+    let (magic, payload) = match &compressed {
+        Some(compressed) => (COMPRESSED_BLOCK_MAGIC, compressed),
+        None => (BLOCK_MAGIC, &payload),
+    };
     let start = out.len();
-    out.extend_from_slice(&BLOCK_MAGIC.to_le_bytes());
+    out.extend_from_slice(&magic.to_le_bytes());
     out.extend_from_slice(&[0; 4]); // payload length, set below
     out.extend_from_slice(&seq_first.to_le_bytes());
     out.extend_from_slice(&seq_len.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // payload and header crc, set below
-    for stored in events {
-        encode_event(out, stored.seq - seq_first, &stored.event);
-    }
+    out.extend_from_slice(payload);
     let payload_len = u32::try_from(out.len() - start - BLOCK_HEADER_LEN).unwrap_or(u32::MAX);
     out[start + 4..start + 8].copy_from_slice(&payload_len.to_le_bytes());
     let payload_crc = crc32fast::hash(&out[start + BLOCK_HEADER_LEN..]);
@@ -87,9 +120,11 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
     let u32_at = |at: usize| {
         u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
     };
-    if u32_at(0) != BLOCK_MAGIC {
-        return Err(BadBlock::Damaged("no block starts here"));
-    }
+    let compressed = match u32_at(0) {
+        BLOCK_MAGIC => false,
+        COMPRESSED_BLOCK_MAGIC => true,
+        _ => return Err(BadBlock::Damaged("no block starts here")),
+    };
     if crc32fast::hash(&header[..24]) != u32_at(24) {
         return Err(BadBlock::Damaged(
             "the block's header does not match its checksum",
@@ -108,6 +143,15 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
     if crc32fast::hash(payload) != u32_at(20) {
         return Err(BadBlock::Damaged("the block does not match its checksum"));
     }
+    let decompressed;
+    let payload = if compressed {
+        decompressed = decompress(payload).ok_or(BadBlock::Damaged(
+            "the block cannot be decompressed although the checksum matches",
+        ))?;
+        &decompressed
+    } else {
+        payload
+    };
     let mut reader = Reader { bytes: payload };
     let mut events = Vec::new();
     while !reader.bytes.is_empty() {
@@ -130,6 +174,25 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
         events,
     };
     Ok((block, len))
+}
+
+/// A zstd frame's content, no longer than a block's payload may be.
+fn decompress(frame: &[u8]) -> Option<Vec<u8>> {
+    thread_local! {
+        // One context per thread, not one per block: recovery reads thousands.
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    let len = zstd::zstd_safe::get_frame_content_size(frame).ok()??;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|len| *len <= BLOCK_PAYLOAD_LEN_MAX)?;
+    DECOMPRESSOR.with_borrow_mut(|decompressor| {
+        if decompressor.is_none() {
+            *decompressor = zstd::bulk::Decompressor::new().ok();
+        }
+        decompressor.as_mut()?.decompress(frame, len).ok()
+    })
 }
 
 fn encode_event(out: &mut Vec<u8>, seq_offset: u64, event: &Event) {
@@ -264,7 +327,7 @@ mod tests {
     fn a_block_reads_back_as_written() {
         let events = vec![event(0, Some("c-1")), event(1, None), event(2, Some(""))];
         let mut bytes = Vec::new();
-        encode_block(&mut bytes, 10, 4, &events);
+        encode_block(&mut bytes, 10, 4, &events, None);
         let (block, len) = decode_block(&bytes).expect("block");
         assert_eq!(len, bytes.len());
         assert_eq!(
@@ -288,9 +351,41 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_block_reads_back_as_written_and_is_shorter() {
+        let events: Vec<Stored> = (0..50).map(|n| event(n, Some("contact-1"))).collect();
+        let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd");
+        let (mut raw, mut compressed) = (Vec::new(), Vec::new());
+        encode_block(&mut raw, 10, 60, &events, None);
+        encode_block(&mut compressed, 10, 60, &events, Some(&mut compressor));
+        assert!(
+            compressed.len() * 2 < raw.len(),
+            "{} of {}",
+            compressed.len(),
+            raw.len()
+        );
+        assert!(compressed.starts_with(b"EVLZ") && raw.starts_with(b"EVLB"));
+        let (block, len) = decode_block(&compressed).expect("block");
+        assert_eq!(len, compressed.len());
+        let ids: Vec<Uuid> = block.events.iter().map(|stored| stored.event.id).collect();
+        let sent: Vec<Uuid> = events.iter().map(|stored| stored.event.id).collect();
+        assert_eq!(ids, sent);
+        for bit in (0..compressed.len() * 8).step_by(7) {
+            let mut damaged = compressed.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_block(&damaged).is_err(), "bit {bit} flipped unseen");
+        }
+    }
+
+    #[test]
     fn every_flipped_bit_and_every_cut_is_found() {
         let mut bytes = Vec::new();
-        encode_block(&mut bytes, 10, 2, &[event(0, Some("c")), event(1, None)]);
+        encode_block(
+            &mut bytes,
+            10,
+            2,
+            &[event(0, Some("c")), event(1, None)],
+            None,
+        );
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
