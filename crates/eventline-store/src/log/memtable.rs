@@ -20,10 +20,10 @@ use crate::page_sql::{into_page, into_stream_chunk};
 /// nothing answers how far it got instead of walking every event.
 const STREAM_SCAN_LEN_MAX: usize = 100_000;
 /// What an event costs in memory beyond its text: the struct, four index entries, the
-/// maps' spare room and the allocator's rounding. Measured: 921 MB of peak RSS for
-/// 1,000,000 events of 207 bytes of text each (`bench/perf`), so that the bound in bytes
-/// is near what the process holds.
-const EVENT_OVERHEAD_BYTES: usize = 680;
+/// maps' spare room and the allocator's rounding. Measured: 741 MB of peak RSS for
+/// 1,000,000 events of 207 bytes of text each (`bench/perf`, the import's buffers
+/// included), so that the bound in bytes is near what the process holds.
+const EVENT_OVERHEAD_BYTES: usize = 540;
 
 /// (timestamp, id): the page order.
 type TimeKey = (i64, Uuid);
