@@ -44,7 +44,8 @@ pub struct Config {
     /// A `postgres://` URL: the events live in PostgreSQL and this server keeps no state.
     pub database_url: Option<String>,
     /// The embedded store's format for a new data directory (SQLite when `None`); a
-    /// directory that holds a store is opened in its own format.
+    /// directory that holds a store is opened in its own format, but a SQLite one asked
+    /// for as `Log` is upgraded (`EmbeddedFormat::choose`).
     pub embedded_format: Option<EmbeddedFormat>,
     /// The log store's bound on events held in memory, in bytes.
     pub log_memory_bytes_max: usize,

@@ -116,7 +116,8 @@ struct ServeArgs {
     /// The embedded store's format for a new data directory: `sqlite` (the default) or
     /// `log`, the log-structured store that is to replace it (experimental: it keeps its
     /// events in memory, see docs/storage-design.md). A directory that holds a store is
-    /// opened in its own format; asking for the other one is refused.
+    /// opened in its own format, except that `log` asked of a SQLite directory upgrades
+    /// it, one way (the database is kept as `eventline.sqlite3.migrated`).
     #[arg(long, env = "EVENTLINE_EMBEDDED_FORMAT", value_enum)]
     embedded_format: Option<FormatArg>,
     /// The log store's bound on the events it holds in memory, in MiB; writes past it
