@@ -20,14 +20,17 @@ pub(crate) fn decide<'a>(
     stored: impl Fn(&Uuid) -> Option<&'a Event>,
     is_suppressed: impl Fn(&str) -> bool,
 ) -> (Vec<Outcome>, Vec<Event>) {
-    let mut added: HashMap<Uuid, Event> = HashMap::new();
-    let mut new_events = Vec::new();
+    // The group's new events by id: where they are in `new_events`.
+    let mut added: HashMap<Uuid, usize> = HashMap::new();
+    let mut new_events: Vec<Event> = Vec::new();
     let mut outcomes = Vec::with_capacity(submissions.len());
     for submission in submissions {
-        match decide_one(submission, &stored, &added, &is_suppressed) {
+        let earlier =
+            |id: &Uuid| stored(id).or_else(|| added.get(id).and_then(|at| new_events.get(*at)));
+        match decide_one(submission, earlier, &is_suppressed) {
             Ok((appended, accepted)) => {
                 for event in accepted {
-                    added.insert(event.id, event.clone());
+                    added.insert(event.id, new_events.len());
                     new_events.push(event);
                 }
                 outcomes.push(Outcome::Stored(appended));
@@ -39,10 +42,11 @@ pub(crate) fn decide<'a>(
 }
 
 /// One submission: its answers and its new events, or why it is refused.
+///
+/// `earlier` finds an id stored before or taken by an earlier submission of the group.
 fn decide_one<'a>(
     submission: &Submission,
-    stored: &impl Fn(&Uuid) -> Option<&'a Event>,
-    added: &HashMap<Uuid, Event>,
+    earlier: impl Fn(&Uuid) -> Option<&'a Event>,
     is_suppressed: &impl Fn(&str) -> bool,
 ) -> Result<(Vec<Appended>, Vec<Event>), Outcome> {
     for (index, event) in submission.events.iter().enumerate() {
@@ -59,9 +63,8 @@ fn decide_one<'a>(
     let mut accepted: Vec<Event> = Vec::new();
     let mut taken: HashMap<Uuid, usize> = HashMap::new();
     for (index, event) in submission.events.iter().enumerate() {
-        let earlier = stored(&event.id)
-            .or_else(|| added.get(&event.id))
-            .or_else(|| taken.get(&event.id).and_then(|at| accepted.get(*at)));
+        let earlier =
+            earlier(&event.id).or_else(|| taken.get(&event.id).and_then(|at| accepted.get(*at)));
         match earlier {
             Some(earlier) if earlier.is_same_submission(event) => appended.push(Appended {
                 event: earlier.clone(),

@@ -276,6 +276,26 @@ fn log_files(disk: &dyn Disk, log_dir: &Path) -> Result<Vec<u32>, Error> {
     Ok(numbers)
 }
 
+/// Where a walk through a log file stopped before its end, and why.
+type Stop = Option<(usize, BadBlock)>;
+
+/// The blocks of a log file after its header, each with its offset, up to the end or
+/// the first bad one; and where and why the walk stopped, if it stopped before the end.
+fn walk_blocks(bytes: &[u8]) -> (Vec<(usize, record::Block)>, Stop) {
+    let mut blocks = Vec::new();
+    let mut offset = FILE_MAGIC.len();
+    while offset < bytes.len() {
+        match record::decode_block(&bytes[offset..]) {
+            Ok((block, len)) => {
+                blocks.push((offset, block));
+                offset += len;
+            }
+            Err(bad) => return (blocks, Some((offset, bad))),
+        }
+    }
+    (blocks, None)
+}
+
 /// Every block of a whole log file, or where and why it is not whole.
 fn read_blocks(path: &Path, bytes: &[u8]) -> Result<Vec<record::Block>, (usize, String)> {
     if !bytes.starts_with(FILE_MAGIC) {
@@ -284,21 +304,10 @@ fn read_blocks(path: &Path, bytes: &[u8]) -> Result<Vec<record::Block>, (usize, 
             format!("{} is not an eventline log file", path.display()),
         ));
     }
-    let mut blocks = Vec::new();
-    let mut offset = FILE_MAGIC.len();
-    while offset < bytes.len() {
-        match record::decode_block(&bytes[offset..]) {
-            Ok((block, len)) => {
-                blocks.push(block);
-                offset += len;
-            }
-            Err(BadBlock::Short) => {
-                return Err((offset, "the file ends inside a block".to_owned()));
-            }
-            Err(BadBlock::Damaged(detail)) => return Err((offset, detail.to_owned())),
-        }
+    match walk_blocks(bytes) {
+        (blocks, None) => Ok(blocks.into_iter().map(|(_, block)| block).collect()),
+        (_, Some((offset, bad))) => Err((offset, bad.detail().to_owned())),
     }
-    Ok(blocks)
 }
 
 /// Whether a whole block with positions from `seq_end` on starts anywhere after `offset`:
@@ -360,42 +369,40 @@ fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(Memtable, u32, u64), Erro
             }
             return Err(damaged(0, "not an eventline log file"));
         }
-        let mut offset = FILE_MAGIC.len();
-        while offset < bytes.len() {
-            match record::decode_block(&bytes[offset..]) {
-                Ok((block, len)) => {
-                    if block.seq_first < table.seq_end() {
-                        return Err(damaged(
-                            offset,
-                            "the block's positions are not after the previous block's",
-                        ));
-                    }
-                    table.reserve(block.seq_end());
-                    for stored in block.events {
-                        table.insert(stored.seq, number, stored.event);
-                    }
-                    offset += len;
-                }
-                Err(bad) => {
-                    let (detail, torn) = match bad {
-                        BadBlock::Short => ("the file ends inside a block", true),
-                        BadBlock::Damaged(detail) => (detail, zero_filled_tail(&bytes, offset)),
-                    };
-                    if !is_last || !torn || block_after(&bytes, offset, table.seq_end()) {
-                        return Err(damaged(offset, detail));
-                    }
-                    tracing::warn!(
-                        file = %path.display(),
-                        offset,
-                        bytes = bytes.len() - offset,
-                        "the log ends with a write cut short (never acknowledged); cutting it off"
-                    );
-                    disk.truncate(&path, offset as u64)
-                        .map_err(io_error(&path))?;
-                    break;
-                }
+        let (blocks, stop) = walk_blocks(&bytes);
+        for (offset, block) in blocks {
+            if block.seq_first < table.seq_end() {
+                return Err(damaged(
+                    offset,
+                    "the block's positions are not after the previous block's",
+                ));
+            }
+            table.reserve(block.seq_end());
+            for stored in block.events {
+                table.insert(stored.seq, number, stored.event);
             }
         }
+        let offset = match stop {
+            None => bytes.len(),
+            Some((offset, bad)) => {
+                let torn = match bad {
+                    BadBlock::Short => true,
+                    BadBlock::Damaged(_) => zero_filled_tail(&bytes, offset),
+                };
+                if !is_last || !torn || block_after(&bytes, offset, table.seq_end()) {
+                    return Err(damaged(offset, bad.detail()));
+                }
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    bytes = bytes.len() - offset,
+                    "the log ends with a write cut short (never acknowledged); cutting it off"
+                );
+                disk.truncate(&path, offset as u64)
+                    .map_err(io_error(&path))?;
+                offset
+            }
+        };
         active_len = offset as u64;
     }
     Ok((table, last, active_len))

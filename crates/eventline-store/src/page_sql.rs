@@ -236,6 +236,16 @@ pub(crate) fn into_stream_chunk(
     crate::StreamChunk { events, upto }
 }
 
+/// A place in an embedded store's commit order (SQLite's `seq`, the log's position):
+/// the position alone orders events, so the id part is the largest there is, and the
+/// position of an event equals the head's at the same place.
+pub(crate) fn seq_position(seq: u64) -> StreamCursor {
+    StreamCursor {
+        commit: seq,
+        id: Uuid::max(),
+    }
+}
+
 /// The page from the rows of `page_sql`: one row more than `limit` means another page
 /// exists, and the cursor is the last event shown.
 pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
@@ -306,22 +316,83 @@ pub(crate) struct Rollups<'a> {
     pub hour: Option<&'a str>,
 }
 
-/// The queries of a stats request, for both stores; each returns rows of
-/// (bucket start ms, event type, count), and the caller sums them.
-///
-/// Whole hours come from the hourly counts when the store keeps them and the buckets are
-/// whole hours, whole minutes from the counts per minute (both kept at ingest), the
-/// partial minutes at the window's edges from `events` (at most two minutes of rows, by
-/// the time index), and a query for one contact from `events` alone (by the contact
-/// index: a contact's events are few). Thirty days by hour read 720 hours per type and
-/// scope instead of 43,200 minutes.
+/// Where one part of a stats window is counted from: the events themselves, or the
+/// counts per minute or per hour. Bounds in Unix milliseconds, `[from_ms, to_ms)`,
+/// whole minutes or hours for the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatsPart {
+    Events { from_ms: i64, to_ms: i64 },
+    Minutes { from_ms: i64, to_ms: i64 },
+    Hours { from_ms: i64, to_ms: i64 },
+}
+
+/// How every store that keeps counts splits a stats window: whole hours from the hourly
+/// counts when `hourly` and the buckets are whole hours, whole minutes from the counts
+/// per minute, the partial minutes at the window's edges and a query for one contact
+/// from the events (a contact's events are few). Thirty days by hour read 720 hours per
+/// type and scope instead of 43,200 minutes.
+pub(crate) fn stats_parts(
+    query: &eventline_core::stats::StatsQuery,
+    hourly: bool,
+) -> Vec<StatsPart> {
+    const MINUTE_MS: i64 = 60_000;
+    const HOUR_MS: i64 = 3_600_000;
+    let filter = &query.filter;
+    let (since_ms, until_ms) = (filter.since_ms.unwrap_or(0), filter.until_ms.unwrap_or(0));
+    let first_minute =
+        since_ms.div_euclid(MINUTE_MS) + i64::from(since_ms.rem_euclid(MINUTE_MS) != 0);
+    let end_minute = until_ms.div_euclid(MINUTE_MS);
+    if filter.contact_id.is_some() || first_minute >= end_minute {
+        return vec![StatsPart::Events {
+            from_ms: since_ms,
+            to_ms: until_ms,
+        }];
+    }
+    let (minutes_from, minutes_to) = (first_minute * MINUTE_MS, end_minute * MINUTE_MS);
+    let mut parts = Vec::new();
+    let first_hour = first_minute.div_euclid(60) + i64::from(first_minute.rem_euclid(60) != 0);
+    let end_hour = end_minute.div_euclid(60);
+    if hourly && query.bucket.ms() % HOUR_MS == 0 && first_hour < end_hour {
+        let (hours_from, hours_to) = (first_hour * HOUR_MS, end_hour * HOUR_MS);
+        parts.push(StatsPart::Hours {
+            from_ms: hours_from,
+            to_ms: hours_to,
+        });
+        for (from_ms, to_ms) in [(minutes_from, hours_from), (hours_to, minutes_to)] {
+            if from_ms < to_ms {
+                parts.push(StatsPart::Minutes { from_ms, to_ms });
+            }
+        }
+    } else {
+        parts.push(StatsPart::Minutes {
+            from_ms: minutes_from,
+            to_ms: minutes_to,
+        });
+    }
+    if since_ms < minutes_from {
+        parts.push(StatsPart::Events {
+            from_ms: since_ms,
+            to_ms: minutes_from,
+        });
+    }
+    if minutes_to < until_ms {
+        parts.push(StatsPart::Events {
+            from_ms: minutes_to,
+            to_ms: until_ms,
+        });
+    }
+    parts
+}
+
+/// The queries of a stats request, for both SQL stores, one per part of
+/// [`stats_parts`]; each returns rows of (bucket start ms, event type, count), and the
+/// caller sums them.
 pub(crate) fn stats_sql(
     query: &eventline_core::stats::StatsQuery,
     dialect: Dialect,
     rollups: &Rollups<'_>,
 ) -> Vec<(String, Vec<Param>)> {
     let filter = &query.filter;
-    let (since_ms, until_ms) = (filter.since_ms.unwrap_or(0), filter.until_ms.unwrap_or(0));
     let bucket_ms = query.bucket.ms();
     let events_part = |from_ms: i64, to_ms: i64| {
         let (mut sql, bucket, bucket_again) = bucketed(dialect, bucket_ms);
@@ -366,38 +437,36 @@ pub(crate) fn stats_sql(
             sql.params,
         )
     };
-    let first_minute = since_ms.div_euclid(60_000) + i64::from(since_ms.rem_euclid(60_000) != 0);
-    let end_minute = until_ms.div_euclid(60_000);
-    if filter.contact_id.is_some() || first_minute >= end_minute {
-        return vec![events_part(since_ms, until_ms)];
-    }
-    let mut parts = Vec::new();
-    let first_hour = first_minute.div_euclid(60) + i64::from(first_minute.rem_euclid(60) != 0);
-    let end_hour = end_minute.div_euclid(60);
-    match rollups.hour {
-        Some(hourly) if bucket_ms % 3_600_000 == 0 && first_hour < end_hour => {
-            parts.push(rollup_part(hourly, "hour", 3_600_000, first_hour, end_hour));
-            for (from, to) in [(first_minute, first_hour * 60), (end_hour * 60, end_minute)] {
-                if from < to {
-                    parts.push(rollup_part(rollups.minute, "minute", 60_000, from, to));
-                }
-            }
-        }
-        _ => parts.push(rollup_part(
-            rollups.minute,
-            "minute",
-            60_000,
-            first_minute,
-            end_minute,
-        )),
-    }
-    if since_ms < first_minute * 60_000 {
-        parts.push(events_part(since_ms, first_minute * 60_000));
-    }
-    if end_minute * 60_000 < until_ms {
-        parts.push(events_part(end_minute * 60_000, until_ms));
-    }
-    parts
+    stats_parts(query, rollups.hour.is_some())
+        .into_iter()
+        .map(|part| match part {
+            StatsPart::Events { from_ms, to_ms } => events_part(from_ms, to_ms),
+            StatsPart::Minutes { from_ms, to_ms } => rollup_part(
+                rollups.minute,
+                "minute",
+                60_000,
+                from_ms / 60_000,
+                to_ms / 60_000,
+            ),
+            StatsPart::Hours { from_ms, to_ms } => match rollups.hour {
+                Some(hourly) => rollup_part(
+                    hourly,
+                    "hour",
+                    3_600_000,
+                    from_ms / 3_600_000,
+                    to_ms / 3_600_000,
+                ),
+                // Only asked with hourly counts; the minutes of the same hours count the same.
+                None => rollup_part(
+                    rollups.minute,
+                    "minute",
+                    60_000,
+                    from_ms / 60_000,
+                    to_ms / 60_000,
+                ),
+            },
+        })
+        .collect()
 }
 
 /// A statement's binder with the bucket width bound twice (`(t / B) * B`): the binder

@@ -14,7 +14,7 @@ use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
 use crate::StreamChunk;
-use crate::page_sql::{into_page, into_stream_chunk};
+use crate::page_sql::{StatsPart, into_page, into_stream_chunk, seq_position, stats_parts};
 
 /// A read in commit order looks at no more positions than this: a filter that matches
 /// nothing answers how far it got instead of walking every event.
@@ -302,38 +302,27 @@ impl Memtable {
         into_stream_chunk(events, limit, after, self.head())
     }
 
-    /// Counts per bucket and type, as the SQL stores count them: whole hours from the
-    /// hourly counts (when buckets are hours or days), whole minutes from the counts per
-    /// minute, the partial minutes at the window's edges and a contact's events from the
-    /// events themselves.
+    /// Counts per bucket and type, split as the SQL stores split them
+    /// (`page_sql::stats_parts`): the counts per hour and minute, and the events at the
+    /// window's edges or of one contact.
     pub fn stats(&self, query: &StatsQuery) -> Vec<StatsRow> {
         let filter = &query.filter;
         let mut tally = Tally {
             bucket_ms: query.bucket.ms(),
             counts: BTreeMap::new(),
         };
-        let (Some(since_ms), Some(until_ms), None) =
-            (filter.since_ms, filter.until_ms, &filter.contact_id)
-        else {
-            self.count_events(filter, filter.since_ms, filter.until_ms, &mut tally);
-            return tally.rows();
-        };
-        let minutes_from = ceil_to(since_ms, MINUTE_MS);
-        let minutes_to = floor_to(until_ms, MINUTE_MS);
-        if minutes_from >= minutes_to {
-            self.count_events(filter, Some(since_ms), Some(until_ms), &mut tally);
-            return tally.rows();
-        }
-        self.count_events(filter, Some(since_ms), Some(minutes_from), &mut tally);
-        self.count_events(filter, Some(minutes_to), Some(until_ms), &mut tally);
-        let hours_from = ceil_to(minutes_from, HOUR_MS);
-        let hours_to = floor_to(minutes_to, HOUR_MS);
-        if tally.bucket_ms >= HOUR_MS && hours_from < hours_to {
-            tally.add_rollup(&self.per_minute, filter, minutes_from, hours_from);
-            tally.add_rollup(&self.per_hour, filter, hours_from, hours_to);
-            tally.add_rollup(&self.per_minute, filter, hours_to, minutes_to);
-        } else {
-            tally.add_rollup(&self.per_minute, filter, minutes_from, minutes_to);
+        for part in stats_parts(query, true) {
+            match part {
+                StatsPart::Events { from_ms, to_ms } => {
+                    self.count_events(filter, Some(from_ms), Some(to_ms), &mut tally);
+                }
+                StatsPart::Minutes { from_ms, to_ms } => {
+                    tally.add_rollup(&self.per_minute, filter, from_ms, to_ms);
+                }
+                StatsPart::Hours { from_ms, to_ms } => {
+                    tally.add_rollup(&self.per_hour, filter, from_ms, to_ms);
+                }
+            }
         }
         tally.rows()
     }
@@ -372,15 +361,6 @@ const HOUR_MS: i64 = 3_600_000;
 
 fn floor_to(ms: i64, unit_ms: i64) -> i64 {
     ms.div_euclid(unit_ms) * unit_ms
-}
-
-fn ceil_to(ms: i64, unit_ms: i64) -> i64 {
-    floor_to(ms, unit_ms)
-        + if ms.rem_euclid(unit_ms) == 0 {
-            0
-        } else {
-            unit_ms
-        }
 }
 
 /// Events per event type and start of a minute or hour, by scope (app, site). Keyed by
@@ -450,15 +430,5 @@ impl<'a> Tally<'a> {
                 count,
             })
             .collect()
-    }
-}
-
-/// A place in commit order, as the embedded SQLite store gives it: the position alone
-/// orders events, so the id part is the largest there is and an event's position equals
-/// the head's at the same place.
-fn seq_position(seq: u64) -> StreamCursor {
-    StreamCursor {
-        commit: seq,
-        id: Uuid::max(),
     }
 }

@@ -114,6 +114,16 @@ pub(crate) enum BadBlock {
     Damaged(&'static str),
 }
 
+impl BadBlock {
+    /// Why, in words.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            BadBlock::Short => "the file ends inside a block",
+            BadBlock::Damaged(detail) => detail,
+        }
+    }
+}
+
 /// Reads the block at the start of `bytes`: the block and its length in bytes.
 pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
     let header = bytes.get(..BLOCK_HEADER_LEN).ok_or(BadBlock::Short)?;

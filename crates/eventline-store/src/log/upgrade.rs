@@ -10,6 +10,7 @@ use eventline_core::cursor::StreamCursor;
 use eventline_core::query::Filter;
 use uuid::Uuid;
 
+use super::disk::{Disk, RealDisk};
 use super::{LOG_DIR, LogOptions, LogStore, SUPPRESSED_FILE, io_error};
 use crate::sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore};
 use crate::{Error, Store};
@@ -56,9 +57,7 @@ fn set_database_aside(data_dir: &Path) -> Result<(), Error> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_error(dir))
+    RealDisk::default().sync_dir(dir).map_err(io_error(dir))
 }
 
 /// Moves the SQLite store in `data_dir`, if there is one, into the log store. Blocks on

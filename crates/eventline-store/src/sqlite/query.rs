@@ -4,7 +4,6 @@ use eventline_core::cursor::StreamCursor;
 use eventline_core::query::{Filter, Page, PageQuery};
 use rusqlite::Connection;
 use rusqlite::types::Value;
-use uuid::Uuid;
 
 use super::{EVENT_COLUMNS, SEQ_HEAD_SQL, event_from_row, row_values};
 use crate::page_sql::{self, Dialect, Param};
@@ -21,14 +20,9 @@ pub(super) fn page(connection: &Connection, query: &PageQuery) -> Result<Page, E
     Ok(page_sql::into_page(events, query.limit))
 }
 
-/// A place in the embedded store's commit order. `seq` alone orders events here; the id
-/// part is the largest there is, so that the position of an event and the position of
-/// the head at the same `seq` are equal.
+/// `page_sql::seq_position` of SQLite's signed `seq`.
 pub(super) fn seq_position(seq: i64) -> StreamCursor {
-    StreamCursor {
-        commit: u64::try_from(seq).unwrap_or(0),
-        id: Uuid::max(),
-    }
+    page_sql::seq_position(u64::try_from(seq).unwrap_or(0))
 }
 
 /// Reads the head and the events up to it in one transaction: one snapshot, so the head
