@@ -192,6 +192,8 @@ fn open_store(
             let options = LogOptions {
                 durability,
                 disk: Arc::new(crate::log_disk::LogDisk),
+                // A few hundred events: the faults strike flushes and segments too.
+                memtable_bytes_max: 256 << 10,
                 ..LogOptions::default()
             };
             Arc::new(LogStore::open(dir, &options)?)

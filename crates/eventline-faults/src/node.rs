@@ -219,6 +219,9 @@ async fn try_spawn(listen: &str, args: &[String]) -> Result<(Child, String), Str
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
         )
+        // A log store's memtable of about 1,300 events: crashes strike flushes, and
+        // reads cross segments. A test may ask for more with the flag, which wins.
+        .env("EVENTLINE_LOG_MEMTABLE_MB", "1")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -49,6 +49,8 @@ pub struct Config {
     pub embedded_format: Option<EmbeddedFormat>,
     /// The log store's bound on events held in memory, in bytes.
     pub log_memory_bytes_max: usize,
+    /// The log store's memtable size at which it is written as a segment, in bytes.
+    pub log_memtable_bytes_max: usize,
     pub durability: Durability,
     pub limits: Limits,
     /// Events accepted but not yet committed; past it, posts answer 429.
@@ -159,6 +161,7 @@ impl Config {
             database_url: None,
             embedded_format: None,
             log_memory_bytes_max: LogOptions::default().memory_bytes_max,
+            log_memtable_bytes_max: LogOptions::default().memtable_bytes_max,
             durability: Durability::Full,
             limits: Limits::default(),
             ingest_queue_events_max: 200_000,
@@ -239,6 +242,7 @@ impl App {
                         let options = LogOptions {
                             durability: config.durability,
                             memory_bytes_max: config.log_memory_bytes_max,
+                            memtable_bytes_max: config.log_memtable_bytes_max,
                             ..LogOptions::default()
                         };
                         let runtime = tokio::runtime::Handle::current();

@@ -1,13 +1,14 @@
-//! The log store: the embedded store of `docs/storage-design.md`, step 1. Every group
-//! commit is one checksummed block appended to a log file and synced before the answer;
-//! the events are also held in memory ([`memtable`]), indexed for every read. On start
-//! the log is read back whole.
+//! The log store: the embedded store of `docs/storage-design.md`, steps 1 and 2. Every
+//! group commit is one checksummed block appended to a log file and synced before the
+//! answer; the events are also held in memory ([`memtable`]), indexed for every read.
+//! When the memtable reaches `memtable_bytes_max`, its events are written as one
+//! immutable [`segment`], sorted and compressed, and the log files they came from are
+//! removed. On start the segments' footers are read, and the log after them.
 //!
-//! Step 1 has no segments: the store holds at most `memory_bytes_max` of events and
-//! refuses writes past it. It is chosen with `--embedded-format log` for a new data
-//! directory, and a directory that holds a log is always opened as one.
+//! It is chosen with `--embedded-format log` for a new data directory, and a directory
+//! that holds a log is always opened as one.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,20 +18,24 @@ use async_trait::async_trait;
 use eventline_core::cursor::StreamCursor;
 use eventline_core::error_chain::ErrorChain;
 use eventline_core::event::Event;
-use eventline_core::query::{Filter, Page, PageQuery};
+use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
+use crate::page_sql::{StatsPart, into_page, into_stream_chunk, seq_position, stats_parts};
 use crate::{Durability, Error, Outcome, Store, StreamChunk, Submission};
 
+mod bloom;
 pub mod disk;
 mod memtable;
 mod record;
+mod segment;
 pub mod upgrade;
 
 use disk::{Disk, RealDisk};
-use memtable::Memtable;
-use record::{BadBlock, FILE_MAGIC};
+use memtable::{Counts, Memtable, Tally};
+use record::{BadBlock, FILE_MAGIC, Stored};
+use segment::{Segment, segment_name, segment_number};
 
 /// The log's directory inside the data directory; its presence marks the format.
 pub const LOG_DIR: &str = "log";
@@ -41,8 +46,12 @@ const SUPPRESSED_FILE: &str = "suppressed.json";
 #[derive(Clone)]
 pub struct LogOptions {
     pub durability: Durability,
+    /// The memtable is written as a segment once it holds this much, in bytes as
+    /// estimated by the store.
+    pub memtable_bytes_max: usize,
     /// Events held in memory, in bytes as estimated by the store; writes past it are
-    /// refused until retention or erasure makes room (step 1 has no segments).
+    /// refused until retention or erasure makes room. Reached only while segments
+    /// cannot be written (a full disk).
     pub memory_bytes_max: usize,
     /// A log file is closed and the next one begun past this length.
     pub file_len_max: u64,
@@ -53,6 +62,7 @@ impl Default for LogOptions {
     fn default() -> LogOptions {
         LogOptions {
             durability: Durability::Full,
+            memtable_bytes_max: 64 << 20,
             memory_bytes_max: 1 << 30,
             file_len_max: 64 << 20,
             disk: Arc::new(RealDisk::default()),
@@ -60,9 +70,25 @@ impl Default for LogOptions {
     }
 }
 
+/// What reads see: the memtable, the segments, and the segments' counts.
+pub(crate) struct State {
+    memtable: Memtable,
+    /// The memtable being written as a segment, read until the segment is in place.
+    frozen: Option<Arc<Memtable>>,
+    /// By number, which is also the order of their positions.
+    segments: Vec<Segment>,
+    segment_counts: Counts,
+}
+
+/// A segment's events in commit order, kept for a stream that reads through it a chunk
+/// at a time: (the segment's generation, its events).
+type StreamCache = Mutex<Option<(u64, Arc<Vec<Stored>>)>>;
+
 pub struct LogStore {
-    table: Arc<RwLock<Memtable>>,
+    table: Arc<RwLock<State>>,
     writer: Arc<Mutex<Writer>>,
+    disk: Arc<dyn Disk>,
+    stream_cache: Arc<StreamCache>,
     /// Set when an fsync failed: the kernel may have dropped the pages it could not
     /// write, and a second fsync would then report success for data that is not on
     /// disk, so the store refuses every write until a restart reads back what the disk
@@ -71,6 +97,13 @@ pub struct LogStore {
     /// Held for the life of the store: a second process on the same directory refuses
     /// to start instead of interleaving writes.
     _lock: File,
+}
+
+/// A frozen memtable being written as a segment: the last log file it holds, and the
+/// thread writing it, which answers the segment and its counts per minute.
+struct FlushJob {
+    covered: u32,
+    thread: std::thread::JoinHandle<Result<(Segment, segment::Minutes), Error>>,
 }
 
 /// What only the writer touches: the active file and the suppression list.
@@ -83,6 +116,13 @@ struct Writer {
     file_len_max: u64,
     durability: Durability,
     memory_bytes_max: usize,
+    memtable_bytes_max: usize,
+    /// The memtable's size at which the next flush is tried: `memtable_bytes_max`, or
+    /// more after a flush failed, so that a full disk is not retried at every commit.
+    flush_at_bytes: usize,
+    /// The generation the next segment written or rewritten gets.
+    next_generation: u64,
+    flush_job: Option<FlushJob>,
     suppressed: BTreeSet<String>,
     /// A write failed and may have left part of a block after `active_len`.
     tail_dirty: bool,
@@ -127,8 +167,9 @@ impl LogStore {
         disk.create_dir_all(&log_dir).map_err(io_error(&log_dir))?;
         let (table, active, active_len) = recover(disk.as_ref(), &log_dir)?;
         let suppressed = read_suppressed(disk.as_ref(), data_dir)?;
+        let next_generation = table.segments.len() as u64 + 1;
         let writer = Writer {
-            disk,
+            disk: Arc::clone(&disk),
             data_dir: data_dir.to_owned(),
             log_dir,
             active,
@@ -136,6 +177,10 @@ impl LogStore {
             file_len_max: options.file_len_max,
             durability: options.durability,
             memory_bytes_max: options.memory_bytes_max,
+            memtable_bytes_max: options.memtable_bytes_max,
+            flush_at_bytes: options.memtable_bytes_max,
+            next_generation,
+            flush_job: None,
             suppressed,
             tail_dirty: false,
             compressor: zstd::bulk::Compressor::new(record::ZSTD_LEVEL).ok(),
@@ -144,12 +189,14 @@ impl LogStore {
         Ok(LogStore {
             table: Arc::new(RwLock::new(table)),
             writer: Arc::new(Mutex::new(writer)),
+            disk,
+            stream_cache: Arc::new(Mutex::new(None)),
             sync_failed: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         })
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, Memtable> {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
         self.table.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -157,11 +204,36 @@ impl LogStore {
         refusal(&self.sync_failed)
     }
 
+    /// Runs a read: at once while every event is in memory, off the async threads once
+    /// a read may wait on the disk.
+    async fn reading<T, F>(&self, read: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&State, &dyn Disk, &StreamCache) -> Result<T, Error> + Send + 'static,
+    {
+        {
+            let state = self.read();
+            if state.segments.is_empty() {
+                return read(&state, self.disk.as_ref(), &self.stream_cache);
+            }
+        }
+        let (table, disk, cache) = (
+            Arc::clone(&self.table),
+            Arc::clone(&self.disk),
+            Arc::clone(&self.stream_cache),
+        );
+        tokio::task::spawn_blocking(move || {
+            let state = table.read().unwrap_or_else(PoisonError::into_inner);
+            read(&state, disk.as_ref(), &cache)
+        })
+        .await?
+    }
+
     /// Runs `work` with the writer, off the async threads.
     async fn write<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Writer, &RwLock<Memtable>, &AtomicBool) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&mut Writer, &RwLock<State>, &AtomicBool) -> Result<T, Error> + Send + 'static,
     {
         self.refusal()?;
         let writer = Arc::clone(&self.writer);
@@ -181,7 +253,7 @@ impl LogStore {
     fn append_at(&self, events: Vec<(StreamCursor, Event)>, seq_upto: u64) -> Result<(), Error> {
         let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let writer = &mut *guard;
-        let seq_first = self.read().seq_end();
+        let seq_first = self.read().memtable.seq_end();
         if seq_upto < seq_first {
             return Ok(());
         }
@@ -213,12 +285,17 @@ impl LogStore {
             &stored,
             writer.compressor.as_mut(),
         );
-        writer.append_buffer(&self.sync_failed)?;
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        table.reserve(seq_upto + 1);
-        for stored in stored {
-            table.insert(stored.seq, writer.active, stored.event);
+        writer.append_buffer(&self.table, &self.sync_failed)?;
+        {
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+            table.memtable.reserve(seq_upto + 1);
+            for stored in stored {
+                table
+                    .memtable
+                    .insert(stored.seq, writer.active, stored.event);
+            }
         }
+        writer.flush_if_full(&self.table, &self.sync_failed);
         Ok(())
     }
 
@@ -232,8 +309,15 @@ impl LogStore {
     /// Reads every log file back and checks every block: what `eventline check` runs.
     /// Blocks, and reads every byte.
     pub fn verify(&self) -> Result<crate::sqlite::Verified, Error> {
-        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writer.finish_flush(&self.table, true);
         let mut verified = crate::sqlite::Verified::default();
+        for segment in &self.read().segments {
+            match segment.verify(writer.disk.as_ref()) {
+                Ok(events) => verified.events += events,
+                Err(error) => verified.problems.push(ErrorChain(&error).to_string()),
+            }
+        }
         for number in log_files(writer.disk.as_ref(), &writer.log_dir)? {
             let path = writer.log_dir.join(file_name(number));
             let bytes = writer.disk.read(&path).map_err(io_error(&path))?;
@@ -253,6 +337,195 @@ impl LogStore {
     }
 }
 
+/// A read in commit order looks at no more positions in segments than this, as in the
+/// memtable: a filter that matches nothing answers how far it got.
+const STREAM_SCAN_LEN_MAX: usize = 100_000;
+
+impl State {
+    /// The memtable and the frozen one, newest first.
+    fn memtables(&self) -> impl Iterator<Item = &Memtable> {
+        std::iter::once(&self.memtable).chain(self.frozen.as_deref())
+    }
+
+    fn in_memory(&self, id: &Uuid) -> Option<&Event> {
+        self.memtables().find_map(|memtable| memtable.get(id))
+    }
+
+    /// What the memtables take, as estimated for the store's bound.
+    fn memory_bytes(&self) -> usize {
+        self.memtables().map(Memtable::bytes).sum()
+    }
+
+    /// The stored event with this id: the memtable's, or the newest segment's that
+    /// holds it.
+    fn get(&self, disk: &dyn Disk, id: &Uuid) -> Result<Option<Event>, Error> {
+        if let Some(event) = self.in_memory(id) {
+            return Ok(Some(event.clone()));
+        }
+        for segment in self.segments.iter().rev() {
+            if let Some(event) = segment.get(disk, id)? {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    fn page(&self, disk: &dyn Disk, query: &PageQuery) -> Result<Page, Error> {
+        let skip = match query.start {
+            Start::Skip(skip) => usize::try_from(skip).unwrap_or(usize::MAX),
+            Start::First | Start::After(_) => 0,
+        };
+        let fetch = skip.saturating_add(query.limit as usize + 1);
+        let mut events = Vec::new();
+        for memtable in self.memtables() {
+            events.extend(memtable.page(query, fetch));
+        }
+        let after = match query.start {
+            Start::After(cursor) => Some((cursor.timestamp_ms, cursor.id)),
+            Start::First | Start::Skip(_) => None,
+        };
+        let filter = &query.filter;
+        for segment in &self.segments {
+            if filter
+                .until_ms
+                .is_some_and(|until| segment.timestamp_min >= until)
+                || filter
+                    .since_ms
+                    .is_some_and(|since| segment.timestamp_max < since)
+            {
+                continue;
+            }
+            events.extend(segment.page(disk, filter, query.order, after, fetch)?);
+        }
+        // Each source gave its first `fetch`; the first `fetch` of all are among them.
+        events.sort_unstable_by_key(|event| (event.timestamp_ms, event.id));
+        if query.order == Order::Desc {
+            events.reverse();
+        }
+        let events: Vec<Event> = events.into_iter().skip(skip).take(fetch - skip).collect();
+        Ok(into_page(events, query.limit))
+    }
+
+    /// A segment's events in commit order, from the cache if it holds them.
+    fn in_commit_order(
+        disk: &dyn Disk,
+        segment: &Segment,
+        cache: &StreamCache,
+    ) -> Result<Arc<Vec<Stored>>, Error> {
+        let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((generation, events)) = cached.as_ref()
+            && *generation == segment.generation
+        {
+            return Ok(Arc::clone(events));
+        }
+        let mut events = segment.events(disk)?;
+        events.sort_unstable_by_key(|stored| stored.seq);
+        let events = Arc::new(events);
+        *cached = Some((segment.generation, Arc::clone(&events)));
+        Ok(events)
+    }
+
+    fn stream(
+        &self,
+        disk: &dyn Disk,
+        cache: &StreamCache,
+        filter: &Filter,
+        after: StreamCursor,
+        limit: u32,
+    ) -> Result<StreamChunk, Error> {
+        let limit = limit as usize;
+        let mut events = Vec::new();
+        let mut upto = after;
+        let mut scanned = 0;
+        for segment in &self.segments {
+            if segment.seq_end <= upto.commit + 1 || segment.events_len == 0 {
+                continue;
+            }
+            let stored = State::in_commit_order(disk, segment, cache)?;
+            let start = stored.partition_point(|stored| stored.seq <= upto.commit);
+            for stored in &stored[start..] {
+                if events.len() == limit {
+                    return Ok(StreamChunk { events, upto });
+                }
+                let position = seq_position(stored.seq);
+                if filter.matches(&stored.event) {
+                    events.push((position, stored.event.clone()));
+                }
+                upto = position;
+                scanned += 1;
+                if scanned == STREAM_SCAN_LEN_MAX {
+                    // Only what was looked at is answered for.
+                    return Ok(StreamChunk { events, upto });
+                }
+            }
+            upto = upto.max(seq_position(segment.seq_end - 1));
+        }
+        // The frozen memtable's positions come before the memtable's.
+        for memtable in self.frozen.as_deref().into_iter().chain([&self.memtable]) {
+            if events.len() == limit {
+                return Ok(into_stream_chunk(events, limit as u32, after, upto));
+            }
+            let rest = memtable.stream(filter, upto, (limit - events.len()) as u32);
+            events.extend(rest.events);
+            upto = rest.upto;
+        }
+        Ok(StreamChunk { events, upto })
+    }
+
+    fn stats(&self, disk: &dyn Disk, query: &StatsQuery) -> Result<Vec<StatsRow>, Error> {
+        let filter = &query.filter;
+        let mut tally = Tally::new(query.bucket.ms());
+        for part in stats_parts(query, true) {
+            let StatsPart::Events { from_ms, to_ms } = part else {
+                for memtable in self.memtables() {
+                    memtable.counts().tally(part, filter, &mut tally);
+                }
+                self.segment_counts.tally(part, filter, &mut tally);
+                continue;
+            };
+            for memtable in self.memtables() {
+                memtable.count_events(filter, from_ms, to_ms, &mut tally);
+            }
+            let window = Filter {
+                since_ms: Some(from_ms),
+                until_ms: Some(to_ms),
+                ..filter.clone()
+            };
+            for segment in &self.segments {
+                if segment.timestamp_min >= to_ms || segment.timestamp_max < from_ms {
+                    continue;
+                }
+                for event in segment.page(disk, &window, Order::Asc, None, usize::MAX)? {
+                    tally.add(event.timestamp_ms, &event.event_type, 1);
+                }
+            }
+        }
+        Ok(tally.rows())
+    }
+
+    fn event_types(&self) -> Vec<(String, u64)> {
+        let mut types = BTreeMap::new();
+        for memtable in self.memtables() {
+            memtable.counts().add_types(&mut types);
+        }
+        self.segment_counts.add_types(&mut types);
+        types.into_iter().collect()
+    }
+
+    fn head(&self) -> StreamCursor {
+        self.memtable.head()
+    }
+}
+
+impl Drop for LogStore {
+    /// Waits for a flush in flight: a store opened on the same directory next must not
+    /// find a segment appear under it.
+    fn drop(&mut self) {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writer.finish_flush(&self.table, true);
+    }
+}
+
 fn refusal(sync_failed: &AtomicBool) -> Result<(), Error> {
     if sync_failed.load(Ordering::Relaxed) {
         return Err(Error::SyncFailed);
@@ -267,7 +540,7 @@ fn log_files(disk: &dyn Disk, log_dir: &Path) -> Result<Vec<u32>, Error> {
     for name in disk.list(log_dir).map_err(io_error(log_dir))? {
         if let Some(number) = file_number(&name) {
             numbers.push(number);
-        } else if name.ends_with(".log.tmp") {
+        } else if name.ends_with(".log.tmp") || name.ends_with(".seg.tmp") {
             let path = log_dir.join(&name);
             disk.remove(&path).map_err(io_error(&path))?;
         }
@@ -337,17 +610,72 @@ fn zero_filled_tail(bytes: &[u8], offset: usize) -> bool {
     zeros > 0 && (zeros_from.is_multiple_of(SECTOR_BYTES) || zeros >= SECTOR_BYTES)
 }
 
-/// Reads the log back into memory. A torn block at the end of the last file (a write
-/// cut by a crash, never acknowledged: the file ends inside it, or it ends in zeroed
-/// sectors) is cut off; anything else that is not whole is damage, and the store refuses
-/// to start rather than silently drop acknowledged events.
-fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(Memtable, u32, u64), Error> {
-    let numbers = log_files(disk, log_dir)?;
-    let mut table = Memtable::new();
+/// The segments in `log_dir`, by number, each with its counts per minute.
+fn open_segments(
+    disk: &dyn Disk,
+    log_dir: &Path,
+) -> Result<Vec<(Segment, segment::Minutes)>, Error> {
+    let mut numbers: Vec<u32> = disk
+        .list(log_dir)
+        .map_err(io_error(log_dir))?
+        .iter()
+        .filter_map(|name| segment_number(name))
+        .collect();
+    numbers.sort_unstable();
+    numbers
+        .into_iter()
+        .zip(1..)
+        .map(|(number, generation)| {
+            Segment::open(disk, number, log_dir.join(segment_name(number)), generation)
+        })
+        .collect()
+}
+
+/// Opens the segments and reads the log after them back into memory. A torn block at
+/// the end of the last file (a write cut by a crash, never acknowledged: the file ends
+/// inside it, or it ends in zeroed sectors) is cut off; anything else that is not whole
+/// is damage, and the store refuses to start rather than silently drop acknowledged
+/// events.
+fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(State, u32, u64), Error> {
+    let mut state = State {
+        memtable: Memtable::new(),
+        frozen: None,
+        segments: Vec::new(),
+        segment_counts: Counts::default(),
+    };
+    // Removes `.tmp` files first: a segment cut short before its rename is not one.
+    let mut numbers = log_files(disk, log_dir)?;
+    for (segment, minutes) in open_segments(disk, log_dir)? {
+        state.segment_counts.add_minutes(&minutes);
+        state.memtable.reserve(segment.seq_end);
+        state.segments.push(segment);
+    }
+    // A log file a segment holds the events of is left over from a flush cut short
+    // after the segment was in place.
+    let covered = state.segments.last().map_or(0, |segment| segment.number);
+    let left_over: Vec<u32> = numbers
+        .iter()
+        .copied()
+        .filter(|number| *number <= covered)
+        .collect();
+    for number in &left_over {
+        let path = log_dir.join(file_name(*number));
+        disk.remove(&path).map_err(io_error(&path))?;
+    }
+    if !left_over.is_empty() {
+        disk.sync_dir(log_dir).map_err(io_error(log_dir))?;
+        numbers.retain(|number| *number > covered);
+    }
+    let table = &mut state.memtable;
     let Some(&last) = numbers.last() else {
-        let path = log_dir.join(file_name(1));
+        let path = log_dir.join(file_name(covered + 1));
         begin_file(disk, log_dir, &path)?;
-        return Ok((table, 1, FILE_MAGIC.len() as u64));
+        let len = if covered == 0 {
+            FILE_MAGIC.len() as u64
+        } else {
+            mark_head(disk, &path, table.seq_end())?
+        };
+        return Ok((state, covered + 1, len));
     };
     let mut active_len = 0;
     for number in numbers {
@@ -405,7 +733,42 @@ fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(Memtable, u32, u64), Erro
         };
         active_len = offset as u64;
     }
-    Ok((table, last, active_len))
+    Ok((state, last, active_len))
+}
+
+/// Appends a block holding no events at position `seq_end` to a new log file, durably:
+/// the highest position given survives even when every segment is removed.
+fn mark_head(disk: &dyn Disk, path: &Path, seq_end: u64) -> Result<u64, Error> {
+    let mut marker = Vec::new();
+    record::encode_block(&mut marker, seq_end, 0, &[], None);
+    disk.append(path, &marker).map_err(io_error(path))?;
+    disk.sync(path).map_err(io_error(path))?;
+    Ok((FILE_MAGIC.len() + marker.len()) as u64)
+}
+
+/// Replaces `path` with `bytes` durably: a temporary file, synced, renamed over it.
+fn replace(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let temporary = write_temporary(disk, path, bytes)?;
+    put_in_place(disk, &temporary, path)
+}
+
+/// Writes `bytes` durably beside `path`, to be put in place by `put_in_place`.
+fn write_temporary(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    remove_if_present(disk, &temporary)?;
+    disk.append(&temporary, bytes)
+        .map_err(io_error(&temporary))?;
+    disk.sync(&temporary).map_err(io_error(&temporary))?;
+    Ok(temporary)
+}
+
+/// Renames a temporary file over `path` and makes the rename durable.
+fn put_in_place(disk: &dyn Disk, temporary: &Path, path: &Path) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    disk.rename(temporary, path).map_err(io_error(path))?;
+    disk.sync_dir(dir).map_err(io_error(dir))
 }
 
 fn remove_if_present(disk: &dyn Disk, path: &Path) -> Result<(), Error> {
@@ -437,19 +800,252 @@ impl Writer {
         self.log_dir.join(file_name(self.active))
     }
 
-    /// Replaces `path` with `bytes` durably: a temporary file, synced, renamed over it.
     fn replace(&self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
-        let dir = path.parent().unwrap_or(&self.data_dir);
-        remove_if_present(self.disk.as_ref(), &temporary)?;
+        replace(self.disk.as_ref(), path, bytes)
+    }
+
+    fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation - 1
+    }
+
+    /// Begins writing the memtable as a segment if it holds `flush_at_bytes`, and puts
+    /// in place a segment written since the last call. A failure is logged, not
+    /// returned: the commit that filled the memtable is durable in the log, and the
+    /// flush is tried again once the memtable has grown by a quarter more.
+    fn flush_if_full(&mut self, table: &RwLock<State>, sync_failed: &AtomicBool) {
+        self.finish_flush(table, false);
+        let bytes = table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .memtable
+            .bytes();
+        if bytes < self.flush_at_bytes {
+            return;
+        }
+        // One memtable is written at a time: a writer faster than the flush waits here,
+        // which bounds the memory to two memtables.
+        self.finish_flush(table, true);
+        if let Err(error) = self.begin_flush(table, sync_failed) {
+            self.flush_at_bytes = bytes + self.memtable_bytes_max / 4;
+            tracing::warn!(error = %ErrorChain(&error), "the memtable could not be written as a segment; it stays in memory and in the log");
+        }
+    }
+
+    /// Freezes the memtable and writes it as a segment named after the last log file
+    /// that holds its events, on a thread of its own. The commits after go to a new log
+    /// file, so that a file is either wholly in segments or wholly not; the frozen
+    /// memtable is read until the segment is in place.
+    fn begin_flush(
+        &mut self,
+        table: &RwLock<State>,
+        sync_failed: &AtomicBool,
+    ) -> Result<(), Error> {
+        let covered = self.active;
+        self.rotate(table, sync_failed)?;
+        let frozen = {
+            let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
+            let mut fresh = Memtable::new();
+            fresh.reserve(state.memtable.seq_end());
+            let frozen = Arc::new(std::mem::replace(&mut state.memtable, fresh));
+            state.frozen = Some(Arc::clone(&frozen));
+            frozen
+        };
+        let path = self.log_dir.join(segment_name(covered));
+        let generation = self.generation();
+        let disk = Arc::clone(&self.disk);
+        let thread = std::thread::Builder::new()
+            .name("eventline-flush".to_owned())
+            .spawn(move || {
+                let minutes = frozen.counts().minutes();
+                let seq_end = frozen.seq_end();
+                let seq_first = frozen.seq_first().unwrap_or(seq_end);
+                let bytes = segment::build(
+                    &frozen.events_by_time(),
+                    seq_first,
+                    seq_end,
+                    minutes.clone(),
+                )?;
+                let (segment, _) = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
+                replace(disk.as_ref(), &path, &bytes)?;
+                Ok((segment, minutes))
+            })
+            .map_err(|error| Error::DataDir {
+                path: self.log_dir.clone(),
+                source: error,
+            })?;
+        self.flush_job = Some(FlushJob { covered, thread });
+        Ok(())
+    }
+
+    /// Puts the segment of the flush in flight in place once it is written (with
+    /// `wait`, waits for it), then removes the log files it holds. If the flush failed,
+    /// its events go back into the memtable. With `wait`, no memtable is frozen after.
+    fn finish_flush(&mut self, table: &RwLock<State>, wait: bool) {
+        let Some(job) = self.flush_job.take() else {
+            return;
+        };
+        if !wait && !job.thread.is_finished() {
+            self.flush_job = Some(job);
+            return;
+        }
+        let written = job
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Corrupt("the flush thread panicked".to_owned())));
+        let frozen = {
+            let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
+            let frozen = state.frozen.take();
+            match &written {
+                Ok((segment, minutes)) => {
+                    state.segments.push(segment.clone());
+                    state.segment_counts.add_minutes(minutes);
+                    frozen
+                }
+                Err(_) => {
+                    if let Some(frozen) = frozen {
+                        state.memtable.absorb(&frozen);
+                    }
+                    None
+                }
+            }
+        };
+        // Freed outside the lock: tens of thousands of events take a while.
+        drop(frozen);
+        match written {
+            Ok(_) => {
+                self.flush_at_bytes = self.memtable_bytes_max;
+                if let Err(error) = self.remove_logs_upto(job.covered) {
+                    // Removed at the next start, which finds the segment that holds them.
+                    tracing::warn!(error = %ErrorChain(&error), "log files a segment holds could not be removed");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %ErrorChain(&error), "the memtable could not be written as a segment; it stays in memory and in the log");
+            }
+        }
+    }
+
+    fn remove_logs_upto(&self, covered: u32) -> Result<(), Error> {
+        for number in log_files(self.disk.as_ref(), &self.log_dir)? {
+            if number <= covered {
+                let path = self.log_dir.join(file_name(number));
+                self.disk.remove(&path).map_err(io_error(&path))?;
+            }
+        }
         self.disk
-            .append(&temporary, bytes)
-            .map_err(io_error(&temporary))?;
-        self.disk.sync(&temporary).map_err(io_error(&temporary))?;
-        self.disk.rename(&temporary, path).map_err(io_error(path))?;
-        self.disk.sync_dir(dir).map_err(io_error(dir))
+            .sync_dir(&self.log_dir)
+            .map_err(io_error(&self.log_dir))
+    }
+
+    /// Closes the active log file and begins the next, whose first block marks the head.
+    fn rotate(&mut self, table: &RwLock<State>, sync_failed: &AtomicBool) -> Result<(), Error> {
+        if self.tail_dirty {
+            self.cut_tail()?;
+        }
+        let path = self.active_path();
+        // The file is whole on disk before the next begins: recovery takes a bad block
+        // anywhere but at the end of the last file for damage.
+        self.disk.sync(&path).map_err(|error| {
+            sync_failed.store(true, Ordering::Relaxed);
+            io_error(&path)(error)
+        })?;
+        let next = self.log_dir.join(file_name(self.active + 1));
+        // What an earlier attempt that failed may have left.
+        remove_if_present(self.disk.as_ref(), &next)?;
+        begin_file(self.disk.as_ref(), &self.log_dir, &next)?;
+        let seq_end = table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .memtable
+            .seq_end();
+        let len = mark_head(self.disk.as_ref(), &next, seq_end)?;
+        self.active += 1;
+        self.active_len = len;
+        Ok(())
+    }
+
+    /// Rewrites segment `number` without the events `drop` picks, keeping its
+    /// positions; how many it dropped. The old bytes are gone once the new file is
+    /// renamed over them.
+    fn rewrite_segment(
+        &mut self,
+        table: &RwLock<State>,
+        number: u32,
+        drop: impl Fn(&Event) -> bool,
+    ) -> Result<u64, Error> {
+        let (events, seq_first, seq_end, path) = {
+            let state = table.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(segment) = state
+                .segments
+                .iter()
+                .find(|segment| segment.number == number)
+            else {
+                return Ok(0);
+            };
+            (
+                segment.events(self.disk.as_ref())?,
+                segment.seq_first,
+                segment.seq_end,
+                segment.path.clone(),
+            )
+        };
+        let (dropped, kept): (Vec<Stored>, Vec<Stored>) =
+            events.into_iter().partition(|stored| drop(&stored.event));
+        if dropped.is_empty() {
+            return Ok(0);
+        }
+        let mut counts = Counts::default();
+        for stored in &kept {
+            counts.add(&stored.event, 1);
+        }
+        let kept: Vec<(u64, &Event)> = kept
+            .iter()
+            .map(|stored| (stored.seq, &stored.event))
+            .collect();
+        let bytes = segment::build(&kept, seq_first, seq_end, counts.minutes())?;
+        let generation = self.generation();
+        let (rewritten, _) = Segment::from_bytes(number, path.clone(), generation, &bytes)?;
+        let temporary = write_temporary(self.disk.as_ref(), &path, &bytes)?;
+        // Renamed under the lock: a read never finds a file its footer does not describe.
+        let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
+        put_in_place(self.disk.as_ref(), &temporary, &path)?;
+        for stored in &dropped {
+            state.segment_counts.add(&stored.event, -1);
+        }
+        if let Some(slot) = state
+            .segments
+            .iter_mut()
+            .find(|segment| segment.number == number)
+        {
+            *slot = rewritten;
+        }
+        Ok(dropped.len() as u64)
+    }
+
+    /// Removes segment `number`, every event of which has expired; how many it held.
+    fn remove_segment(&mut self, table: &RwLock<State>, number: u32) -> Result<u64, Error> {
+        let (events, path) = {
+            let state = table.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(segment) = state
+                .segments
+                .iter()
+                .find(|segment| segment.number == number)
+            else {
+                return Ok(0);
+            };
+            (segment.events(self.disk.as_ref())?, segment.path.clone())
+        };
+        let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
+        self.disk.remove(&path).map_err(io_error(&path))?;
+        self.disk
+            .sync_dir(&self.log_dir)
+            .map_err(io_error(&self.log_dir))?;
+        for stored in &events {
+            state.segment_counts.add(&stored.event, -1);
+        }
+        state.segments.retain(|segment| segment.number != number);
+        Ok(events.len() as u64)
     }
 
     fn write_suppressed(&self) -> Result<(), Error> {
@@ -460,7 +1056,11 @@ impl Writer {
 
     /// Appends `self.buffer` to the active file, durably under `Durability::Full`,
     /// beginning a new file first when the active one is full.
-    fn append_buffer(&mut self, sync_failed: &AtomicBool) -> Result<(), Error> {
+    fn append_buffer(
+        &mut self,
+        table: &RwLock<State>,
+        sync_failed: &AtomicBool,
+    ) -> Result<(), Error> {
         let sync = |disk: &dyn Disk, path: &Path| {
             disk.sync(path).map_err(|error| {
                 sync_failed.store(true, Ordering::Relaxed);
@@ -471,16 +1071,7 @@ impl Writer {
             self.cut_tail()?;
         }
         if self.active_len >= self.file_len_max {
-            let path = self.active_path();
-            // The file is whole on disk before the next begins: recovery takes a bad
-            // block anywhere but at the end of the last file for damage.
-            sync(self.disk.as_ref(), &path)?;
-            let next = self.log_dir.join(file_name(self.active + 1));
-            // What an earlier attempt that failed may have left.
-            remove_if_present(self.disk.as_ref(), &next)?;
-            begin_file(self.disk.as_ref(), &self.log_dir, &next)?;
-            self.active += 1;
-            self.active_len = FILE_MAGIC.len() as u64;
+            self.rotate(table, sync_failed)?;
         }
         let path = self.active_path();
         if let Err(error) = self.disk.append(&path, &self.buffer) {
@@ -544,7 +1135,7 @@ impl Writer {
     }
 
     /// Removes these events from their files, then from memory.
-    fn delete(&mut self, table: &RwLock<Memtable>, events: Vec<(u32, Uuid)>) -> Result<u64, Error> {
+    fn delete(&mut self, table: &RwLock<State>, events: Vec<(u32, Uuid)>) -> Result<u64, Error> {
         let mut per_file: BTreeMap<u32, HashSet<Uuid>> = BTreeMap::new();
         for (file, id) in &events {
             per_file.entry(*file).or_default().insert(*id);
@@ -552,7 +1143,7 @@ impl Writer {
         for (file, ids) in &per_file {
             let emptied = {
                 let table = table.read().unwrap_or_else(PoisonError::into_inner);
-                table.file_len(*file) == ids.len()
+                table.memtable.file_len(*file) == ids.len()
             };
             if emptied && *file != self.active {
                 let path = self.log_dir.join(file_name(*file));
@@ -568,6 +1159,7 @@ impl Writer {
         Ok(table
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+            .memtable
             .remove(&ids))
     }
 }
@@ -578,18 +1170,31 @@ impl Store for LogStore {
         self.write(move |writer, table, sync_failed| {
             let (new_events, outcomes) = {
                 let table = table.read().unwrap_or_else(PoisonError::into_inner);
+                // The ids the segments hold, looked up before deciding: reading them
+                // may fail, and deciding does not.
+                let mut in_segments = HashMap::new();
+                if !table.segments.is_empty() {
+                    for event in submissions.iter().flat_map(|submission| &submission.events) {
+                        if table.in_memory(&event.id).is_none()
+                            && let Some(stored) = table.get(writer.disk.as_ref(), &event.id)?
+                        {
+                            in_segments.insert(event.id, stored);
+                        }
+                    }
+                }
                 let (outcomes, new_events) = crate::decide::decide(
                     &submissions,
-                    |id| table.get(id),
+                    |id| table.in_memory(id).or_else(|| in_segments.get(id)),
                     |contact_id| writer.suppressed.contains(contact_id),
                 );
                 let bytes: usize = new_events.iter().map(Memtable::event_bytes).sum();
-                if !new_events.is_empty() && table.bytes() + bytes > writer.memory_bytes_max {
+                if !new_events.is_empty() && table.memory_bytes() + bytes > writer.memory_bytes_max
+                {
                     return Err(Error::Full {
                         bytes_max: writer.memory_bytes_max,
                     });
                 }
-                let seq_first = table.seq_end();
+                let seq_first = table.memtable.seq_end();
                 let stored: Vec<record::Stored> = new_events
                     .into_iter()
                     .zip(seq_first..)
@@ -610,18 +1215,24 @@ impl Store for LogStore {
                 &new_events,
                 writer.compressor.as_mut(),
             );
-            writer.append_buffer(sync_failed)?;
-            let mut table = table.write().unwrap_or_else(PoisonError::into_inner);
-            for stored in new_events {
-                table.insert(stored.seq, writer.active, stored.event);
+            writer.append_buffer(table, sync_failed)?;
+            {
+                let mut table = table.write().unwrap_or_else(PoisonError::into_inner);
+                for stored in new_events {
+                    table
+                        .memtable
+                        .insert(stored.seq, writer.active, stored.event);
+                }
             }
+            writer.flush_if_full(table, sync_failed);
             Ok(outcomes)
         })
         .await
     }
 
     async fn page(&self, query: PageQuery) -> Result<Page, Error> {
-        Ok(self.read().page(&query))
+        self.reading(move |state, disk, _| state.page(disk, &query))
+            .await
     }
 
     async fn stream(
@@ -630,7 +1241,9 @@ impl Store for LogStore {
         after: StreamCursor,
         limit: u32,
     ) -> Result<StreamChunk, Error> {
-        Ok(self.read().stream(filter, after, limit))
+        let filter = filter.clone();
+        self.reading(move |state, disk, cache| state.stream(disk, cache, &filter, after, limit))
+            .await
     }
 
     async fn stream_head(&self) -> Result<StreamCursor, Error> {
@@ -645,14 +1258,28 @@ impl Store for LogStore {
     async fn erase_contact(&self, contact_id: &str, suppress: bool) -> Result<u64, Error> {
         let contact_id = contact_id.to_owned();
         self.write(move |writer, table, _| {
+            // The frozen memtable's events are erased from its segment, once written.
+            writer.finish_flush(table, true);
             if suppress && writer.suppressed.insert(contact_id.clone()) {
                 writer.write_suppressed()?;
             }
-            let events = table
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contact_events(&contact_id);
-            writer.delete(table, events)
+            let (events, segments) = {
+                let state = table.read().unwrap_or_else(PoisonError::into_inner);
+                let segments: Vec<u32> = state
+                    .segments
+                    .iter()
+                    .filter(|segment| segment.may_hold_contact(&contact_id))
+                    .map(|segment| segment.number)
+                    .collect();
+                (state.memtable.contact_events(&contact_id), segments)
+            };
+            let mut erased = writer.delete(table, events)?;
+            for number in segments {
+                erased += writer.rewrite_segment(table, number, |event| {
+                    event.contact_id.as_deref() == Some(contact_id.as_str())
+                })?;
+            }
+            Ok(erased)
         })
         .await
     }
@@ -671,31 +1298,50 @@ impl Store for LogStore {
 
     async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error> {
         self.write(move |writer, table, _| {
+            writer.finish_flush(table, true);
             // Whole files of expired events go at once, however many they hold: removing
             // a file costs no more than removing one event, and rewriting it a thousand
             // events at a time would cost its length each time.
-            let events = {
-                let table = table.read().unwrap_or_else(PoisonError::into_inner);
-                let whole = table.expired_files(cutoff_ms, writer.active);
-                if whole.is_empty() {
-                    table.events_before(cutoff_ms, limit as usize)
+            let (events, oldest_segment) = {
+                let state = table.read().unwrap_or_else(PoisonError::into_inner);
+                let whole = state.memtable.expired_files(cutoff_ms, writer.active);
+                let events = if whole.is_empty() {
+                    state.memtable.events_before(cutoff_ms, limit as usize)
                 } else {
                     whole
-                }
+                };
+                let oldest_segment = state
+                    .segments
+                    .iter()
+                    .filter(|segment| segment.events_len > 0 && segment.timestamp_min < cutoff_ms)
+                    .min_by_key(|segment| segment.timestamp_min)
+                    .map(|segment| (segment.number, segment.timestamp_max < cutoff_ms));
+                (events, oldest_segment)
             };
-            writer.delete(table, events)
+            if !events.is_empty() {
+                return writer.delete(table, events);
+            }
+            // A segment goes whole, or is rewritten once without every expired event:
+            // either costs its length, whatever the limit.
+            match oldest_segment {
+                Some((number, true)) => writer.remove_segment(table, number),
+                Some((number, false)) => {
+                    writer.rewrite_segment(table, number, |event| event.timestamp_ms < cutoff_ms)
+                }
+                None => Ok(0),
+            }
         })
         .await
     }
 
     async fn stats(&self, query: StatsQuery) -> Result<Vec<StatsRow>, Error> {
-        let table = Arc::clone(&self.table);
-        // A window may hold many events: counted off the async threads.
+        // A window may hold many events: always counted off the async threads.
+        let (table, disk) = (Arc::clone(&self.table), Arc::clone(&self.disk));
         tokio::task::spawn_blocking(move || {
-            Ok(table
+            table
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
-                .stats(&query))
+                .stats(disk.as_ref(), &query)
         })
         .await?
     }

@@ -114,16 +114,20 @@ struct ServeArgs {
     #[arg(long, env = "EVENTLINE_DATABASE_URL")]
     database: Option<String>,
     /// The embedded store's format for a new data directory: `sqlite` (the default) or
-    /// `log`, the log-structured store that is to replace it (experimental: it keeps its
-    /// events in memory, see docs/storage-design.md). A directory that holds a store is
+    /// `log`, the log-structured store that is to replace it (experimental, see
+    /// docs/storage-design.md). A directory that holds a store is
     /// opened in its own format, except that `log` asked of a SQLite directory upgrades
     /// it, one way (the database is kept as `eventline.sqlite3.migrated`).
     #[arg(long, env = "EVENTLINE_EMBEDDED_FORMAT", value_enum)]
     embedded_format: Option<FormatArg>,
-    /// The log store's bound on the events it holds in memory, in MiB; writes past it
-    /// answer 503 until retention or erasure makes room.
+    /// The log store's bound on the events it holds in memory, in MiB, reached only when
+    /// segments cannot be written (a full disk); writes past it answer 503.
     #[arg(long, env = "EVENTLINE_LOG_MEMORY_MAX_MB", default_value_t = 1024)]
     log_memory_max_mb: usize,
+    /// Log store: the events of the log are written as a sorted, compressed segment once
+    /// they take this many MiB in memory. Larger means fewer segments and more memory.
+    #[arg(long, env = "EVENTLINE_LOG_MEMTABLE_MB", default_value_t = 64)]
+    log_memtable_mb: usize,
     /// `full`: an answered post is on disk (fsync per group commit). `normal`: it survives
     /// a crash of the process but not of the machine; faster.
     #[arg(long, env = "EVENTLINE_DURABILITY", value_enum, default_value_t = Durability::Full)]
@@ -510,6 +514,11 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         "--log-memory-max-mb must be at least 1"
     );
     config.log_memory_bytes_max = args.log_memory_max_mb.saturating_mul(1 << 20);
+    anyhow::ensure!(
+        args.log_memtable_mb >= 1,
+        "--log-memtable-mb must be at least 1"
+    );
+    config.log_memtable_bytes_max = args.log_memtable_mb.saturating_mul(1 << 20);
     config.durability = match args.durability {
         Durability::Full => eventline_store::Durability::Full,
         Durability::Normal => eventline_store::Durability::Normal,

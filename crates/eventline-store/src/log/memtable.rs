@@ -9,12 +9,13 @@ use std::ops::Bound;
 
 use eventline_core::cursor::StreamCursor;
 use eventline_core::event::{Event, Scope};
-use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
-use eventline_core::stats::{StatsQuery, StatsRow};
+use eventline_core::query::{Filter, Order, PageQuery, Start};
+use eventline_core::stats::StatsRow;
 use uuid::Uuid;
 
+use super::segment::Minutes;
 use crate::StreamChunk;
-use crate::page_sql::{StatsPart, into_page, into_stream_chunk, seq_position, stats_parts};
+use crate::page_sql::{StatsPart, into_stream_chunk, seq_position};
 
 /// A read in commit order looks at no more positions than this: a filter that matches
 /// nothing answers how far it got instead of walking every event.
@@ -43,6 +44,99 @@ struct FileEvents {
     timestamp_max: i64,
 }
 
+/// Events per type, and per type, scope and minute or hour: what stats and the event
+/// types are answered from, for the memtable and for the segments.
+#[derive(Default)]
+pub(crate) struct Counts {
+    types: HashMap<String, u64>,
+    per_minute: Rollup,
+    per_hour: Rollup,
+}
+
+impl Counts {
+    /// Adds `delta` to the event's counts.
+    pub fn add(&mut self, event: &Event, delta: i64) {
+        self.add_minute(
+            &event.event_type,
+            floor_to(event.timestamp_ms, MINUTE_MS),
+            event.scope,
+            delta,
+        );
+    }
+
+    fn add_minute(&mut self, event_type: &str, minute_ms: i64, scope: Scope, delta: i64) {
+        count(
+            &mut self.per_minute,
+            MINUTE_MS,
+            event_type,
+            minute_ms,
+            scope,
+            delta,
+        );
+        count(
+            &mut self.per_hour,
+            HOUR_MS,
+            event_type,
+            minute_ms,
+            scope,
+            delta,
+        );
+        let types = self.types.entry_ref(event_type).or_default();
+        *types = types.saturating_add_signed(delta);
+        if *types == 0 {
+            self.types.remove(event_type);
+        }
+    }
+
+    /// Adds counts per minute, as a segment's footer keeps them.
+    pub fn add_minutes(&mut self, minutes: &Minutes) {
+        for (event_type, units) in minutes {
+            for (minute_ms, counts) in units {
+                for scope in [Scope::App, Scope::Site] {
+                    let count = counts[scope_index(scope)];
+                    if count > 0 {
+                        self.add_minute(event_type, *minute_ms, scope, count as i64);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The counts per minute, as a segment's footer keeps them.
+    pub fn minutes(&self) -> Minutes {
+        self.per_minute
+            .iter()
+            .map(|(event_type, units)| {
+                let units = units
+                    .iter()
+                    .map(|(unit, counts)| (*unit, *counts))
+                    .collect();
+                (event_type.clone(), units)
+            })
+            .collect()
+    }
+
+    /// The counts of stats part `part` matching the filter's scope and types.
+    pub fn tally(&self, part: StatsPart, filter: &Filter, tally: &mut Tally) {
+        match part {
+            StatsPart::Minutes { from_ms, to_ms } => {
+                tally.add_rollup(&self.per_minute, filter, from_ms, to_ms);
+            }
+            StatsPart::Hours { from_ms, to_ms } => {
+                tally.add_rollup(&self.per_hour, filter, from_ms, to_ms);
+            }
+            StatsPart::Events { .. } => {}
+        }
+    }
+
+    /// Adds the event types and their counts to `types`.
+    pub fn add_types(&self, types: &mut BTreeMap<String, u64>) {
+        for (name, count) in &self.types {
+            *types.entry(name.clone()).or_default() += count;
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Memtable {
     /// Boxed: when the map grows it moves its slots, and a 24-byte slot moves six times
@@ -52,10 +146,8 @@ pub(crate) struct Memtable {
     by_time: BTreeSet<TimeKey>,
     by_contact: HashMap<String, BTreeSet<TimeKey>>,
     by_seq: BTreeMap<u64, Uuid>,
-    types: HashMap<String, u64>,
     files: BTreeMap<u32, FileEvents>,
-    per_minute: Rollup,
-    per_hour: Rollup,
+    counts: Counts,
     /// The position after the last one given: positions are never given twice, even
     /// when the newest events are deleted.
     seq_end: u64,
@@ -106,9 +198,7 @@ impl Memtable {
                 .insert(key);
         }
         self.by_seq.insert(seq, event.id);
-        *self.types.entry_ref(event.event_type.as_str()).or_default() += 1;
-        count(&mut self.per_minute, MINUTE_MS, &event, 1);
-        count(&mut self.per_hour, HOUR_MS, &event, 1);
+        self.counts.add(&event, 1);
         let file_events = self.files.entry(file).or_default();
         file_events.len += 1;
         file_events.timestamp_max = file_events.timestamp_max.max(event.timestamp_ms);
@@ -120,6 +210,13 @@ impl Memtable {
             // Ids are unique in the log; a second copy would be a bug upstream. Keep the
             // indexes true to `by_id` whatever happened.
             self.forget_indexes(&replaced);
+        }
+    }
+
+    /// Inserts every event of `other` (a frozen memtable whose flush failed).
+    pub fn absorb(&mut self, other: &Memtable) {
+        for entry in other.by_id.values() {
+            self.insert(entry.seq, entry.file, entry.event.clone());
         }
     }
 
@@ -151,17 +248,30 @@ impl Memtable {
         if self.by_seq.get(&entry.seq) == Some(&event.id) {
             self.by_seq.remove(&entry.seq);
         }
-        count(&mut self.per_minute, MINUTE_MS, event, -1);
-        count(&mut self.per_hour, HOUR_MS, event, -1);
+        self.counts.add(event, -1);
         if let Some(file_events) = self.files.get_mut(&entry.file) {
             file_events.len -= 1;
         }
-        if let Some(count) = self.types.get_mut(&event.event_type) {
-            *count -= 1;
-            if *count == 0 {
-                self.types.remove(&event.event_type);
-            }
-        }
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Every event with its position, in (timestamp, id) order: a segment's contents.
+    pub fn events_by_time(&self) -> Vec<(u64, &Event)> {
+        self.by_time
+            .iter()
+            .filter_map(|(_, id)| {
+                let entry = self.by_id.get(id)?;
+                Some((entry.seq, &entry.event))
+            })
+            .collect()
+    }
+
+    /// The lowest position an event held here has.
+    pub fn seq_first(&self) -> Option<u64> {
+        self.by_seq.keys().next().copied()
     }
 
     /// The contact's events: (file, id) of each.
@@ -238,36 +348,27 @@ impl Memtable {
             .filter(move |event| filter.matches(event))
     }
 
-    pub fn page(&self, query: &PageQuery) -> Page {
+    /// The first `fetch` events matching the query's filter in its order, after its
+    /// cursor if it has one: a skip is the caller's, over every source merged.
+    pub fn page(&self, query: &PageQuery, fetch: usize) -> Vec<Event> {
         let filter = &query.filter;
         let keys = self.window(filter);
-        let (skip, after) = match query.start {
-            Start::First => (0, None),
-            Start::Skip(skip) => (usize::try_from(skip).unwrap_or(usize::MAX), None),
-            Start::After(cursor) => (0, Some((cursor.timestamp_ms, cursor.id))),
+        let after = match query.start {
+            Start::After(cursor) => Some((cursor.timestamp_ms, cursor.id)),
+            Start::First | Start::Skip(_) => None,
         };
-        let fetch = query.limit as usize + 1;
-        let events: Vec<Event> = match query.order {
+        match query.order {
             Order::Asc => {
                 let keys = keys.skip_while(move |key| after.is_some_and(|after| **key <= after));
-                self.matching(filter, keys)
-                    .skip(skip)
-                    .take(fetch)
-                    .cloned()
-                    .collect()
+                self.matching(filter, keys).take(fetch).cloned().collect()
             }
             Order::Desc => {
                 let keys = keys
                     .rev()
                     .skip_while(move |key| after.is_some_and(|after| **key >= after));
-                self.matching(filter, keys)
-                    .skip(skip)
-                    .take(fetch)
-                    .cloned()
-                    .collect()
+                self.matching(filter, keys).take(fetch).cloned().collect()
             }
-        };
-        into_page(events, query.limit)
+        }
     }
 
     /// The position of the last event ever committed.
@@ -302,57 +403,16 @@ impl Memtable {
         into_stream_chunk(events, limit, after, self.head())
     }
 
-    /// Counts per bucket and type, split as the SQL stores split them
-    /// (`page_sql::stats_parts`): the counts per hour and minute, and the events at the
-    /// window's edges or of one contact.
-    pub fn stats(&self, query: &StatsQuery) -> Vec<StatsRow> {
-        let filter = &query.filter;
-        let mut tally = Tally {
-            bucket_ms: query.bucket.ms(),
-            counts: BTreeMap::new(),
-        };
-        for part in stats_parts(query, true) {
-            match part {
-                StatsPart::Events { from_ms, to_ms } => {
-                    self.count_events(filter, Some(from_ms), Some(to_ms), &mut tally);
-                }
-                StatsPart::Minutes { from_ms, to_ms } => {
-                    tally.add_rollup(&self.per_minute, filter, from_ms, to_ms);
-                }
-                StatsPart::Hours { from_ms, to_ms } => {
-                    tally.add_rollup(&self.per_hour, filter, from_ms, to_ms);
-                }
-            }
-        }
-        tally.rows()
-    }
-
-    fn count_events<'a>(
-        &'a self,
-        filter: &Filter,
-        since_ms: Option<i64>,
-        until_ms: Option<i64>,
-        tally: &mut Tally<'a>,
-    ) {
+    /// Adds the events in [`from_ms`, `to_ms`) matching the filter to `tally`.
+    pub fn count_events(&self, filter: &Filter, from_ms: i64, to_ms: i64, tally: &mut Tally) {
         let window = Filter {
-            since_ms,
-            until_ms,
+            since_ms: Some(from_ms),
+            until_ms: Some(to_ms),
             ..filter.clone()
         };
         for event in self.matching(&window, self.window(&window)) {
             tally.add(event.timestamp_ms, &event.event_type, 1);
         }
-    }
-
-    /// By name.
-    pub fn event_types(&self) -> Vec<(String, u64)> {
-        let mut types: Vec<(String, u64)> = self
-            .types
-            .iter()
-            .map(|(name, count)| (name.clone(), *count))
-            .collect();
-        types.sort_unstable();
-        types
     }
 }
 
@@ -374,37 +434,58 @@ fn scope_index(scope: Scope) -> usize {
     }
 }
 
-/// Adds `delta` to an event's count in `rollup`, dropping counts that reach zero.
-fn count(rollup: &mut Rollup, unit_ms: i64, event: &Event, delta: i64) {
+/// Adds `delta` to the count of a type, scope and time in `rollup`, dropping counts
+/// that reach zero.
+fn count(
+    rollup: &mut Rollup,
+    unit_ms: i64,
+    event_type: &str,
+    timestamp_ms: i64,
+    scope: Scope,
+    delta: i64,
+) {
     // `entry_ref` copies the type's name only for a type not seen yet.
-    let units = rollup.entry_ref(event.event_type.as_str()).or_default();
-    let unit = floor_to(event.timestamp_ms, unit_ms);
+    let units = rollup.entry_ref(event_type).or_default();
+    let unit = floor_to(timestamp_ms, unit_ms);
     let counts = units.entry(unit).or_default();
-    let slot = &mut counts[scope_index(event.scope)];
+    let slot = &mut counts[scope_index(scope)];
     *slot = slot.saturating_add_signed(delta);
     if *counts == [0, 0] {
         units.remove(&unit);
         if units.is_empty() {
-            rollup.remove(event.event_type.as_str());
+            rollup.remove(event_type);
         }
     }
 }
 
 /// Stats counts being added up, per bucket and type.
-struct Tally<'a> {
+pub(crate) struct Tally {
     bucket_ms: i64,
-    counts: BTreeMap<(i64, &'a str), u64>,
+    /// By bucket, then type: a type's name is copied once per bucket, not per event.
+    counts: BTreeMap<i64, HashMap<String, u64>>,
 }
 
-impl<'a> Tally<'a> {
-    fn add(&mut self, timestamp_ms: i64, event_type: &'a str, count: u64) {
+impl Tally {
+    pub fn new(bucket_ms: i64) -> Tally {
+        Tally {
+            bucket_ms,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, timestamp_ms: i64, event_type: &str, count: u64) {
         let bucket = floor_to(timestamp_ms, self.bucket_ms);
-        *self.counts.entry((bucket, event_type)).or_default() += count;
+        *self
+            .counts
+            .entry(bucket)
+            .or_default()
+            .entry_ref(event_type)
+            .or_default() += count;
     }
 
     /// The rollup's counts of the units in [`from_ms`, `to_ms`) that match the filter's
     /// scope and types.
-    fn add_rollup(&mut self, rollup: &'a Rollup, filter: &Filter, from_ms: i64, to_ms: i64) {
+    fn add_rollup(&mut self, rollup: &Rollup, filter: &Filter, from_ms: i64, to_ms: i64) {
         for (event_type, units) in rollup {
             if !filter.event_types.is_empty() && !filter.event_types.contains(event_type) {
                 continue;
@@ -421,14 +502,17 @@ impl<'a> Tally<'a> {
         }
     }
 
-    fn rows(self) -> Vec<StatsRow> {
-        self.counts
-            .into_iter()
-            .map(|((start_ms, event_type), count)| StatsRow {
+    pub fn rows(self) -> Vec<StatsRow> {
+        let mut rows = Vec::new();
+        for (start_ms, types) in self.counts {
+            let mut types: Vec<(String, u64)> = types.into_iter().collect();
+            types.sort_unstable();
+            rows.extend(types.into_iter().map(|(event_type, count)| StatsRow {
                 start_ms,
-                event_type: event_type.to_owned(),
+                event_type,
                 count,
-            })
-            .collect()
+            }));
+        }
+        rows
     }
 }

@@ -77,9 +77,21 @@ pub(crate) fn encode_block(
     events: &[Stored],
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) {
+    let events = events.iter().map(|stored| (stored.seq, &stored.event));
+    encode_events(out, seq_first, seq_len, events, compressor);
+}
+
+/// [`encode_block`] of events by reference, each with its position.
+pub(crate) fn encode_events<'a>(
+    out: &mut Vec<u8>,
+    seq_first: u64,
+    seq_len: u32,
+    events: impl IntoIterator<Item = (u64, &'a Event)>,
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+) {
     let mut payload = Vec::new();
-    for stored in events {
-        encode_event(&mut payload, stored.seq - seq_first, &stored.event);
+    for (seq, event) in events {
+        encode_event(&mut payload, seq - seq_first, event);
     }
     let compressed = compressor
         .filter(|_| payload.len() >= COMPRESS_FROM_BYTES)
@@ -126,6 +138,15 @@ impl BadBlock {
 
 /// Reads the block at the start of `bytes`: the block and its length in bytes.
 pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
+    decode_block_where(bytes, |_| true)
+}
+
+/// [`decode_block`], keeping only the events whose id `keep` picks: the others are
+/// checked and skipped without being built.
+pub(crate) fn decode_block_where(
+    bytes: &[u8],
+    keep: impl Fn(&Uuid) -> bool,
+) -> Result<(Block, usize), BadBlock> {
     let header = bytes.get(..BLOCK_HEADER_LEN).ok_or(BadBlock::Short)?;
     let u32_at = |at: usize| {
         u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
@@ -165,9 +186,11 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Result<(Block, usize), BadBlock> {
     let mut reader = Reader { bytes: payload };
     let mut events = Vec::new();
     while !reader.bytes.is_empty() {
-        let (offset, event) = decode_event(&mut reader).ok_or(BadBlock::Damaged(
-            "an event in the block cannot be read although the checksum matches",
-        ))?;
+        let unreadable =
+            BadBlock::Damaged("an event in the block cannot be read although the checksum matches");
+        let Some((offset, event)) = decode_event(&mut reader, &keep).ok_or(unreadable)? else {
+            continue;
+        };
         if offset >= u64::from(seq_len) {
             return Err(BadBlock::Damaged(
                 "an event lies outside its block's positions",
@@ -263,13 +286,13 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.array()?))
     }
-
-    fn text(&mut self, len: usize) -> Option<String> {
-        String::from_utf8(self.take(len)?.to_vec()).ok()
-    }
 }
 
-fn decode_event(reader: &mut Reader<'_>) -> Option<(u64, Event)> {
+/// The next event, if `keep` picks its id; `None` if it cannot be read.
+fn decode_event(
+    reader: &mut Reader<'_>,
+    keep: &impl Fn(&Uuid) -> bool,
+) -> Option<Option<(u64, Event)>> {
     let seq_offset = u64::from(u32::from_le_bytes(reader.array()?));
     let id = Uuid::from_bytes(reader.array()?);
     let timestamp_ms = reader.i64()?;
@@ -284,18 +307,30 @@ fn decode_event(reader: &mut Reader<'_>) -> Option<(u64, Event)> {
         1 => Scope::Site,
         _ => return None,
     };
+    let kept = keep(&id);
     let event_type_len = u16::from_le_bytes(reader.array()?) as usize;
-    let event_type = reader.text(event_type_len)?;
+    let event_type = reader.take(event_type_len)?;
     let contact_id = match reader.u8()? {
         0 => None,
         1 => {
             let len = u16::from_le_bytes(reader.array()?) as usize;
-            Some(reader.text(len)?)
+            Some(reader.take(len)?)
         }
         _ => return None,
     };
     let content_len = u32::from_le_bytes(reader.array()?) as usize;
-    let content = RawValue::from_string(reader.text(content_len)?).ok()?;
+    let content = reader.take(content_len)?;
+    if !kept {
+        // The checksum vouches for the bytes: skipped events are not parsed.
+        return Some(None);
+    }
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).ok();
+    let event_type = text(event_type)?;
+    let contact_id = match contact_id {
+        Some(bytes) => Some(text(bytes)?),
+        None => None,
+    };
+    let content = RawValue::from_string(text(content)?).ok()?;
     let event = Event {
         id,
         event_type,
@@ -306,7 +341,7 @@ fn decode_event(reader: &mut Reader<'_>) -> Option<(u64, Event)> {
         received_at_ms,
         client_timestamp_ms,
     };
-    Some((seq_offset, event))
+    Some(Some((seq_offset, event)))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ fn small_files() -> LogOptions {
     }
 }
 
-fn log_files(dir: &Path) -> Vec<PathBuf> {
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
         .expect("log directory")
         .map(|entry| entry.expect("entry").path())
@@ -200,7 +200,7 @@ async fn retention_removes_whole_old_files_and_positions_are_never_reused() {
 
 /// Every event of a SQLite store, in commit order, at its position: what a reader of the
 /// stream sees.
-async fn stream_all(store: &dyn Store) -> Vec<(u64, Event)> {
+pub async fn stream_all(store: &dyn Store) -> Vec<(u64, Event)> {
     let head = store.stream_head().await.expect("head");
     let mut after = eventline_core::cursor::StreamCursor {
         commit: 0,

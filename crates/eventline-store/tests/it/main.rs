@@ -3,6 +3,7 @@
 mod conformance;
 mod log_files;
 mod page_checksums;
+mod segments;
 
 use std::sync::Arc;
 
@@ -29,8 +30,21 @@ pub fn sqlite() -> TestStore {
 }
 
 pub fn log() -> TestStore {
+    log_with(&LogOptions::default())
+}
+
+/// The log store with a memtable of a few events: nearly every event is read from a
+/// segment, and commits of more than a few events flush.
+pub fn log_segments() -> TestStore {
+    log_with(&LogOptions {
+        memtable_bytes_max: 4 << 10,
+        ..LogOptions::default()
+    })
+}
+
+fn log_with(options: &LogOptions) -> TestStore {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = LogStore::open(dir.path(), &LogOptions::default()).expect("open log store");
+    let store = LogStore::open(dir.path(), options).expect("open log store");
     TestStore {
         store: Arc::new(store),
         _dir: Some(dir),
@@ -66,6 +80,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     let test_store = $crate::log();
+                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                }
+            )*
+        }
+        mod log_segments {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let test_store = $crate::log_segments();
                     $crate::conformance::$name(test_store.store.as_ref()).await;
                 }
             )*

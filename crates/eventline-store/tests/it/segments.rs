@@ -1,0 +1,362 @@
+//! The log store's segments: what is flushed reads back as it was, across a restart and
+//! a flush cut short; damage is refused; erasure and retention rewrite or remove them.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use eventline_core::event::Event;
+use eventline_core::query::{Filter, Order, PageQuery, Start};
+use eventline_core::stats::{Bucket, StatsQuery};
+use eventline_store::log::{LogOptions, LogStore};
+use eventline_store::{Error, Store};
+
+use crate::conformance::{append_all, corpus};
+use crate::log_files::{log_files, stream_all};
+
+/// A memtable of about a dozen events: the corpus ends in dozens of segments.
+fn small_memtable() -> LogOptions {
+    LogOptions {
+        memtable_bytes_max: 8 << 10,
+        ..LogOptions::default()
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    log_files(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
+        .collect()
+}
+
+/// The corpus out of time order, so that the segments' time ranges overlap, in commits
+/// of seven.
+async fn fill(store: &dyn Store) {
+    let corpus = corpus();
+    let shuffled: Vec<Event> = (0..corpus.len())
+        .map(|n| corpus[n * 379 % corpus.len()].clone())
+        .collect();
+    for chunk in shuffled.chunks(7) {
+        append_all(store, chunk.to_vec()).await;
+    }
+}
+
+/// Everything a reader can see of a store, in one value to compare.
+async fn everything(store: &dyn Store) -> Vec<String> {
+    let mut seen = Vec::new();
+    let filters = [
+        Filter::default(),
+        Filter {
+            contact_id: Some("contact-3".to_owned()),
+            ..Filter::default()
+        },
+        Filter {
+            since_ms: Some(1_050_000),
+            until_ms: Some(1_120_500),
+            event_types: vec!["page_view".to_owned(), "new_order".to_owned()],
+            ..Filter::default()
+        },
+        Filter {
+            contact_id: Some("contact-5".to_owned()),
+            since_ms: Some(1_010_000),
+            until_ms: Some(1_150_000),
+            scope: Some(eventline_core::event::Scope::App),
+            ..Filter::default()
+        },
+    ];
+    for filter in &filters {
+        for order in [Order::Asc, Order::Desc] {
+            let mut start = Start::First;
+            loop {
+                let page = store
+                    .page(PageQuery {
+                        filter: filter.clone(),
+                        order,
+                        start,
+                        limit: 17,
+                    })
+                    .await
+                    .expect("page");
+                seen.extend(page.events.iter().map(|event| event.id.to_string()));
+                match page.next {
+                    Some(cursor) => start = Start::After(cursor),
+                    None => break,
+                }
+            }
+            let skipped = store
+                .page(PageQuery {
+                    filter: filter.clone(),
+                    order,
+                    start: Start::Skip(23),
+                    limit: 5,
+                })
+                .await
+                .expect("page");
+            seen.extend(skipped.events.iter().map(|event| event.id.to_string()));
+        }
+        for bucket in [Bucket::Minute, Bucket::Hour] {
+            let query = StatsQuery {
+                filter: Filter {
+                    since_ms: Some(filter.since_ms.unwrap_or(1_000_500)),
+                    until_ms: Some(filter.until_ms.unwrap_or(1_199_500)),
+                    ..filter.clone()
+                },
+                bucket,
+            };
+            let rows = store.stats(query).await.expect("stats");
+            seen.push(format!("{rows:?}"));
+        }
+    }
+    seen.push(format!("{:?}", store.event_types().await.expect("types")));
+    for (position, event) in stream_all(store).await {
+        seen.push(format!("{position} {}", event.id));
+    }
+    seen.push(format!("{:?}", store.stream_head().await.expect("head")));
+    seen
+}
+
+#[tokio::test]
+async fn flushed_events_read_as_the_memtable_reads_them_across_a_restart() {
+    let (memory, flushed) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let reference = LogStore::open(memory.path(), &LogOptions::default()).expect("open");
+    let store = LogStore::open(flushed.path(), &small_memtable()).expect("open");
+    fill(&reference).await;
+    fill(&store).await;
+    assert!(
+        segment_files(flushed.path()).len() > 20,
+        "the memtable was flushed"
+    );
+    assert!(segment_files(memory.path()).is_empty());
+    let expected = everything(&reference).await;
+    assert_eq!(everything(&store).await, expected);
+    // The log files the segments hold are gone.
+    assert!(log_files(flushed.path()).len() < segment_files(flushed.path()).len() + 3);
+    drop(store);
+    let store = LogStore::open(flushed.path(), &small_memtable()).expect("reopen");
+    assert_eq!(everything(&store).await, expected);
+    assert!(store.verify().expect("verify").problems.is_empty());
+    // A replay of an id held by a segment answers the stored copy; a changed one
+    // conflicts.
+    let first = corpus()[0].clone();
+    let outcomes = store
+        .append(vec![eventline_store::Submission {
+            events: vec![first.clone()],
+        }])
+        .await
+        .expect("append");
+    assert!(matches!(&outcomes[0], eventline_store::Outcome::Stored(stored) if stored[0].replayed));
+    let mut changed = first;
+    changed.event_type = "other".to_owned();
+    let outcomes = store
+        .append(vec![eventline_store::Submission {
+            events: vec![changed],
+        }])
+        .await
+        .expect("append");
+    assert!(matches!(
+        outcomes[0],
+        eventline_store::Outcome::Conflict { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_flush_cut_short_loses_nothing_and_stores_nothing_twice() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("open");
+    fill(&store).await;
+    let expected = everything(&store).await;
+    // What a flush cut short leaves: the log files of the newest segment, not yet
+    // removed, and a segment not yet renamed into place.
+    let newest = segment_files(dir.path()).pop().expect("a segment");
+    let number: u32 = newest
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .expect("number");
+    drop(store);
+    let log_dir = dir.path().join("log");
+    // A log file the segment holds: a copy of the next one's first bytes is a file of
+    // the right shape, and its events are in the segment.
+    let next = log_dir.join(format!("{:08}.log", number + 1));
+    std::fs::copy(&next, log_dir.join(format!("{number:08}.log"))).expect("copy");
+    std::fs::write(log_dir.join("99999999.seg.tmp"), b"half a segment").expect("write");
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("reopen");
+    assert_eq!(everything(&store).await, expected);
+    assert!(!log_dir.join(format!("{number:08}.log")).exists());
+    assert!(!log_dir.join("99999999.seg.tmp").exists());
+}
+
+/// Every byte of the file and of each zstd frame in it: what is in a file, compressed
+/// or not.
+fn plain_bytes(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).expect("read");
+    let mut plain = bytes.clone();
+    let magic = [0x28, 0xb5, 0x2f, 0xfd];
+    for at in 0..bytes.len().saturating_sub(4) {
+        if bytes[at..at + 4] == magic {
+            let mut decoder = zstd::stream::read::Decoder::new(&bytes[at..])
+                .expect("decoder")
+                .single_frame();
+            let mut frame = Vec::new();
+            // A frame cut by the next structure reads up to the cut; enough here.
+            let _ = decoder.read_to_end(&mut frame);
+            plain.extend_from_slice(&frame);
+        }
+    }
+    plain
+}
+
+#[tokio::test]
+async fn an_erased_contact_leaves_no_byte_in_any_segment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("open");
+    fill(&store).await;
+    let marker = b"\"n\":"; // every corpus event's content holds it
+    let holds = |name: &[u8]| {
+        log_files(dir.path())
+            .iter()
+            .filter(|path| {
+                let plain = plain_bytes(path);
+                plain.windows(name.len()).any(|window| window == name)
+            })
+            .count()
+    };
+    assert!(holds(b"contact-3") > 5);
+    assert!(holds(marker) > 5, "the check sees inside compressed blocks");
+    let erased = store
+        .erase_contact("contact-3", false)
+        .await
+        .expect("erase");
+    assert_eq!(
+        erased,
+        corpus()
+            .iter()
+            .filter(|event| event.contact_id.as_deref() == Some("contact-3"))
+            .count() as u64
+    );
+    assert_eq!(
+        holds(b"contact-3"),
+        0,
+        "an erased contact is still in a file"
+    );
+    drop(store);
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("reopen");
+    let types: u64 = store
+        .event_types()
+        .await
+        .expect("types")
+        .iter()
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(types, corpus().len() as u64 - erased);
+}
+
+#[tokio::test]
+async fn retention_removes_and_rewrites_segments_and_the_head_stays() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("open");
+    fill(&store).await;
+    let head = store.stream_head().await.expect("head");
+    let segments_before = segment_files(dir.path()).len();
+    let cutoff_ms = 1_100_000;
+    while store.delete_before(cutoff_ms, 10).await.expect("retention") > 0 {}
+    let kept: Vec<Event> = corpus()
+        .into_iter()
+        .filter(|event| event.timestamp_ms >= cutoff_ms)
+        .collect();
+    let page = store
+        .page(PageQuery {
+            filter: Filter::default(),
+            order: Order::Asc,
+            start: Start::First,
+            limit: 1_000,
+        })
+        .await
+        .expect("page");
+    assert_eq!(
+        page.events.iter().map(|event| event.id).collect::<Vec<_>>(),
+        kept.iter().map(|event| event.id).collect::<Vec<_>>()
+    );
+    // One more at most: a flush in flight when they were counted.
+    assert!(segment_files(dir.path()).len() <= segments_before + 1);
+    let types: u64 = store
+        .event_types()
+        .await
+        .expect("types")
+        .iter()
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(types, kept.len() as u64);
+    // Every event gone, the store reopened: the head does not go back.
+    while store.delete_before(i64::MAX, 10).await.expect("retention") > 0 {}
+    drop(store);
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("reopen");
+    assert_eq!(store.stream_head().await.expect("head"), head);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_a_segment_is_refused_never_served() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("open");
+    fill(&store).await;
+    drop(store);
+    let path = segment_files(dir.path())[3].clone();
+    let whole = std::fs::read(&path).expect("read");
+    for at in (0..whole.len()).step_by(13) {
+        let mut damaged = whole.clone();
+        damaged[at] ^= 1 << (at % 8);
+        std::fs::write(&path, &damaged).expect("write");
+        // Damage to the footer refuses the start; damage to a block or an index chunk
+        // fails the reads that meet it, and `check` names it.
+        match LogStore::open(dir.path(), &small_memtable()) {
+            Err(Error::LogDamaged { path: named, .. }) => assert_eq!(named, path),
+            Err(other) => panic!("byte {at}: {other}"),
+            Ok(store) => {
+                let verified = store.verify().expect("verify");
+                assert_eq!(verified.problems.len(), 1, "byte {at}: {verified:?}");
+                let mut failed = false;
+                for event in corpus() {
+                    let contact = Filter {
+                        contact_id: event.contact_id.clone(),
+                        ..Filter::default()
+                    };
+                    for filter in [Filter::default(), contact] {
+                        let page = store
+                            .page(PageQuery {
+                                filter,
+                                order: Order::Asc,
+                                start: Start::First,
+                                limit: 1_000,
+                            })
+                            .await;
+                        match page {
+                            Err(Error::LogDamaged { .. }) => failed = true,
+                            Err(other) => panic!("byte {at}: {other}"),
+                            Ok(page) => assert!(page.events.len() <= corpus().len()),
+                        }
+                    }
+                    // A replay looks its id up in the segments' id index.
+                    let replay = store
+                        .append(vec![eventline_store::Submission {
+                            events: vec![event],
+                        }])
+                        .await;
+                    match replay {
+                        Err(Error::LogDamaged { .. }) => failed = true,
+                        Err(other) => panic!("byte {at}: {other}"),
+                        Ok(_) => {}
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+                assert!(failed, "byte {at} flipped, every read succeeded");
+            }
+        }
+    }
+    std::fs::write(&path, &whole).expect("write");
+    let store = LogStore::open(dir.path(), &small_memtable()).expect("open");
+    assert!(store.verify().expect("verify").problems.is_empty());
+}
