@@ -204,16 +204,18 @@ impl LogStore {
         refusal(&self.sync_failed)
     }
 
-    /// Runs a read: at once while every event is in memory, off the async threads once
-    /// a read may wait on the disk.
-    async fn reading<T, F>(&self, read: F) -> Result<T, Error>
+    /// Runs a read: at once when it is `small` (one contact's events: a few blocks, each
+    /// most likely in the page cache) or every event is in memory, off the async threads
+    /// otherwise. Measured on one contact's timeline: handing it to another thread cost
+    /// more than the read.
+    async fn reading<T, F>(&self, small: bool, read: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&State, &dyn Disk, &StreamCache) -> Result<T, Error> + Send + 'static,
     {
         {
             let state = self.read();
-            if state.segments.is_empty() {
+            if small || state.segments.is_empty() {
                 return read(&state, self.disk.as_ref(), &self.stream_cache);
             }
         }
@@ -1231,7 +1233,8 @@ impl Store for LogStore {
     }
 
     async fn page(&self, query: PageQuery) -> Result<Page, Error> {
-        self.reading(move |state, disk, _| state.page(disk, &query))
+        let small = query.filter.contact_id.is_some();
+        self.reading(small, move |state, disk, _| state.page(disk, &query))
             .await
     }
 
@@ -1242,8 +1245,10 @@ impl Store for LogStore {
         limit: u32,
     ) -> Result<StreamChunk, Error> {
         let filter = filter.clone();
-        self.reading(move |state, disk, cache| state.stream(disk, cache, &filter, after, limit))
-            .await
+        self.reading(false, move |state, disk, cache| {
+            state.stream(disk, cache, &filter, after, limit)
+        })
+        .await
     }
 
     async fn stream_head(&self) -> Result<StreamCursor, Error> {

@@ -1,11 +1,12 @@
 //! The file work of the log store, behind a trait: the real file system here, and in
 //! tests a simulated disk that loses what was not synced when the power goes.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// What the log store asks of a disk. Paths are whole paths; only the files of one
 /// directory are used.
@@ -39,10 +40,12 @@ pub trait Disk: Send + Sync + 'static {
 }
 
 /// The real file system. Keeps the file last appended to open, since the writer appends
-/// to one file for a long time.
+/// to one file for a long time, and the files read from (segments), since an `open` per
+/// read cost as much as the read.
 #[derive(Default)]
 pub struct RealDisk {
     open: Mutex<Option<(PathBuf, File)>>,
+    readers: RwLock<HashMap<PathBuf, Arc<File>>>,
 }
 
 impl RealDisk {
@@ -62,8 +65,29 @@ impl RealDisk {
         }
     }
 
-    /// Closes the kept file if it is `path`, which is about to be replaced or removed.
+    fn reader(&self, path: &Path) -> io::Result<Arc<File>> {
+        if let Some(file) = self
+            .readers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+        {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(File::open(path)?);
+        self.readers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Closes the kept files if they are `path`, which is about to be replaced or removed.
     fn forget(&self, path: &Path) {
+        self.readers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(path);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open
             .as_ref()
@@ -95,7 +119,7 @@ impl Disk for RealDisk {
 
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut bytes = vec![0; len];
-        File::open(path)?.read_exact_at(&mut bytes, offset)?;
+        self.reader(path)?.read_exact_at(&mut bytes, offset)?;
         Ok(bytes)
     }
 

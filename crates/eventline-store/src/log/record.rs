@@ -209,10 +209,12 @@ pub(crate) fn decode_block_where(
     Ok((block, len))
 }
 
-/// A zstd frame's content, no longer than a block's payload may be.
-fn decompress(frame: &[u8]) -> Option<Vec<u8>> {
+/// A zstd frame's content, no longer than a block's payload may be, decompressed with
+/// the thread's context.
+pub(crate) fn decompress(frame: &[u8]) -> Option<Vec<u8>> {
     thread_local! {
-        // One context per thread, not one per block: recovery reads thousands.
+        // One context per thread, not one per block: making one costs more than
+        // decompressing a small block, and recovery and reads decompress thousands.
         static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             const { RefCell::new(None) };
     }

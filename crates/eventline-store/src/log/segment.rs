@@ -34,9 +34,9 @@ const TRAILER_MAGIC: &[u8; 8] = b"EVSEGEND";
 const TRAILER_LEN: usize = 8 + 4 + 4 + 8;
 /// A data block holds events up to about this many bytes before compression: small
 /// enough that a read of one event decompresses little, large enough to compress well.
-const BLOCK_PAYLOAD_BYTES: usize = 32 << 10;
+const BLOCK_PAYLOAD_BYTES: usize = 16 << 10;
 /// Entries per id or contact chunk.
-const CHUNK_ENTRIES: usize = 256;
+const CHUNK_ENTRIES: usize = 64;
 /// Segments are written once and read many times: a slower, tighter level than the
 /// log's.
 const ZSTD_LEVEL: i32 = 3;
@@ -496,12 +496,11 @@ impl Segment {
         &self,
         disk: &dyn Disk,
         chunk: &ChunkRef<(String, i64, Uuid)>,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&[u8]) -> bool,
     ) -> Result<Vec<(i64, Uuid, u32)>, Error> {
         let compressed = self.read_chunk(disk, chunk.offset, chunk.len)?;
         let bad = || damaged(&self.path, chunk.offset, "a contact chunk cannot be read");
-        let bytes = zstd::bulk::decompress(&compressed, CHUNK_ENTRIES * (2 + 1024 + 28))
-            .map_err(|_| bad())?;
+        let bytes = record::decompress(&compressed).ok_or_else(bad)?;
         let mut entries = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
@@ -512,8 +511,9 @@ impl Segment {
             let entry = bytes
                 .get(at + 2..at + 2 + contact_len + 28)
                 .ok_or_else(bad)?;
-            let contact = std::str::from_utf8(&entry[..contact_len]).map_err(|_| bad())?;
-            if keep(contact) {
+            // Compared as bytes: the checksum vouches for them, and a contact id is
+            // UTF-8 when written.
+            if keep(&entry[..contact_len]) {
                 let rest = &entry[contact_len..];
                 let mut timestamp = [0; 8];
                 timestamp.copy_from_slice(&rest[..8]);
@@ -556,7 +556,7 @@ impl Segment {
                 break;
             }
             for (timestamp_ms, id, block) in
-                self.contact_chunk(disk, chunk, |contact| contact == contact_id)?
+                self.contact_chunk(disk, chunk, |contact| contact == contact_id.as_bytes())?
             {
                 if (since_ms..until_ms).contains(&timestamp_ms) {
                     if block as usize >= self.blocks.len() {
