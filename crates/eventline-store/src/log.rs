@@ -1354,4 +1354,14 @@ impl Store for LogStore {
     async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
         Ok(self.read().event_types())
     }
+
+    /// Puts a segment written since the last commit in place: a store that stopped
+    /// receiving events would otherwise keep its frozen memtable and the log files.
+    async fn maintain(&self) -> Result<(), Error> {
+        self.write(|writer, table, _| {
+            writer.finish_flush(table, false);
+            Ok(())
+        })
+        .await
+    }
 }
