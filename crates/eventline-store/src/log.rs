@@ -106,6 +106,21 @@ struct FlushJob {
     thread: std::thread::JoinHandle<Result<(Segment, segment::Minutes), Error>>,
 }
 
+/// Segments being merged into one: their numbers, and the thread writing the merged
+/// segment to a temporary file, which answers it.
+struct MergeJob {
+    inputs: Vec<u32>,
+    temporary: PathBuf,
+    thread: std::thread::JoinHandle<Result<Segment, Error>>,
+}
+
+/// Segments merge this many at a time, the newest ones, when they are of a size (none
+/// more than twice another): a store of N events holds about log4(N) sizes of them.
+const MERGE_LEN: usize = 4;
+/// No merge makes a segment of more events: the merged ids and contacts are held in
+/// memory while it is written (about 60 bytes per event).
+const MERGED_EVENTS_MAX: u64 = 400_000;
+
 /// What only the writer touches: the active file and the suppression list.
 struct Writer {
     disk: Arc<dyn Disk>,
@@ -123,6 +138,7 @@ struct Writer {
     /// The generation the next segment written or rewritten gets.
     next_generation: u64,
     flush_job: Option<FlushJob>,
+    merge_job: Option<MergeJob>,
     suppressed: BTreeSet<String>,
     /// A write failed and may have left part of a block after `active_len`.
     tail_dirty: bool,
@@ -181,6 +197,7 @@ impl LogStore {
             flush_at_bytes: options.memtable_bytes_max,
             next_generation,
             flush_job: None,
+            merge_job: None,
             suppressed,
             tail_dirty: false,
             compressor: zstd::bulk::Compressor::new(record::ZSTD_LEVEL).ok(),
@@ -312,7 +329,7 @@ impl LogStore {
     /// Blocks, and reads every byte.
     pub fn verify(&self) -> Result<crate::sqlite::Verified, Error> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        writer.finish_flush(&self.table, true);
+        writer.settle(&self.table);
         let mut verified = crate::sqlite::Verified::default();
         for segment in &self.read().segments {
             match segment.verify(writer.disk.as_ref()) {
@@ -524,7 +541,7 @@ impl Drop for LogStore {
     /// find a segment appear under it.
     fn drop(&mut self) {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        writer.finish_flush(&self.table, true);
+        writer.settle(&self.table);
     }
 }
 
@@ -535,20 +552,29 @@ fn refusal(sync_failed: &AtomicBool) -> Result<(), Error> {
     Ok(())
 }
 
-/// The numbers of the log files in `log_dir`, in order. Left-over temporary files of a
-/// rewrite that did not finish are removed: the file they were to replace is whole.
+/// The numbers of the log files in `log_dir`, in order.
 fn log_files(disk: &dyn Disk, log_dir: &Path) -> Result<Vec<u32>, Error> {
-    let mut numbers = Vec::new();
+    let mut numbers: Vec<u32> = disk
+        .list(log_dir)
+        .map_err(io_error(log_dir))?
+        .iter()
+        .filter_map(|name| file_number(name))
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Removes the temporary files of rewrites, flushes and merges that did not finish: the
+/// files they were to replace are whole. Only at the start: while the store runs, a
+/// flush or a merge may be writing one.
+fn remove_temporaries(disk: &dyn Disk, log_dir: &Path) -> Result<(), Error> {
     for name in disk.list(log_dir).map_err(io_error(log_dir))? {
-        if let Some(number) = file_number(&name) {
-            numbers.push(number);
-        } else if name.ends_with(".log.tmp") || name.ends_with(".seg.tmp") {
+        if name.ends_with(".log.tmp") || name.ends_with(".seg.tmp") {
             let path = log_dir.join(&name);
             disk.remove(&path).map_err(io_error(&path))?;
         }
     }
-    numbers.sort_unstable();
-    Ok(numbers)
+    Ok(())
 }
 
 /// Where a walk through a log file stopped before its end, and why.
@@ -645,9 +671,30 @@ fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(State, u32, u64), Error> 
         segments: Vec::new(),
         segment_counts: Counts::default(),
     };
-    // Removes `.tmp` files first: a segment cut short before its rename is not one.
+    // A segment cut short before its rename is not one.
+    remove_temporaries(disk, log_dir)?;
     let mut numbers = log_files(disk, log_dir)?;
-    for (segment, minutes) in open_segments(disk, log_dir)? {
+    let mut segments = open_segments(disk, log_dir)?;
+    // Segments a merge wrote another in place of, left by a merge cut short after its
+    // rename: their events are in the merged one.
+    let replaced: BTreeSet<u32> = segments
+        .iter()
+        .flat_map(|(segment, _)| segment.replaces.iter().copied())
+        .collect();
+    if segments
+        .iter()
+        .any(|(segment, _)| replaced.contains(&segment.number))
+    {
+        for (segment, _) in &segments {
+            if replaced.contains(&segment.number) {
+                disk.remove(&segment.path)
+                    .map_err(io_error(&segment.path))?;
+            }
+        }
+        disk.sync_dir(log_dir).map_err(io_error(log_dir))?;
+        segments.retain(|(segment, _)| !replaced.contains(&segment.number));
+    }
+    for (segment, minutes) in segments {
         state.segment_counts.add_minutes(&minutes);
         state.memtable.reserve(segment.seq_end);
         state.segments.push(segment);
@@ -817,6 +864,7 @@ impl Writer {
     /// flush is tried again once the memtable has grown by a quarter more.
     fn flush_if_full(&mut self, table: &RwLock<State>, sync_failed: &AtomicBool) {
         self.finish_flush(table, false);
+        self.finish_merge(table, false);
         let bytes = table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -859,18 +907,13 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("eventline-flush".to_owned())
             .spawn(move || {
-                let minutes = frozen.counts().minutes();
                 let seq_end = frozen.seq_end();
                 let seq_first = frozen.seq_first().unwrap_or(seq_end);
-                let bytes = segment::build(
-                    &frozen.events_by_time(),
-                    seq_first,
-                    seq_end,
-                    minutes.clone(),
-                )?;
-                let (segment, _) = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
+                let bytes =
+                    segment::build(frozen.events_by_time(), seq_first, seq_end, Vec::new())?;
+                let written = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
                 replace(disk.as_ref(), &path, &bytes)?;
-                Ok((segment, minutes))
+                Ok(written)
             })
             .map_err(|error| Error::DataDir {
                 path: self.log_dir.clone(),
@@ -921,10 +964,125 @@ impl Writer {
                     // Removed at the next start, which finds the segment that holds them.
                     tracing::warn!(error = %ErrorChain(&error), "log files a segment holds could not be removed");
                 }
+                self.begin_merge(table);
             }
             Err(error) => {
                 tracing::warn!(error = %ErrorChain(&error), "the memtable could not be written as a segment; it stays in memory and in the log");
             }
+        }
+    }
+
+    /// Waits for the flush and the merge in flight and puts their segments in place:
+    /// what erasure, retention and `check` need, since they rewrite or read segments.
+    fn settle(&mut self, table: &RwLock<State>) {
+        self.finish_flush(table, true);
+        // After the flush: putting its segment in place may begin a merge.
+        self.finish_merge(table, true);
+    }
+
+    /// Begins merging the newest segments on a thread of its own, if they are
+    /// `MERGE_LEN` of a size and no merge is in flight.
+    fn begin_merge(&mut self, table: &RwLock<State>) {
+        if self.merge_job.is_some() {
+            return;
+        }
+        let inputs: Vec<Segment> = {
+            let state = table.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(tail) = state.segments.len().checked_sub(MERGE_LEN) else {
+                return;
+            };
+            let inputs = &state.segments[tail..];
+            let sizes = inputs.iter().map(|segment| segment.events_len);
+            let (smallest, largest) = (sizes.clone().min(), sizes.clone().max());
+            let (Some(smallest), Some(largest)) = (smallest, largest) else {
+                return;
+            };
+            if largest > smallest.max(1) * 2 || sizes.sum::<u64>() > MERGED_EVENTS_MAX {
+                return;
+            }
+            inputs.to_vec()
+        };
+        let Some(newest) = inputs.last() else {
+            return;
+        };
+        let (number, path) = (newest.number, newest.path.clone());
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        let generation = self.generation();
+        let disk = Arc::clone(&self.disk);
+        let numbers = inputs.iter().map(|segment| segment.number).collect();
+        let written_to = temporary.clone();
+        let spawned = std::thread::Builder::new()
+            .name("eventline-merge".to_owned())
+            .spawn(move || {
+                let footer = segment::merge(disk.as_ref(), &inputs, &written_to)?;
+                Ok(Segment::from_footer(number, path, generation, footer).0)
+            });
+        match spawned {
+            Ok(thread) => {
+                self.merge_job = Some(MergeJob {
+                    inputs: numbers,
+                    temporary,
+                    thread,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "a merge of segments could not begin");
+            }
+        }
+    }
+
+    /// Puts the merged segment in place once it is written (with `wait`, waits for
+    /// it): renamed over the newest of its inputs under the write lock, then the other
+    /// inputs removed. A merge that failed leaves its inputs as they were.
+    fn finish_merge(&mut self, table: &RwLock<State>, wait: bool) {
+        let Some(job) = self.merge_job.take() else {
+            return;
+        };
+        if !wait && !job.thread.is_finished() {
+            self.merge_job = Some(job);
+            return;
+        }
+        let merged = job
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Corrupt("the merge thread panicked".to_owned())));
+        let installed = merged.and_then(|merged| {
+            let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
+            put_in_place(self.disk.as_ref(), &job.temporary, &merged.path)?;
+            let first = state
+                .segments
+                .iter()
+                .position(|segment| job.inputs.contains(&segment.number));
+            state
+                .segments
+                .retain(|segment| !job.inputs.contains(&segment.number));
+            state.segments.insert(first.unwrap_or(0), merged);
+            Ok(())
+        });
+        if let Err(error) = installed {
+            let _ = remove_if_present(self.disk.as_ref(), &job.temporary);
+            tracing::warn!(error = %ErrorChain(&error), "segments could not be merged; they stay as they are");
+            return;
+        }
+        let newest = job.inputs.last().copied();
+        let removed = job
+            .inputs
+            .iter()
+            .filter(|number| Some(**number) != newest)
+            .try_for_each(|number| {
+                let path = self.log_dir.join(segment_name(*number));
+                remove_if_present(self.disk.as_ref(), &path)
+            })
+            .and_then(|()| {
+                self.disk
+                    .sync_dir(&self.log_dir)
+                    .map_err(io_error(&self.log_dir))
+            });
+        if let Err(error) = removed {
+            // Removed at the next start: the merged segment names them.
+            tracing::warn!(error = %ErrorChain(&error), "merged segments could not be removed");
         }
     }
 
@@ -976,7 +1134,7 @@ impl Writer {
         number: u32,
         drop: impl Fn(&Event) -> bool,
     ) -> Result<u64, Error> {
-        let (events, seq_first, seq_end, path) = {
+        let (events, seq_first, seq_end, path, replaces) = {
             let state = table.read().unwrap_or_else(PoisonError::into_inner);
             let Some(segment) = state
                 .segments
@@ -990,6 +1148,7 @@ impl Writer {
                 segment.seq_first,
                 segment.seq_end,
                 segment.path.clone(),
+                segment.replaces.clone(),
             )
         };
         let (dropped, kept): (Vec<Stored>, Vec<Stored>) =
@@ -997,15 +1156,8 @@ impl Writer {
         if dropped.is_empty() {
             return Ok(0);
         }
-        let mut counts = Counts::default();
-        for stored in &kept {
-            counts.add(&stored.event, 1);
-        }
-        let kept: Vec<(u64, &Event)> = kept
-            .iter()
-            .map(|stored| (stored.seq, &stored.event))
-            .collect();
-        let bytes = segment::build(&kept, seq_first, seq_end, counts.minutes())?;
+        let kept = kept.iter().map(|stored| (stored.seq, &stored.event));
+        let bytes = segment::build(kept, seq_first, seq_end, replaces)?;
         let generation = self.generation();
         let (rewritten, _) = Segment::from_bytes(number, path.clone(), generation, &bytes)?;
         let temporary = write_temporary(self.disk.as_ref(), &path, &bytes)?;
@@ -1263,8 +1415,9 @@ impl Store for LogStore {
     async fn erase_contact(&self, contact_id: &str, suppress: bool) -> Result<u64, Error> {
         let contact_id = contact_id.to_owned();
         self.write(move |writer, table, _| {
-            // The frozen memtable's events are erased from its segment, once written.
-            writer.finish_flush(table, true);
+            // The frozen memtable's events are erased from its segment, once written,
+            // and no merge rewrites a segment from before the erasure.
+            writer.settle(table);
             if suppress && writer.suppressed.insert(contact_id.clone()) {
                 writer.write_suppressed()?;
             }
@@ -1303,7 +1456,7 @@ impl Store for LogStore {
 
     async fn delete_before(&self, cutoff_ms: i64, limit: u32) -> Result<u64, Error> {
         self.write(move |writer, table, _| {
-            writer.finish_flush(table, true);
+            writer.settle(table);
             // Whole files of expired events go at once, however many they hold: removing
             // a file costs no more than removing one event, and rewriting it a thousand
             // events at a time would cost its length each time.
@@ -1360,6 +1513,8 @@ impl Store for LogStore {
     async fn maintain(&self) -> Result<(), Error> {
         self.write(|writer, table, _| {
             writer.finish_flush(table, false);
+            writer.finish_merge(table, false);
+            writer.begin_merge(table);
             Ok(())
         })
         .await

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::bloom::Bloom;
 use super::disk::Disk;
+use super::memtable::Counts;
 use super::record::{self, Stored};
 use crate::Error;
 
@@ -78,7 +79,7 @@ struct ChunkRef<K> {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Footer {
+pub(crate) struct Footer {
     seq_first: u64,
     seq_end: u64,
     events_len: u64,
@@ -93,6 +94,9 @@ struct Footer {
     ids: Bloom,
     contacts: Bloom,
     minutes: Minutes,
+    /// The segments a merge wrote this one in place of: any of them still there when
+    /// the store opens is removed (a merge cut short after its rename).
+    replaces: Vec<u32>,
 }
 
 /// A segment as held in memory: its footer, less the counts (which the store adds to
@@ -115,6 +119,7 @@ pub(crate) struct Segment {
     contact_chunks: Vec<ChunkRef<(String, i64, Uuid)>>,
     ids: Bloom,
     contacts: Bloom,
+    pub replaces: Vec<u32>,
 }
 
 fn damaged(path: &Path, offset: u64, detail: impl Into<String>) -> Error {
@@ -132,148 +137,207 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn push_chunk(out: &mut Vec<u8>, payload: &[u8]) -> (u64, u32) {
-    let offset = out.len() as u64;
-    out.extend_from_slice(payload);
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    (offset, (payload.len() + 4) as u32)
-}
-
-/// The bytes of a segment holding `events` (each with its position, in (timestamp, id)
-/// order, each once), which took the positions [`seq_first`, `seq_end`), and their
-/// counts per minute.
-pub(crate) fn build(
-    events: &[(u64, &Event)],
+/// Writes a segment from its events in (timestamp, id) order, each once: the blocks as
+/// the events come, the indexes and the footer at the end. The bytes are taken as they
+/// are made (`take_bytes`), so a merge of large segments holds one block, not the file.
+pub(crate) struct SegmentWriter {
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Bytes made and not yet taken, and how many were taken before them.
+    out: Vec<u8>,
+    taken: u64,
+    /// The events of the block being filled, and their bytes, roughly.
+    pending: Vec<(u64, Event)>,
+    pending_bytes: usize,
+    blocks: Vec<BlockRef>,
+    by_id: Vec<(Uuid, u32)>,
+    by_contact: Vec<(String, i64, Uuid, u32)>,
+    counts: Counts,
     seq_first: u64,
     seq_end: u64,
-    minutes: Minutes,
-) -> Result<Vec<u8>, Error> {
-    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-        .map_err(|error| Error::Corrupt(error.to_string()))?;
-    let mut out = Vec::new();
-    out.extend_from_slice(SEGMENT_MAGIC);
-    let mut blocks = Vec::new();
-    // Where each event went: its block.
-    let mut block_of = Vec::with_capacity(events.len());
-    let mut start = 0;
-    while start < events.len() {
-        let mut end = start;
-        let mut bytes = 0;
-        while end < events.len() && (end == start || bytes < BLOCK_PAYLOAD_BYTES) {
-            bytes += 64 + events[end].1.content.get().len();
-            end += 1;
+    replaces: Vec<u32>,
+}
+
+impl SegmentWriter {
+    /// A segment of the positions [`seq_first`, `seq_end`) that takes the place of the
+    /// segments numbered `replaces` (a merge), if any of them is still there.
+    pub fn new(seq_first: u64, seq_end: u64, replaces: Vec<u32>) -> Result<SegmentWriter, Error> {
+        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            .map_err(|error| Error::Corrupt(error.to_string()))?;
+        Ok(SegmentWriter {
+            compressor,
+            out: SEGMENT_MAGIC.to_vec(),
+            taken: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            blocks: Vec::new(),
+            by_id: Vec::new(),
+            by_contact: Vec::new(),
+            counts: Counts::default(),
+            seq_first,
+            seq_end,
+            replaces,
+        })
+    }
+
+    /// Adds the next event in (timestamp, id) order.
+    pub fn push(&mut self, seq: u64, event: Event) -> Result<(), Error> {
+        self.pending_bytes += 64 + event.content.get().len();
+        self.pending.push((seq, event));
+        if self.pending_bytes >= BLOCK_PAYLOAD_BYTES {
+            self.cut_block()?;
         }
-        let part = &events[start..end];
-        let seq_min = part.iter().map(|(seq, _)| *seq).min().unwrap_or(seq_first);
-        let seq_max = part.iter().map(|(seq, _)| *seq).max().unwrap_or(seq_first);
+        Ok(())
+    }
+
+    fn cut_block(&mut self) -> Result<(), Error> {
+        let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) else {
+            return Ok(());
+        };
+        let key = |(_, event): &(u64, Event)| (event.timestamp_ms, event.id);
+        let (first, last) = (key(first), key(last));
+        let seq_min = self.pending.iter().map(|(seq, _)| *seq).min().unwrap_or(0);
+        let seq_max = self.pending.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
         let seq_len = u32::try_from(seq_max - seq_min + 1).map_err(|_| {
             Error::Corrupt("a segment block would span more than 2^32 positions".to_owned())
         })?;
-        let offset = out.len() as u64;
+        let offset = self.taken + self.out.len() as u64;
         record::encode_events(
-            &mut out,
+            &mut self.out,
             seq_min,
             seq_len,
-            part.iter().copied(),
-            Some(&mut compressor),
+            self.pending.iter().map(|(seq, event)| (*seq, event)),
+            Some(&mut self.compressor),
         );
-        let key = |(_, event): &(u64, &Event)| (event.timestamp_ms, event.id);
-        blocks.push(BlockRef {
-            offset,
-            len: (out.len() as u64 - offset) as u32,
-            first: key(&part[0]),
-            last: key(&part[part.len() - 1]),
-        });
-        block_of.extend(std::iter::repeat_n(blocks.len() as u32 - 1, part.len()));
-        start = end;
-    }
-
-    let mut by_id: Vec<(Uuid, u32)> = events
-        .iter()
-        .zip(&block_of)
-        .map(|((_, event), block)| (event.id, *block))
-        .collect();
-    by_id.sort_unstable();
-    let mut ids = Bloom::with_keys(by_id.len());
-    let mut id_chunks = Vec::new();
-    for chunk in by_id.chunks(CHUNK_ENTRIES) {
-        let mut payload = Vec::with_capacity(chunk.len() * 20);
-        for (id, block) in chunk {
-            ids.insert(id.as_bytes());
-            payload.extend_from_slice(id.as_bytes());
-            payload.extend_from_slice(&block.to_le_bytes());
-        }
-        let (offset, len) = push_chunk(&mut out, &payload);
-        id_chunks.push(ChunkRef {
-            first: chunk[0].0,
+        let len = (self.taken + self.out.len() as u64 - offset) as u32;
+        let block = self.blocks.len() as u32;
+        self.blocks.push(BlockRef {
             offset,
             len,
+            first,
+            last,
         });
+        for (_, event) in self.pending.drain(..) {
+            self.counts.add(&event, 1);
+            self.by_id.push((event.id, block));
+            if let Some(contact_id) = event.contact_id {
+                self.by_contact
+                    .push((contact_id, event.timestamp_ms, event.id, block));
+            }
+        }
+        self.pending_bytes = 0;
+        Ok(())
     }
 
-    let mut by_contact: Vec<(&str, i64, Uuid, u32)> = events
-        .iter()
-        .zip(&block_of)
-        .filter_map(|((_, event), block)| {
-            Some((
-                event.contact_id.as_deref()?,
-                event.timestamp_ms,
-                event.id,
-                *block,
-            ))
-        })
-        .collect();
-    by_contact.sort_unstable();
-    let mut contacts = Bloom::with_keys(by_contact.len());
-    let mut contact_chunks = Vec::new();
-    for chunk in by_contact.chunks(CHUNK_ENTRIES) {
-        let mut payload = Vec::new();
-        for (contact, timestamp_ms, id, block) in chunk {
-            contacts.insert(contact.as_bytes());
-            payload.extend_from_slice(&(contact.len() as u16).to_le_bytes());
-            payload.extend_from_slice(contact.as_bytes());
-            payload.extend_from_slice(&timestamp_ms.to_le_bytes());
-            payload.extend_from_slice(id.as_bytes());
-            payload.extend_from_slice(&block.to_le_bytes());
+    /// The bytes made since the last call: the file's next bytes.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        self.taken += self.out.len() as u64;
+        std::mem::take(&mut self.out)
+    }
+
+    fn push_chunk(&mut self, payload: &[u8]) -> (u64, u32) {
+        let offset = self.taken + self.out.len() as u64;
+        self.out.extend_from_slice(payload);
+        self.out
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        (offset, (payload.len() + 4) as u32)
+    }
+
+    /// Writes the indexes and the footer: the file's last bytes (after those taken),
+    /// the footer, and the counts per minute of the events.
+    pub fn finish(mut self) -> Result<(Vec<u8>, Footer), Error> {
+        self.cut_block()?;
+        let mut by_id = std::mem::take(&mut self.by_id);
+        by_id.sort_unstable();
+        let mut ids = Bloom::with_keys(by_id.len());
+        let mut id_chunks = Vec::new();
+        for chunk in by_id.chunks(CHUNK_ENTRIES) {
+            let mut payload = Vec::with_capacity(chunk.len() * 20);
+            for (id, block) in chunk {
+                ids.insert(id.as_bytes());
+                payload.extend_from_slice(id.as_bytes());
+                payload.extend_from_slice(&block.to_le_bytes());
+            }
+            let (offset, len) = self.push_chunk(&payload);
+            id_chunks.push(ChunkRef {
+                first: chunk[0].0,
+                offset,
+                len,
+            });
         }
-        let compressed = compressor
-            .compress(&payload)
+        let mut by_contact = std::mem::take(&mut self.by_contact);
+        by_contact.sort_unstable();
+        let mut contacts = Bloom::with_keys(by_contact.len());
+        let mut contact_chunks = Vec::new();
+        for chunk in by_contact.chunks(CHUNK_ENTRIES) {
+            let mut payload = Vec::new();
+            for (contact, timestamp_ms, id, block) in chunk {
+                contacts.insert(contact.as_bytes());
+                payload.extend_from_slice(&(contact.len() as u16).to_le_bytes());
+                payload.extend_from_slice(contact.as_bytes());
+                payload.extend_from_slice(&timestamp_ms.to_le_bytes());
+                payload.extend_from_slice(id.as_bytes());
+                payload.extend_from_slice(&block.to_le_bytes());
+            }
+            let compressed = self
+                .compressor
+                .compress(&payload)
+                .map_err(|error| Error::Corrupt(error.to_string()))?;
+            let (offset, len) = self.push_chunk(&compressed);
+            let (contact, timestamp_ms, id, _) = &chunk[0];
+            contact_chunks.push(ChunkRef {
+                first: (contact.clone(), *timestamp_ms, *id),
+                offset,
+                len,
+            });
+        }
+        let footer = Footer {
+            seq_first: self.seq_first,
+            seq_end: self.seq_end,
+            events_len: by_id.len() as u64,
+            timestamp_min: self.blocks.first().map_or(0, |block| block.first.0),
+            timestamp_max: self.blocks.last().map_or(0, |block| block.last.0),
+            blocks: std::mem::take(&mut self.blocks),
+            id_chunks,
+            id_last: by_id.last().map_or(Uuid::nil(), |(id, _)| *id),
+            contact_chunks,
+            ids,
+            contacts,
+            minutes: self.counts.minutes(),
+            replaces: std::mem::take(&mut self.replaces),
+        };
+        let encoded =
+            postcard::to_stdvec(&footer).map_err(|error| Error::Corrupt(error.to_string()))?;
+        let compressed = self
+            .compressor
+            .compress(&encoded)
             .map_err(|error| Error::Corrupt(error.to_string()))?;
-        let (offset, len) = push_chunk(&mut out, &compressed);
-        let (contact, timestamp_ms, id, _) = chunk[0];
-        contact_chunks.push(ChunkRef {
-            first: (contact.to_owned(), timestamp_ms, id),
-            offset,
-            len,
-        });
+        let footer_offset = self.taken + self.out.len() as u64;
+        self.out.extend_from_slice(&compressed);
+        self.out.extend_from_slice(&footer_offset.to_le_bytes());
+        self.out
+            .extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
+        self.out.extend_from_slice(TRAILER_MAGIC);
+        Ok((self.out, footer))
     }
+}
 
-    let footer = Footer {
-        seq_first,
-        seq_end,
-        events_len: events.len() as u64,
-        timestamp_min: events.first().map_or(0, |(_, event)| event.timestamp_ms),
-        timestamp_max: events.last().map_or(0, |(_, event)| event.timestamp_ms),
-        blocks,
-        id_chunks,
-        id_last: by_id.last().map_or(Uuid::nil(), |(id, _)| *id),
-        contact_chunks,
-        ids,
-        contacts,
-        minutes,
-    };
-    let encoded =
-        postcard::to_stdvec(&footer).map_err(|error| Error::Corrupt(error.to_string()))?;
-    let compressed = compressor
-        .compress(&encoded)
-        .map_err(|error| Error::Corrupt(error.to_string()))?;
-    let footer_offset = out.len() as u64;
-    out.extend_from_slice(&compressed);
-    out.extend_from_slice(&footer_offset.to_le_bytes());
-    out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-    out.extend_from_slice(TRAILER_MAGIC);
-    Ok(out)
+/// The bytes of a segment holding `events` (each with its position, in (timestamp, id)
+/// order, each once), which took the positions [`seq_first`, `seq_end`), and
+/// `replaces` the segments of those numbers (a rewrite keeps a merge's).
+pub(crate) fn build<'a>(
+    events: impl IntoIterator<Item = (u64, &'a Event)>,
+    seq_first: u64,
+    seq_end: u64,
+    replaces: Vec<u32>,
+) -> Result<Vec<u8>, Error> {
+    let mut writer = SegmentWriter::new(seq_first, seq_end, replaces)?;
+    for (seq, event) in events {
+        // One block's events at a time are copies: the block is encoded from them.
+        writer.push(seq, event.clone())?;
+    }
+    Ok(writer.finish()?.0)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -329,7 +393,7 @@ fn read_footer(
 }
 
 impl Segment {
-    fn from_footer(
+    pub fn from_footer(
         number: u32,
         path: PathBuf,
         generation: u64,
@@ -350,6 +414,7 @@ impl Segment {
             contact_chunks: footer.contact_chunks,
             ids: footer.ids,
             contacts: footer.contacts,
+            replaces: footer.replaces,
         };
         (segment, footer.minutes)
     }
@@ -660,4 +725,74 @@ impl Segment {
         }
         Ok(events)
     }
+}
+
+/// Merges `inputs` (adjacent segments, in number order) into one segment of all their
+/// events, appended to `temporary` and synced: its footer. Reads one block of each input
+/// at a time, and hands the writer's bytes to the disk every megabyte, so that memory
+/// holds the merged indexes but not the merged events.
+pub(crate) fn merge(
+    disk: &dyn Disk,
+    inputs: &[Segment],
+    temporary: &Path,
+) -> Result<Footer, Error> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, VecDeque};
+    const TAKE_BYTES: usize = 1 << 20;
+    let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
+        return Err(Error::Corrupt("a merge of no segments".to_owned()));
+    };
+    let mut replaces: Vec<u32> = inputs[..inputs.len() - 1]
+        .iter()
+        .map(|segment| segment.number)
+        .collect();
+    for input in inputs {
+        replaces.extend(&input.replaces);
+    }
+    let mut writer = SegmentWriter::new(first.seq_first, last.seq_end, replaces)?;
+    match disk.remove(temporary) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_error(temporary)(error));
+        }
+        _ => {}
+    }
+    // Each input's next block to read and the events left of the one read.
+    let mut cursors: Vec<(usize, VecDeque<Stored>)> = vec![(0, VecDeque::new()); inputs.len()];
+    let mut heap = BinaryHeap::new();
+    let refill = |index: usize,
+                  cursors: &mut Vec<(usize, VecDeque<Stored>)>|
+     -> Result<Option<TimeKey>, Error> {
+        let (next_block, events) = &mut cursors[index];
+        while events.is_empty() && *next_block < inputs[index].blocks.len() {
+            events.extend(inputs[index].read_block(disk, *next_block)?);
+            *next_block += 1;
+        }
+        Ok(events
+            .front()
+            .map(|stored| (stored.event.timestamp_ms, stored.event.id)))
+    };
+    for index in 0..inputs.len() {
+        if let Some(key) = refill(index, &mut cursors)? {
+            heap.push(Reverse((key, index)));
+        }
+    }
+    while let Some(Reverse((_, index))) = heap.pop() {
+        let Some(stored) = cursors[index].1.pop_front() else {
+            continue;
+        };
+        writer.push(stored.seq, stored.event)?;
+        if let Some(key) = refill(index, &mut cursors)? {
+            heap.push(Reverse((key, index)));
+        }
+        if writer.out.len() >= TAKE_BYTES {
+            let bytes = writer.take_bytes();
+            disk.append(temporary, &bytes)
+                .map_err(io_error(temporary))?;
+        }
+    }
+    let (bytes, footer) = writer.finish()?;
+    disk.append(temporary, &bytes)
+        .map_err(io_error(temporary))?;
+    disk.sync(temporary).map_err(io_error(temporary))?;
+    Ok(footer)
 }
