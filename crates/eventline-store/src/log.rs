@@ -99,20 +99,48 @@ pub struct LogStore {
     _lock: File,
 }
 
-/// A frozen memtable being written as a segment: the last log file it holds, and the
-/// thread writing it, which answers the segment and its counts per minute.
-struct FlushJob {
-    covered: u32,
-    thread: std::thread::JoinHandle<Result<(Segment, segment::Minutes), Error>>,
+/// Work on a thread of its own beside the writer: what the writer needs to finish it
+/// (`about`), and the thread, which answers what it made.
+struct Job<A, T> {
+    about: A,
+    thread: std::thread::JoinHandle<Result<T, Error>>,
 }
 
-/// Segments being merged into one: their numbers, and the thread writing the merged
-/// segment to a temporary file, which answers it.
-struct MergeJob {
-    inputs: Vec<u32>,
-    temporary: PathBuf,
-    thread: std::thread::JoinHandle<Result<Segment, Error>>,
+impl<A, T: Send + 'static> Job<A, T> {
+    fn spawn(
+        name: &str,
+        about: A,
+        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> std::io::Result<Job<A, T>> {
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(work)?;
+        Ok(Job { about, thread })
+    }
+
+    /// The job in `slot` and its answer once its thread is done (with `wait`, once it
+    /// is); `None` while it runs, or if there is none.
+    fn done(slot: &mut Option<Job<A, T>>, wait: bool) -> Option<(A, Result<T, Error>)> {
+        let job = slot.take()?;
+        if !wait && !job.thread.is_finished() {
+            *slot = Some(job);
+            return None;
+        }
+        let answer = job
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Corrupt("a store thread panicked".to_owned())));
+        Some((job.about, answer))
+    }
 }
+
+/// A frozen memtable being written as a segment, about the last log file it holds; it
+/// answers the segment and its counts per minute.
+type FlushJob = Job<u32, (Segment, segment::Minutes)>;
+
+/// Segments being merged into one, about their numbers and the temporary file the
+/// merged one is written to; it answers the merged segment.
+type MergeJob = Job<(Vec<u32>, PathBuf), Segment>;
 
 /// Segments merge this many at a time, the newest ones, when they are of a size (none
 /// more than twice another): a store of N events holds about log4(N) sizes of them.
@@ -904,22 +932,19 @@ impl Writer {
         let path = self.log_dir.join(segment_name(covered));
         let generation = self.generation();
         let disk = Arc::clone(&self.disk);
-        let thread = std::thread::Builder::new()
-            .name("eventline-flush".to_owned())
-            .spawn(move || {
-                let seq_end = frozen.seq_end();
-                let seq_first = frozen.seq_first().unwrap_or(seq_end);
-                let bytes =
-                    segment::build(frozen.events_by_time(), seq_first, seq_end, Vec::new())?;
-                let written = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
-                replace(disk.as_ref(), &path, &bytes)?;
-                Ok(written)
-            })
-            .map_err(|error| Error::DataDir {
-                path: self.log_dir.clone(),
-                source: error,
-            })?;
-        self.flush_job = Some(FlushJob { covered, thread });
+        let job = Job::spawn("eventline-flush", covered, move || {
+            let seq_end = frozen.seq_end();
+            let seq_first = frozen.seq_first().unwrap_or(seq_end);
+            let bytes = segment::build(frozen.events_by_time(), seq_first, seq_end, Vec::new())?;
+            let written = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
+            replace(disk.as_ref(), &path, &bytes)?;
+            Ok(written)
+        })
+        .map_err(|error| Error::DataDir {
+            path: self.log_dir.clone(),
+            source: error,
+        })?;
+        self.flush_job = Some(job);
         Ok(())
     }
 
@@ -927,17 +952,9 @@ impl Writer {
     /// `wait`, waits for it), then removes the log files it holds. If the flush failed,
     /// its events go back into the memtable. With `wait`, no memtable is frozen after.
     fn finish_flush(&mut self, table: &RwLock<State>, wait: bool) {
-        let Some(job) = self.flush_job.take() else {
+        let Some((covered, written)) = Job::done(&mut self.flush_job, wait) else {
             return;
         };
-        if !wait && !job.thread.is_finished() {
-            self.flush_job = Some(job);
-            return;
-        }
-        let written = job
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::Corrupt("the flush thread panicked".to_owned())));
         let frozen = {
             let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
             let frozen = state.frozen.take();
@@ -960,7 +977,7 @@ impl Writer {
         match written {
             Ok(_) => {
                 self.flush_at_bytes = self.memtable_bytes_max;
-                if let Err(error) = self.remove_logs_upto(job.covered) {
+                if let Err(error) = self.remove_logs_upto(covered) {
                     // Removed at the next start, which finds the segment that holds them.
                     tracing::warn!(error = %ErrorChain(&error), "log files a segment holds could not be removed");
                 }
@@ -1013,20 +1030,13 @@ impl Writer {
         let disk = Arc::clone(&self.disk);
         let numbers = inputs.iter().map(|segment| segment.number).collect();
         let written_to = temporary.clone();
-        let spawned = std::thread::Builder::new()
-            .name("eventline-merge".to_owned())
-            .spawn(move || {
-                let footer = segment::merge(disk.as_ref(), &inputs, &written_to)?;
-                Ok(Segment::from_footer(number, path, generation, footer).0)
-            });
+        let about = (numbers, temporary);
+        let spawned = Job::spawn("eventline-merge", about, move || {
+            let footer = segment::merge(disk.as_ref(), &inputs, &written_to)?;
+            Ok(Segment::from_footer(number, path, generation, footer).0)
+        });
         match spawned {
-            Ok(thread) => {
-                self.merge_job = Some(MergeJob {
-                    inputs: numbers,
-                    temporary,
-                    thread,
-                });
-            }
+            Ok(job) => self.merge_job = Some(job),
             Err(error) => {
                 tracing::warn!(error = %error, "a merge of segments could not begin");
             }
@@ -1037,38 +1047,29 @@ impl Writer {
     /// it): renamed over the newest of its inputs under the write lock, then the other
     /// inputs removed. A merge that failed leaves its inputs as they were.
     fn finish_merge(&mut self, table: &RwLock<State>, wait: bool) {
-        let Some(job) = self.merge_job.take() else {
+        let Some(((inputs, temporary), merged)) = Job::done(&mut self.merge_job, wait) else {
             return;
         };
-        if !wait && !job.thread.is_finished() {
-            self.merge_job = Some(job);
-            return;
-        }
-        let merged = job
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(Error::Corrupt("the merge thread panicked".to_owned())));
         let installed = merged.and_then(|merged| {
             let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
-            put_in_place(self.disk.as_ref(), &job.temporary, &merged.path)?;
+            put_in_place(self.disk.as_ref(), &temporary, &merged.path)?;
             let first = state
                 .segments
                 .iter()
-                .position(|segment| job.inputs.contains(&segment.number));
+                .position(|segment| inputs.contains(&segment.number));
             state
                 .segments
-                .retain(|segment| !job.inputs.contains(&segment.number));
+                .retain(|segment| !inputs.contains(&segment.number));
             state.segments.insert(first.unwrap_or(0), merged);
             Ok(())
         });
         if let Err(error) = installed {
-            let _ = remove_if_present(self.disk.as_ref(), &job.temporary);
+            let _ = remove_if_present(self.disk.as_ref(), &temporary);
             tracing::warn!(error = %ErrorChain(&error), "segments could not be merged; they stay as they are");
             return;
         }
-        let newest = job.inputs.last().copied();
-        let removed = job
-            .inputs
+        let newest = inputs.last().copied();
+        let removed = inputs
             .iter()
             .filter(|number| Some(**number) != newest)
             .try_for_each(|number| {

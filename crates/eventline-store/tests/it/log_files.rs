@@ -46,7 +46,7 @@ pub fn log_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-async fn ids(store: &dyn Store) -> Vec<u128> {
+pub async fn ids(store: &dyn Store) -> Vec<u128> {
     let page = store
         .page(PageQuery {
             filter: Filter::default(),
