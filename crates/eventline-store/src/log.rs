@@ -55,6 +55,9 @@ pub struct LogOptions {
     pub memory_bytes_max: usize,
     /// A log file is closed and the next one begun past this length.
     pub file_len_max: u64,
+    /// No merge makes a segment of more events: a merge holds the merged segment's ids
+    /// and contacts in memory while it writes it (about 60 bytes per event).
+    pub merged_events_max: u64,
     pub disk: Arc<dyn Disk>,
 }
 
@@ -65,6 +68,7 @@ impl Default for LogOptions {
             memtable_bytes_max: 64 << 20,
             memory_bytes_max: 1 << 30,
             file_len_max: 64 << 20,
+            merged_events_max: 400_000,
             disk: Arc::new(RealDisk::default()),
         }
     }
@@ -142,12 +146,9 @@ type FlushJob = Job<u32, (Segment, segment::Minutes)>;
 /// merged one is written to; it answers the merged segment.
 type MergeJob = Job<(Vec<u32>, PathBuf), Segment>;
 
-/// Segments merge this many at a time, the newest ones, when they are of a size (none
-/// more than twice another): a store of N events holds about log4(N) sizes of them.
+/// Segments merge at most this many at a time: the newest adjacent ones of a size that
+/// fit under `merged_events_max` together (`Writer::begin_merge`).
 const MERGE_LEN: usize = 4;
-/// No merge makes a segment of more events: the merged ids and contacts are held in
-/// memory while it is written (about 60 bytes per event).
-const MERGED_EVENTS_MAX: u64 = 400_000;
 
 /// What only the writer touches: the active file and the suppression list.
 struct Writer {
@@ -160,6 +161,7 @@ struct Writer {
     durability: Durability,
     memory_bytes_max: usize,
     memtable_bytes_max: usize,
+    merged_events_max: u64,
     /// The memtable's size at which the next flush is tried: `memtable_bytes_max`, or
     /// more after a flush failed, so that a full disk is not retried at every commit.
     flush_at_bytes: usize,
@@ -222,6 +224,7 @@ impl LogStore {
             durability: options.durability,
             memory_bytes_max: options.memory_bytes_max,
             memtable_bytes_max: options.memtable_bytes_max,
+            merged_events_max: options.merged_events_max,
             flush_at_bytes: options.memtable_bytes_max,
             next_generation,
             flush_job: None,
@@ -1005,19 +1008,29 @@ impl Writer {
         }
         let inputs: Vec<Segment> = {
             let state = table.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(tail) = state.segments.len().checked_sub(MERGE_LEN) else {
+            let segments = &state.segments;
+            // The newest run of adjacent segments of a size (none more than twice
+            // another), of as many as `MERGE_LEN` and at least two, that together hold
+            // at most `merged_events_max`. Of a size: a merge at least doubles what it
+            // merges, so an event is written again a few times at most, never once
+            // per flush.
+            let mergeable = |run: &[Segment]| {
+                let sizes = run.iter().map(|segment| segment.events_len.max(1));
+                let (smallest, largest) = (sizes.clone().min(), sizes.clone().max());
+                smallest.zip(largest).is_some_and(|(smallest, largest)| {
+                    largest <= smallest * 2 && sizes.sum::<u64>() <= self.merged_events_max
+                })
+            };
+            let run = (2..=MERGE_LEN.min(segments.len())).rev().find_map(|len| {
+                (0..=segments.len() - len)
+                    .rev()
+                    .map(|start| &segments[start..start + len])
+                    .find(|run| mergeable(run))
+            });
+            let Some(run) = run else {
                 return;
             };
-            let inputs = &state.segments[tail..];
-            let sizes = inputs.iter().map(|segment| segment.events_len);
-            let (smallest, largest) = (sizes.clone().min(), sizes.clone().max());
-            let (Some(smallest), Some(largest)) = (smallest, largest) else {
-                return;
-            };
-            if largest > smallest.max(1) * 2 || sizes.sum::<u64>() > MERGED_EVENTS_MAX {
-                return;
-            }
-            inputs.to_vec()
+            run.to_vec()
         };
         let Some(newest) = inputs.last() else {
             return;

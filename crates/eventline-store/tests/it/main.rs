@@ -38,6 +38,7 @@ pub fn log() -> TestStore {
 pub fn log_segments() -> TestStore {
     log_with(&LogOptions {
         memtable_bytes_max: 4 << 10,
+        merged_events_max: 40,
         ..LogOptions::default()
     })
 }

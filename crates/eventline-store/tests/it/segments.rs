@@ -14,10 +14,12 @@ use eventline_store::{Error, Store};
 use crate::conformance::{append_all, corpus};
 use crate::log_files::{ids, log_files, stream_all};
 
-/// A memtable of about a dozen events: the corpus ends in dozens of segments.
+/// A memtable of about a dozen events, and merges of at most 50: the corpus ends in
+/// a dozen segments or more.
 fn small_memtable() -> LogOptions {
     LogOptions {
         memtable_bytes_max: 8 << 10,
+        merged_events_max: 50,
         ..LogOptions::default()
     }
 }
