@@ -68,7 +68,7 @@ impl Default for LogOptions {
             memtable_bytes_max: 64 << 20,
             memory_bytes_max: 1 << 30,
             file_len_max: 64 << 20,
-            merged_events_max: 400_000,
+            merged_events_max: 150_000,
             disk: Arc::new(RealDisk::default()),
         }
     }
@@ -938,7 +938,8 @@ impl Writer {
         let job = Job::spawn("eventline-flush", covered, move || {
             let seq_end = frozen.seq_end();
             let seq_first = frozen.seq_first().unwrap_or(seq_end);
-            let bytes = segment::build(frozen.events_by_time(), seq_first, seq_end, Vec::new())?;
+            let events = frozen.events_by_time().into_iter();
+            let bytes = segment::build(events, seq_first, seq_end, Vec::new())?;
             let written = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
             replace(disk.as_ref(), &path, &bytes)?;
             Ok(written)

@@ -159,8 +159,15 @@ pub(crate) struct SegmentWriter {
 
 impl SegmentWriter {
     /// A segment of the positions [`seq_first`, `seq_end`) that takes the place of the
-    /// segments numbered `replaces` (a merge), if any of them is still there.
-    pub fn new(seq_first: u64, seq_end: u64, replaces: Vec<u32>) -> Result<SegmentWriter, Error> {
+    /// segments numbered `replaces` (a merge), if any of them is still there, and will
+    /// hold about `events_len` events: the indexes are sized for them at once, since a
+    /// vector that doubles as it grows holds up to twice what it needs.
+    pub fn new(
+        seq_first: u64,
+        seq_end: u64,
+        replaces: Vec<u32>,
+        events_len: usize,
+    ) -> Result<SegmentWriter, Error> {
         let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
             .map_err(|error| Error::Corrupt(error.to_string()))?;
         Ok(SegmentWriter {
@@ -170,8 +177,8 @@ impl SegmentWriter {
             pending: Vec::new(),
             pending_bytes: 0,
             blocks: Vec::new(),
-            by_id: Vec::new(),
-            by_contact: Vec::new(),
+            by_id: Vec::with_capacity(events_len),
+            by_contact: Vec::with_capacity(events_len),
             counts: Counts::default(),
             seq_first,
             seq_end,
@@ -327,12 +334,12 @@ impl SegmentWriter {
 /// order, each once), which took the positions [`seq_first`, `seq_end`), and
 /// `replaces` the segments of those numbers (a rewrite keeps a merge's).
 pub(crate) fn build<'a>(
-    events: impl IntoIterator<Item = (u64, &'a Event)>,
+    events: impl ExactSizeIterator<Item = (u64, &'a Event)>,
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
 ) -> Result<Vec<u8>, Error> {
-    let mut writer = SegmentWriter::new(seq_first, seq_end, replaces)?;
+    let mut writer = SegmentWriter::new(seq_first, seq_end, replaces, events.len())?;
     for (seq, event) in events {
         // One block's events at a time are copies: the block is encoded from them.
         writer.push(seq, event.clone())?;
@@ -749,7 +756,8 @@ pub(crate) fn merge(
     for input in inputs {
         replaces.extend(&input.replaces);
     }
-    let mut writer = SegmentWriter::new(first.seq_first, last.seq_end, replaces)?;
+    let events_len = inputs.iter().map(|input| input.events_len as usize).sum();
+    let mut writer = SegmentWriter::new(first.seq_first, last.seq_end, replaces, events_len)?;
     match disk.remove(temporary) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
             return Err(io_error(temporary)(error));
