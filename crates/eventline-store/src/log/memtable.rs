@@ -81,7 +81,7 @@ impl Counts {
     }
 
     /// Adds counts per minute, as a segment's footer keeps them. Each type is looked up
-    /// once, and each count is an index into its day: a store of 10,000,000 events
+    /// once, and each count is an index into its hour: a store of 10,000,000 events
     /// opens millions of them.
     pub fn add_minutes(&mut self, minutes: &Minutes) {
         for (event_type, units) in minutes {
@@ -418,8 +418,9 @@ fn floor_to(ms: i64, unit_ms: i64) -> i64 {
 /// type first, so that counting an event looks its type up without copying it.
 type Rollup = HashMap<String, Units>;
 
-/// Units (minutes or hours) in a chunk of `Units`: a day of minutes.
-const CHUNK_UNITS: i64 = 1_440;
+/// Units (minutes or hours) in a chunk of `Units`: an hour of minutes, 960 bytes, so
+/// that events far apart in time cost little each.
+const CHUNK_UNITS: i64 = 60;
 
 /// The counts of one event type per unit of time, by scope: dense arrays of
 /// `CHUNK_UNITS` units, one per chunk of time that has events, so that a count is an
