@@ -35,7 +35,7 @@ pub mod upgrade;
 use disk::{Disk, RealDisk};
 use memtable::{Counts, Memtable, Tally};
 use record::{BadBlock, FILE_MAGIC, Stored};
-use segment::{Segment, segment_name, segment_number};
+use segment::{Segment, segment_name};
 
 /// The log's directory inside the data directory; its presence marks the format.
 pub const LOG_DIR: &str = "log";
@@ -183,12 +183,25 @@ fn file_name(number: u32) -> String {
     format!("{number:08}.log")
 }
 
-fn file_number(name: &str) -> Option<u32> {
-    let digits = name.strip_suffix(".log")?;
+/// The number of a file named eight digits and `suffix` (`.log`, `.seg`).
+fn numbered(name: &str, suffix: &str) -> Option<u32> {
+    let digits = name.strip_suffix(suffix)?;
     if digits.len() != 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The numbers of the files named eight digits and `suffix` in `log_dir`, in order.
+fn numbers_in(disk: &dyn Disk, log_dir: &Path, suffix: &str) -> Result<Vec<u32>, Error> {
+    let mut numbers: Vec<u32> = disk
+        .list(log_dir)
+        .map_err(io_error(log_dir))?
+        .iter()
+        .filter_map(|name| numbered(name, suffix))
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -585,14 +598,7 @@ fn refusal(sync_failed: &AtomicBool) -> Result<(), Error> {
 
 /// The numbers of the log files in `log_dir`, in order.
 fn log_files(disk: &dyn Disk, log_dir: &Path) -> Result<Vec<u32>, Error> {
-    let mut numbers: Vec<u32> = disk
-        .list(log_dir)
-        .map_err(io_error(log_dir))?
-        .iter()
-        .filter_map(|name| file_number(name))
-        .collect();
-    numbers.sort_unstable();
-    Ok(numbers)
+    numbers_in(disk, log_dir, ".log")
 }
 
 /// Removes the temporary files of rewrites, flushes and merges that did not finish: the
@@ -674,14 +680,7 @@ fn open_segments(
     disk: &dyn Disk,
     log_dir: &Path,
 ) -> Result<Vec<(Segment, segment::Minutes)>, Error> {
-    let mut numbers: Vec<u32> = disk
-        .list(log_dir)
-        .map_err(io_error(log_dir))?
-        .iter()
-        .filter_map(|name| segment_number(name))
-        .collect();
-    numbers.sort_unstable();
-    numbers
+    numbers_in(disk, log_dir, ".seg")?
         .into_iter()
         .zip(1..)
         .map(|(number, generation)| {

@@ -55,14 +55,6 @@ pub(crate) fn segment_name(number: u32) -> String {
     format!("{number:08}.seg")
 }
 
-pub(crate) fn segment_number(name: &str) -> Option<u32> {
-    let digits = name.strip_suffix(".seg")?;
-    if digits.len() != 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct BlockRef {
     offset: u64,
