@@ -449,15 +449,6 @@ impl State {
         };
         let filter = &query.filter;
         for segment in &self.segments {
-            if filter
-                .until_ms
-                .is_some_and(|until| segment.timestamp_min >= until)
-                || filter
-                    .since_ms
-                    .is_some_and(|since| segment.timestamp_max < since)
-            {
-                continue;
-            }
             events.extend(segment.page(disk, filter, query.order, after, fetch)?);
         }
         // Each source gave its first `fetch`; the first `fetch` of all are among them.
@@ -555,9 +546,6 @@ impl State {
                 ..filter.clone()
             };
             for segment in &self.segments {
-                if segment.timestamp_min >= to_ms || segment.timestamp_max < from_ms {
-                    continue;
-                }
                 for event in segment.page(disk, &window, Order::Asc, None, usize::MAX)? {
                     tally.add(event.timestamp_ms, &event.event_type, 1);
                 }
@@ -1139,6 +1127,23 @@ impl Writer {
         Ok(())
     }
 
+    /// Segment `number` and its events, if the store holds it.
+    fn segment_events(
+        &self,
+        table: &RwLock<State>,
+        number: u32,
+    ) -> Result<Option<(Segment, Vec<Stored>)>, Error> {
+        let state = table.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(segment) = state
+            .segments
+            .iter()
+            .find(|segment| segment.number == number)
+        else {
+            return Ok(None);
+        };
+        Ok(Some((segment.clone(), segment.events(self.disk.as_ref())?)))
+    }
+
     /// Rewrites segment `number` without the events `drop` picks, keeping its
     /// positions; how many it dropped. The old bytes are gone once the new file is
     /// renamed over them.
@@ -1148,22 +1153,8 @@ impl Writer {
         number: u32,
         drop: impl Fn(&Event) -> bool,
     ) -> Result<u64, Error> {
-        let (events, seq_first, seq_end, path, replaces) = {
-            let state = table.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(segment) = state
-                .segments
-                .iter()
-                .find(|segment| segment.number == number)
-            else {
-                return Ok(0);
-            };
-            (
-                segment.events(self.disk.as_ref())?,
-                segment.seq_first,
-                segment.seq_end,
-                segment.path.clone(),
-                segment.replaces.clone(),
-            )
+        let Some((segment, events)) = self.segment_events(table, number)? else {
+            return Ok(0);
         };
         let (dropped, kept): (Vec<Stored>, Vec<Stored>) =
             events.into_iter().partition(|stored| drop(&stored.event));
@@ -1171,8 +1162,9 @@ impl Writer {
             return Ok(0);
         }
         let kept = kept.iter().map(|stored| (stored.seq, &stored.event));
-        let bytes = segment::build(kept, seq_first, seq_end, replaces)?;
+        let bytes = segment::build(kept, segment.seq_first, segment.seq_end, segment.replaces)?;
         let generation = self.generation();
+        let path = segment.path;
         let (rewritten, _) = Segment::from_bytes(number, path.clone(), generation, &bytes)?;
         let temporary = write_temporary(self.disk.as_ref(), &path, &bytes)?;
         // Renamed under the lock: a read never finds a file its footer does not describe.
@@ -1193,17 +1185,10 @@ impl Writer {
 
     /// Removes segment `number`, every event of which has expired; how many it held.
     fn remove_segment(&mut self, table: &RwLock<State>, number: u32) -> Result<u64, Error> {
-        let (events, path) = {
-            let state = table.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(segment) = state
-                .segments
-                .iter()
-                .find(|segment| segment.number == number)
-            else {
-                return Ok(0);
-            };
-            (segment.events(self.disk.as_ref())?, segment.path.clone())
+        let Some((segment, events)) = self.segment_events(table, number)? else {
+            return Ok(0);
         };
+        let path = segment.path;
         let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
         self.disk.remove(&path).map_err(io_error(&path))?;
         self.disk

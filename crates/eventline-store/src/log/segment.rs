@@ -648,6 +648,16 @@ impl Segment {
         fetch: usize,
     ) -> Result<Vec<Event>, Error> {
         let mut events = Vec::new();
+        // A segment whose time range misses the window has nothing to read.
+        if filter
+            .until_ms
+            .is_some_and(|until| self.timestamp_min >= until)
+            || filter
+                .since_ms
+                .is_some_and(|since| self.timestamp_max < since)
+        {
+            return Ok(events);
+        }
         let beyond = |key: TimeKey| match (after, order) {
             (None, _) => true,
             (Some(after), Order::Asc) => key > after,
