@@ -315,17 +315,24 @@ impl App {
             .config
             .retention
             .map(|max_age| tokio::spawn(retention::run(Arc::clone(&state.store), max_age)));
-        // Once a minute: idle clients' rate-limit buckets are dropped (memory follows the
-        // clients of the last minute, not every address ever seen), and the store does
-        // its upkeep (PostgreSQL folds its count deltas).
+        // Once a minute, idle clients' rate-limit buckets are dropped (memory follows the
+        // clients of the last minute, not every address ever seen); as often as the
+        // store asks, it does its upkeep (PostgreSQL folds its count deltas once a
+        // minute, the log store puts finished merges in place every second).
         let (limiters, store) = (Arc::clone(&state.limiters), Arc::clone(&state.store));
         let housekeeping = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
+            const FORGET_EVERY: Duration = Duration::from_secs(60);
+            let maintain_every = store.maintain_interval().min(FORGET_EVERY);
+            let mut every = tokio::time::interval(maintain_every);
+            let mut forgotten_at = tokio::time::Instant::now();
             loop {
                 every.tick().await;
-                limiters.forget_idle();
+                if forgotten_at.elapsed() >= FORGET_EVERY {
+                    limiters.forget_idle();
+                    forgotten_at = tokio::time::Instant::now();
+                }
                 if let Err(error) = store.maintain().await {
-                    tracing::warn!(error = %ingest::ErrorChain(&error), "store upkeep failed; retrying in a minute");
+                    tracing::warn!(error = %ingest::ErrorChain(&error), "store upkeep failed; retrying at the next");
                 }
             }
         });

@@ -232,9 +232,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every event type with events stored, and how many, by name.
     async fn event_types(&self) -> Result<Vec<(String, u64)>, Error>;
 
-    /// Periodic upkeep (the server calls it every minute); nothing by default.
+    /// Periodic upkeep (the server calls it every `maintain_interval`); nothing by
+    /// default.
     async fn maintain(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// How often the server calls `maintain`.
+    fn maintain_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
     }
 
     /// How many `append`s may run at once. One for a store with a single writer; more

@@ -68,7 +68,7 @@ impl Default for LogOptions {
             memtable_bytes_max: 64 << 20,
             memory_bytes_max: 1 << 30,
             file_len_max: 64 << 20,
-            merged_events_max: 150_000,
+            merged_events_max: 1_000_000,
             disk: Arc::new(RealDisk::default()),
         }
     }
@@ -663,18 +663,47 @@ fn zero_filled_tail(bytes: &[u8], offset: usize) -> bool {
     zeros > 0 && (zeros_from.is_multiple_of(SECTOR_BYTES) || zeros >= SECTOR_BYTES)
 }
 
-/// The segments in `log_dir`, by number, each with its counts per minute.
+/// The segments in `log_dir`, by number, their counts per minute added to `counts` one
+/// segment at a time (a store of 10,000,000 events holds about 9 million of them: all
+/// at once took 200 MB of memory at every start). Segments a merge wrote another in
+/// place of, left by a merge cut short after its rename, are removed: their events are
+/// in the merged one, which took the number of the newest it replaced, so that a walk
+/// from the newest meets every replacing segment before the segments it replaces.
 fn open_segments(
     disk: &dyn Disk,
     log_dir: &Path,
-) -> Result<Vec<(Segment, segment::Minutes)>, Error> {
-    numbers_in(disk, log_dir, ".seg")?
-        .into_iter()
-        .zip(1..)
-        .map(|(number, generation)| {
-            Segment::open(disk, number, log_dir.join(segment_name(number)), generation)
-        })
-        .collect()
+    counts: &mut Counts,
+) -> Result<Vec<Segment>, Error> {
+    let mut replaced = BTreeSet::new();
+    let mut segments = Vec::new();
+    let mut removed = false;
+    for number in numbers_in(disk, log_dir, ".seg")?.into_iter().rev() {
+        let path = log_dir.join(segment_name(number));
+        if replaced.contains(&number) {
+            disk.remove(&path).map_err(io_error(&path))?;
+            removed = true;
+            continue;
+        }
+        let generation = segments.len() as u64 + 1;
+        let (mut segment, minutes) = Segment::open(disk, number, path, generation)?;
+        if segment.is_v1 {
+            // The first format's indexes name blocks; its blocks read as now. Its
+            // events are written again, once, in the current format.
+            let events = segment.events(disk)?;
+            let (upgraded, temporary) = write_segment(disk, &segment, &events, generation)?;
+            put_in_place(disk, &temporary, &segment.path)?;
+            tracing::info!(segment = %segment.path.display(), events = events.len(), "segment rewritten in the current format");
+            segment = upgraded;
+        }
+        counts.add_minutes(&minutes);
+        replaced.extend(segment.replaces.iter().copied());
+        segments.push(segment);
+    }
+    if removed {
+        disk.sync_dir(log_dir).map_err(io_error(log_dir))?;
+    }
+    segments.reverse();
+    Ok(segments)
 }
 
 /// Opens the segments and reads the log after them back into memory. A torn block at
@@ -692,28 +721,7 @@ fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(State, u32, u64), Error> 
     // A segment cut short before its rename is not one.
     remove_temporaries(disk, log_dir)?;
     let mut numbers = log_files(disk, log_dir)?;
-    let mut segments = open_segments(disk, log_dir)?;
-    // Segments a merge wrote another in place of, left by a merge cut short after its
-    // rename: their events are in the merged one.
-    let replaced: BTreeSet<u32> = segments
-        .iter()
-        .flat_map(|(segment, _)| segment.replaces.iter().copied())
-        .collect();
-    if segments
-        .iter()
-        .any(|(segment, _)| replaced.contains(&segment.number))
-    {
-        for (segment, _) in &segments {
-            if replaced.contains(&segment.number) {
-                disk.remove(&segment.path)
-                    .map_err(io_error(&segment.path))?;
-            }
-        }
-        disk.sync_dir(log_dir).map_err(io_error(log_dir))?;
-        segments.retain(|(segment, _)| !replaced.contains(&segment.number));
-    }
-    for (segment, minutes) in segments {
-        state.segment_counts.add_minutes(&minutes);
+    for segment in open_segments(disk, log_dir, &mut state.segment_counts)? {
         state.memtable.reserve(segment.seq_end);
         state.segments.push(segment);
     }
@@ -814,6 +822,41 @@ fn mark_head(disk: &dyn Disk, path: &Path, seq_end: u64) -> Result<u64, Error> {
 }
 
 /// Replaces `path` with `bytes` durably: a temporary file, synced, renamed over it.
+/// Writes `segment` again, holding only `events` (of its own, in (timestamp, id) order)
+/// and in the current format, beside it: the new segment and the file to rename over
+/// it.
+fn write_segment(
+    disk: &dyn Disk,
+    segment: &Segment,
+    events: &[Stored],
+    generation: u64,
+) -> Result<(Segment, PathBuf), Error> {
+    let temporary = temporary_path(&segment.path);
+    let footer = segment::write(
+        disk,
+        &temporary,
+        events.iter().map(|stored| (stored.seq, &stored.event)),
+        segment.seq_first,
+        segment.seq_end,
+        segment.replaces.clone(),
+    )?;
+    let (written, _) = Segment::from_footer(
+        segment.number,
+        segment.path.clone(),
+        generation,
+        footer,
+        false,
+    );
+    Ok((written, temporary))
+}
+
+/// Where a file is written before it is renamed over `path`.
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    PathBuf::from(temporary)
+}
+
 fn replace(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let temporary = write_temporary(disk, path, bytes)?;
     put_in_place(disk, &temporary, path)
@@ -821,9 +864,7 @@ fn replace(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// Writes `bytes` durably beside `path`, to be put in place by `put_in_place`.
 fn write_temporary(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
+    let temporary = temporary_path(path);
     remove_if_present(disk, &temporary)?;
     disk.append(&temporary, bytes)
         .map_err(io_error(&temporary))?;
@@ -926,10 +967,19 @@ impl Writer {
             let seq_end = frozen.seq_end();
             let seq_first = frozen.seq_first().unwrap_or(seq_end);
             let events = frozen.events_by_time().into_iter();
-            let bytes = segment::build(events, seq_first, seq_end, Vec::new())?;
-            let written = Segment::from_bytes(covered, path.clone(), generation, &bytes)?;
-            replace(disk.as_ref(), &path, &bytes)?;
-            Ok(written)
+            let temporary = temporary_path(&path);
+            let footer = segment::write(
+                disk.as_ref(),
+                &temporary,
+                events,
+                seq_first,
+                seq_end,
+                Vec::new(),
+            )?;
+            put_in_place(disk.as_ref(), &temporary, &path)?;
+            Ok(Segment::from_footer(
+                covered, path, generation, footer, false,
+            ))
         })
         .map_err(|error| Error::DataDir {
             path: self.log_dir.clone(),
@@ -1024,9 +1074,7 @@ impl Writer {
             return;
         };
         let (number, path) = (newest.number, newest.path.clone());
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
+        let temporary = temporary_path(&path);
         let generation = self.generation();
         let disk = Arc::clone(&self.disk);
         let numbers = inputs.iter().map(|segment| segment.number).collect();
@@ -1034,7 +1082,7 @@ impl Writer {
         let about = (numbers, temporary);
         let spawned = Job::spawn("eventline-merge", about, move || {
             let footer = segment::merge(disk.as_ref(), &inputs, &written_to)?;
-            Ok(Segment::from_footer(number, path, generation, footer).0)
+            Ok(Segment::from_footer(number, path, generation, footer, false).0)
         });
         match spawned {
             Ok(job) => self.merge_job = Some(job),
@@ -1161,12 +1209,10 @@ impl Writer {
         if dropped.is_empty() {
             return Ok(0);
         }
-        let kept = kept.iter().map(|stored| (stored.seq, &stored.event));
-        let bytes = segment::build(kept, segment.seq_first, segment.seq_end, segment.replaces)?;
         let generation = self.generation();
+        let (rewritten, temporary) =
+            write_segment(self.disk.as_ref(), &segment, &kept, generation)?;
         let path = segment.path;
-        let (rewritten, _) = Segment::from_bytes(number, path.clone(), generation, &bytes)?;
-        let temporary = write_temporary(self.disk.as_ref(), &path, &bytes)?;
         // Renamed under the lock: a read never finds a file its footer does not describe.
         let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
         put_in_place(self.disk.as_ref(), &temporary, &path)?;
@@ -1507,9 +1553,14 @@ impl Store for LogStore {
         Ok(self.read().event_types())
     }
 
-    /// Puts a segment written since the last commit in place: a store that stopped
-    /// receiving events would otherwise keep its frozen memtable and the log files.
+    /// Puts a segment written since the last commit in place, and begins the next
+    /// merge: a store that stopped receiving events would otherwise keep its frozen
+    /// memtable, the log files, and as many segments as the last flush left. A store
+    /// that refuses writes (a failed fsync, logged then) has nothing to do.
     async fn maintain(&self) -> Result<(), Error> {
+        if self.refusal().is_err() {
+            return Ok(());
+        }
         self.write(|writer, table, _| {
             writer.finish_flush(table, false);
             writer.finish_merge(table, false);
@@ -1517,5 +1568,12 @@ impl Store for LogStore {
             Ok(())
         })
         .await
+    }
+
+    /// Every second: a merge finished while no events come is put in place, and the
+    /// next one begun, within a second, so segments left by an import are merged soon
+    /// after it (one merge a minute took a quarter of an hour).
+    fn maintain_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
     }
 }

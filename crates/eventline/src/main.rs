@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 mod cli;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use eventline_core::access;
 use eventline_core::event::Scope;

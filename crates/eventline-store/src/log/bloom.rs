@@ -26,10 +26,24 @@ impl Bloom {
         }
     }
 
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = usize> + use<> {
+    /// A filter of the keys of these hashes (`Bloom::hash`), sized for them: what a
+    /// writer that meets each key more than once, and knows how many there are only at
+    /// the end, collects.
+    pub fn from_hashes(hashes: &[u64]) -> Bloom {
+        let mut bloom = Bloom::with_keys(hashes.len());
+        for hash in hashes {
+            bloom.insert_hash(*hash);
+        }
+        bloom
+    }
+
+    pub fn hash(key: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(key)
+    }
+
+    fn probes(&self, hash: u64) -> impl Iterator<Item = usize> + use<> {
         // Double hashing (Kirsch and Mitzenmacher): two halves of one 64-bit hash give
         // every probe.
-        let hash = xxhash_rust::xxh3::xxh3_64(key);
         let (first, second) = (hash as u32, (hash >> 32) as u32 | 1);
         let bits = (self.words.len() * 64) as u64;
         (0..PROBES).map(move |probe| {
@@ -38,7 +52,11 @@ impl Bloom {
     }
 
     pub fn insert(&mut self, key: &[u8]) {
-        for bit in self.probes(key) {
+        self.insert_hash(Bloom::hash(key));
+    }
+
+    fn insert_hash(&mut self, hash: u64) {
+        for bit in self.probes(hash) {
             self.words[bit / 64] |= 1 << (bit % 64);
         }
     }
@@ -47,7 +65,7 @@ impl Bloom {
     pub fn may_hold(&self, key: &[u8]) -> bool {
         !self.words.is_empty()
             && self
-                .probes(key)
+                .probes(Bloom::hash(key))
                 .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }

@@ -128,6 +128,49 @@ impl Counts {
     }
 }
 
+/// A contact's events in the memtable. Most contacts of a memtable have one event (an
+/// import spreads them over a year), and a set of one would take a tree node of 300
+/// bytes.
+enum ContactKeys {
+    One(TimeKey),
+    Many(BTreeSet<TimeKey>),
+}
+
+impl ContactKeys {
+    fn insert(&mut self, key: TimeKey) {
+        match self {
+            ContactKeys::One(one) => *self = ContactKeys::Many(BTreeSet::from([*one, key])),
+            ContactKeys::Many(keys) => {
+                keys.insert(key);
+            }
+        }
+    }
+
+    /// Removes `key`; whether none are left.
+    fn remove(&mut self, key: &TimeKey) -> bool {
+        match self {
+            ContactKeys::One(one) => one == key,
+            ContactKeys::Many(keys) => {
+                keys.remove(key);
+                keys.is_empty()
+            }
+        }
+    }
+
+    fn range(
+        &self,
+        range: (Bound<TimeKey>, Bound<TimeKey>),
+    ) -> Box<dyn DoubleEndedIterator<Item = &TimeKey> + '_> {
+        match self {
+            ContactKeys::One(one) => Box::new(
+                std::iter::once(one)
+                    .filter(move |key| std::ops::RangeBounds::contains(&range, *key)),
+            ),
+            ContactKeys::Many(keys) => Box::new(keys.range(range)),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Memtable {
     /// Boxed: when the map grows it moves its slots, and a 24-byte slot moves six times
@@ -135,7 +178,7 @@ pub(crate) struct Memtable {
     /// and every post waiting on it.
     by_id: HashMap<Uuid, Box<Entry>>,
     by_time: BTreeSet<TimeKey>,
-    by_contact: HashMap<String, BTreeSet<TimeKey>>,
+    by_contact: HashMap<String, ContactKeys>,
     by_seq: BTreeMap<u64, Uuid>,
     files: BTreeMap<u32, FileEvents>,
     counts: Counts,
@@ -183,10 +226,12 @@ impl Memtable {
         self.bytes += Memtable::event_bytes(&event);
         self.by_time.insert(key);
         if let Some(contact_id) = &event.contact_id {
-            self.by_contact
-                .entry_ref(contact_id.as_str())
-                .or_default()
-                .insert(key);
+            match self.by_contact.entry_ref(contact_id.as_str()) {
+                hashbrown::hash_map::EntryRef::Occupied(mut keys) => keys.get_mut().insert(key),
+                hashbrown::hash_map::EntryRef::Vacant(vacant) => {
+                    vacant.insert(ContactKeys::One(key));
+                }
+            }
         }
         self.by_seq.insert(seq, event.id);
         self.counts.add(&event, 1);
@@ -230,11 +275,9 @@ impl Memtable {
         self.by_time.remove(&key);
         if let Some(contact_id) = &event.contact_id
             && let Some(keys) = self.by_contact.get_mut(contact_id)
+            && keys.remove(&key)
         {
-            keys.remove(&key);
-            if keys.is_empty() {
-                self.by_contact.remove(contact_id);
-            }
+            self.by_contact.remove(contact_id);
         }
         if self.by_seq.get(&entry.seq) == Some(&event.id) {
             self.by_seq.remove(&entry.seq);
@@ -270,7 +313,7 @@ impl Memtable {
         self.by_contact
             .get(contact_id)
             .into_iter()
-            .flatten()
+            .flat_map(|keys| keys.range((Bound::Unbounded, Bound::Unbounded)))
             .filter_map(|(_, id)| Some((self.by_id.get(id)?.file, *id)))
             .collect()
     }
@@ -320,14 +363,13 @@ impl Memtable {
             Some(until_ms) => Bound::Excluded((until_ms, Uuid::nil())),
             None => Bound::Unbounded,
         };
-        let keys = match &filter.contact_id {
+        match &filter.contact_id {
             Some(contact_id) => match self.by_contact.get(contact_id) {
-                Some(keys) => keys,
-                None => return Box::new(std::iter::empty()),
+                Some(keys) => keys.range((low, high)),
+                None => Box::new(std::iter::empty()),
             },
-            None => &self.by_time,
-        };
-        Box::new(keys.range((low, high)))
+            None => Box::new(self.by_time.range((low, high))),
+        }
     }
 
     fn matching<'s: 'f, 'f>(
@@ -418,16 +460,68 @@ fn floor_to(ms: i64, unit_ms: i64) -> i64 {
 /// type first, so that counting an event looks its type up without copying it.
 type Rollup = HashMap<String, Units>;
 
-/// Units (minutes or hours) in a chunk of `Units`: an hour of minutes, 960 bytes, so
-/// that events far apart in time cost little each.
+/// Units (minutes or hours) in a chunk of `Units`: an hour of minutes.
 const CHUNK_UNITS: i64 = 60;
+/// Units with events a chunk holds as a list before it becomes an array: an array takes
+/// 960 bytes, a list 24 bytes per unit. A memtable's events are spread over time (an
+/// import of old events is spread over a year), most of its chunks hold one or two
+/// units, and arrays for them took a kilobyte per event.
+const SPARSE_UNITS_MAX: usize = 8;
 
-/// The counts of one event type per unit of time, by scope: dense arrays of
-/// `CHUNK_UNITS` units, one per chunk of time that has events, so that a count is an
-/// index rather than a search (and 16 bytes rather than a tree node of 48).
+/// The counts of one event type per unit of time, by scope: chunks of `CHUNK_UNITS`
+/// units, one per chunk of time that has events, so that a count is found by an index
+/// (or a short list) rather than a search of every unit.
 struct Units {
     unit_ms: i64,
-    chunks: BTreeMap<i64, Box<[[u64; 2]]>>,
+    chunks: BTreeMap<i64, Chunk>,
+}
+
+/// The counts of a chunk's units: a list sorted by unit while few have events, then an
+/// array indexed by unit.
+enum Chunk {
+    Sparse(Vec<(u8, [u64; 2])>),
+    Dense(Box<[[u64; 2]]>),
+}
+
+impl Chunk {
+    fn slot(&mut self, at: u8) -> &mut [u64; 2] {
+        if let Chunk::Sparse(slots) = self
+            && slots.len() >= SPARSE_UNITS_MAX
+            && slots.binary_search_by_key(&at, |(unit, _)| *unit).is_err()
+        {
+            let mut dense = vec![[0; 2]; CHUNK_UNITS as usize].into_boxed_slice();
+            for (unit, counts) in slots.drain(..) {
+                dense[usize::from(unit)] = counts;
+            }
+            *self = Chunk::Dense(dense);
+        }
+        match self {
+            Chunk::Dense(slots) => &mut slots[usize::from(at)],
+            Chunk::Sparse(slots) => {
+                let index = match slots.binary_search_by_key(&at, |(unit, _)| *unit) {
+                    Ok(index) => index,
+                    Err(index) => {
+                        slots.insert(index, (at, [0; 2]));
+                        index
+                    }
+                };
+                &mut slots[index].1
+            }
+        }
+    }
+
+    /// The units with events, by offset in the chunk.
+    fn units(&self) -> Box<dyn Iterator<Item = (u8, [u64; 2])> + '_> {
+        match self {
+            Chunk::Sparse(slots) => Box::new(slots.iter().copied()),
+            Chunk::Dense(slots) => Box::new(
+                slots
+                    .iter()
+                    .enumerate()
+                    .map(|(at, counts)| (at as u8, *counts)),
+            ),
+        }
+    }
 }
 
 impl Units {
@@ -437,8 +531,8 @@ impl Units {
         let chunk = self
             .chunks
             .entry(unit.div_euclid(CHUNK_UNITS))
-            .or_insert_with(|| vec![[0; 2]; CHUNK_UNITS as usize].into_boxed_slice());
-        let slot = &mut chunk[unit.rem_euclid(CHUNK_UNITS) as usize];
+            .or_insert_with(|| Chunk::Sparse(Vec::with_capacity(1)));
+        let slot = chunk.slot(unit.rem_euclid(CHUNK_UNITS) as u8);
         for (count, delta) in slot.iter_mut().zip(delta) {
             *count = count.saturating_add_signed(delta);
         }
@@ -454,10 +548,10 @@ impl Units {
         let first_chunk = from.div_euclid(CHUNK_UNITS);
         let last_chunk = to.div_euclid(CHUNK_UNITS);
         for (chunk, slots) in self.chunks.range(first_chunk..=last_chunk) {
-            for (at, slot) in slots.iter().enumerate() {
-                let unit = chunk * CHUNK_UNITS + at as i64;
-                if (from..to).contains(&unit) && *slot != [0, 0] {
-                    counts.push((unit * self.unit_ms, *slot));
+            for (at, slot) in slots.units() {
+                let unit = chunk * CHUNK_UNITS + i64::from(at);
+                if (from..to).contains(&unit) && slot != [0, 0] {
+                    counts.push((unit * self.unit_ms, slot));
                 }
             }
         }

@@ -5,15 +5,18 @@
 //! segment = SEGMENT_MAGIC (8 bytes) data_block* id_chunk* contact_chunk* footer trailer
 //! data_block    = a log block (`record`), its events in (timestamp, id) order, of about
 //!                 BLOCK_PAYLOAD_BYTES before compression
-//! id_chunk      = (id [16] | block u32)*, sorted by id                     | crc32 u32
-//! contact_chunk = zstd((contact len u16, bytes | timestamp i64 | id [16] | block u32)*),
+//! id_chunk      = (id [16] | timestamp i64)*, sorted by id                  | crc32 u32
+//! contact_chunk = zstd((contact len u16, bytes | timestamp i64 | id [16])*),
 //!                 sorted by (contact, timestamp, id)                        | crc32 u32
 //! footer        = zstd(postcard(Footer))
 //! trailer       = footer_offset u64 | footer_len u32 | footer_crc u32 | TRAILER_MAGIC
 //! ```
 //!
 //! The footer is all a store keeps in memory of a segment: where each block and chunk
-//! is, the first key of each, and the Bloom filters of its ids and contacts. Every byte
+//! is, the first key of each, and the Bloom filters of its ids and contacts. The index
+//! entries name an event by its (timestamp, id), not by its block: the block is found
+//! among the footer's first keys, so that a merge writes its indexes by merging its
+//! inputs' chunks as they come, holding nothing per event. Every byte
 //! read is checked against a CRC-32 before it is used: a damaged index must not hide
 //! events (`docs/reliability.md`).
 
@@ -30,7 +33,10 @@ use super::memtable::Counts;
 use super::record::{self, Stored};
 use crate::Error;
 
-pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x01";
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x02";
+/// The first format (step 2), whose index entries named blocks: its blocks read as
+/// now, and the store rewrites such a segment in this format when it opens it.
+const SEGMENT_MAGIC_V1: &[u8; 8] = b"EVSEG\x00\x00\x01";
 const TRAILER_MAGIC: &[u8; 8] = b"EVSEGEND";
 const TRAILER_LEN: usize = 8 + 4 + 4 + 8;
 /// A data block holds events up to about this many bytes before compression: small
@@ -38,6 +44,9 @@ const TRAILER_LEN: usize = 8 + 4 + 4 + 8;
 const BLOCK_PAYLOAD_BYTES: usize = 16 << 10;
 /// Entries per id or contact chunk.
 const CHUNK_ENTRIES: usize = 64;
+const ID_ENTRY_LEN: usize = 16 + 8;
+/// Bytes a segment's writer makes before they are handed to the disk.
+const TAKE_BYTES: usize = 1 << 20;
 /// Segments are written once and read many times: a slower, tighter level than the
 /// log's.
 const ZSTD_LEVEL: i32 = 3;
@@ -112,6 +121,8 @@ pub(crate) struct Segment {
     ids: Bloom,
     contacts: Bloom,
     pub replaces: Vec<u32>,
+    /// Written in the first format: to be rewritten before it is read by its indexes.
+    pub is_v1: bool,
 }
 
 fn damaged(path: &Path, offset: u64, detail: impl Into<String>) -> Error {
@@ -130,47 +141,59 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 /// Writes a segment from its events in (timestamp, id) order, each once: the blocks as
-/// the events come, the indexes and the footer at the end. The bytes are taken as they
-/// are made (`take_bytes`), so a merge of large segments holds one block, not the file.
-pub(crate) struct SegmentWriter {
+/// the events come, the indexes and the footer at the end, to a file (`file`). The
+/// bytes go to the file every `TAKE_BYTES`, so that a segment of millions of events
+/// is written holding a megabyte of it, indexes included.
+struct SegmentWriter<'a> {
     compressor: zstd::bulk::Compressor<'static>,
-    /// Bytes made and not yet taken, and how many were taken before them.
+    file: Written<'a>,
+    /// Bytes made and not yet written, and how many were written before them.
     out: Vec<u8>,
     taken: u64,
     /// The events of the block being filled, and their bytes, roughly.
     pending: Vec<(u64, Event)>,
     pending_bytes: usize,
     blocks: Vec<BlockRef>,
-    by_id: Vec<(Uuid, u32)>,
-    by_contact: Vec<(String, i64, Uuid, u32)>,
+    events_len: usize,
+    /// The index entries, if the writer collects them from the events (a merge takes
+    /// them from its inputs' chunks instead).
+    by_id: Vec<(Uuid, i64)>,
+    by_contact: Vec<(String, i64, Uuid)>,
+    collects_indexes: bool,
     counts: Counts,
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
 }
 
-impl SegmentWriter {
+impl<'a> SegmentWriter<'a> {
     /// A segment of the positions [`seq_first`, `seq_end`) that takes the place of the
-    /// segments numbered `replaces` (a merge), if any of them is still there, and will
-    /// hold about `events_len` events: the indexes are sized for them at once, since a
-    /// vector that doubles as it grows holds up to twice what it needs.
-    pub fn new(
+    /// segments numbered `replaces` (a merge), if any of them is still there. With
+    /// `collected_len`, the writer collects the index entries of about that many events
+    /// (sized at once: a vector that doubles as it grows holds up to twice what it
+    /// needs); without, they are given to `finish_with`.
+    fn new(
+        file: Written<'a>,
         seq_first: u64,
         seq_end: u64,
         replaces: Vec<u32>,
-        events_len: usize,
-    ) -> Result<SegmentWriter, Error> {
+        collected_len: Option<usize>,
+    ) -> Result<SegmentWriter<'a>, Error> {
+        let capacity = collected_len.unwrap_or(0);
         let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
             .map_err(|error| Error::Corrupt(error.to_string()))?;
         Ok(SegmentWriter {
             compressor,
+            file,
             out: SEGMENT_MAGIC.to_vec(),
             taken: 0,
             pending: Vec::new(),
             pending_bytes: 0,
             blocks: Vec::new(),
-            by_id: Vec::with_capacity(events_len),
-            by_contact: Vec::with_capacity(events_len),
+            events_len: 0,
+            by_id: Vec::with_capacity(capacity),
+            by_contact: Vec::with_capacity(capacity),
+            collects_indexes: collected_len.is_some(),
             counts: Counts::default(),
             seq_first,
             seq_end,
@@ -208,96 +231,158 @@ impl SegmentWriter {
             Some(&mut self.compressor),
         );
         let len = (self.taken + self.out.len() as u64 - offset) as u32;
-        let block = self.blocks.len() as u32;
         self.blocks.push(BlockRef {
             offset,
             len,
             first,
             last,
         });
+        self.events_len += self.pending.len();
         for (_, event) in self.pending.drain(..) {
             self.counts.add(&event, 1);
-            self.by_id.push((event.id, block));
-            if let Some(contact_id) = event.contact_id {
-                self.by_contact
-                    .push((contact_id, event.timestamp_ms, event.id, block));
+            if self.collects_indexes {
+                self.by_id.push((event.id, event.timestamp_ms));
+                if let Some(contact_id) = event.contact_id {
+                    self.by_contact
+                        .push((contact_id, event.timestamp_ms, event.id));
+                }
             }
         }
         self.pending_bytes = 0;
+        self.spill()
+    }
+
+    /// Hands the bytes made to the file once there are `TAKE_BYTES` of them.
+    fn spill(&mut self) -> Result<(), Error> {
+        if self.out.len() >= TAKE_BYTES {
+            self.file.append(&self.out)?;
+            self.taken += self.out.len() as u64;
+            self.out.clear();
+        }
         Ok(())
     }
 
-    /// The bytes made since the last call: the file's next bytes.
-    pub fn take_bytes(&mut self) -> Vec<u8> {
-        self.taken += self.out.len() as u64;
-        std::mem::take(&mut self.out)
-    }
-
-    fn push_chunk(&mut self, payload: &[u8]) -> (u64, u32) {
+    fn push_chunk(&mut self, payload: &[u8]) -> Result<(u64, u32), Error> {
         let offset = self.taken + self.out.len() as u64;
         self.out.extend_from_slice(payload);
         self.out
             .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        (offset, (payload.len() + 4) as u32)
+        self.spill()?;
+        Ok((offset, (payload.len() + 4) as u32))
     }
 
-    /// Writes the indexes and the footer: the file's last bytes (after those taken),
-    /// the footer, and the counts per minute of the events.
-    pub fn finish(mut self) -> Result<(Vec<u8>, Footer), Error> {
+    /// Writes the collected indexes and the footer: the file's last bytes (after those
+    /// taken), and the footer.
+    fn finish(mut self) -> Result<Footer, Error> {
         self.cut_block()?;
-        let mut by_id = std::mem::take(&mut self.by_id);
-        by_id.sort_unstable();
-        let mut ids = Bloom::with_keys(by_id.len());
+        let mut by_id = std::mem::take(&mut self.by_id).into_iter();
+        by_id.as_mut_slice().sort_unstable();
+        let mut by_contact = std::mem::take(&mut self.by_contact).into_iter();
+        by_contact.as_mut_slice().sort_unstable();
+        self.finish_with(|| Ok(by_id.next()), || Ok(by_contact.next()))
+    }
+
+    /// Writes the indexes from their entries, each once, in order (`next_id` by id,
+    /// `next_contact` by (contact, timestamp, id)), and the footer: the file's last
+    /// bytes (after those taken), and the footer.
+    fn finish_with(
+        mut self,
+        mut next_id: impl FnMut() -> Result<Option<(Uuid, i64)>, Error>,
+        mut next_contact: impl FnMut() -> Result<Option<(String, i64, Uuid)>, Error>,
+    ) -> Result<Footer, Error> {
+        self.cut_block()?;
+        let mut ids = Bloom::with_keys(self.events_len);
         let mut id_chunks = Vec::new();
-        for chunk in by_id.chunks(CHUNK_ENTRIES) {
-            let mut payload = Vec::with_capacity(chunk.len() * 20);
-            for (id, block) in chunk {
+        let mut ids_len = 0;
+        let mut id_last: Option<Uuid> = None;
+        let mut payload = Vec::with_capacity(CHUNK_ENTRIES * ID_ENTRY_LEN);
+        let mut first = Uuid::nil();
+        loop {
+            let entry = next_id()?;
+            if let Some((id, timestamp_ms)) = entry {
+                if id_last.is_some_and(|last| last >= id) {
+                    return Err(Error::Corrupt(format!(
+                        "a segment's ids are not in order at {id}"
+                    )));
+                }
+                if payload.is_empty() {
+                    first = id;
+                }
                 ids.insert(id.as_bytes());
                 payload.extend_from_slice(id.as_bytes());
-                payload.extend_from_slice(&block.to_le_bytes());
-            }
-            let (offset, len) = self.push_chunk(&payload);
-            id_chunks.push(ChunkRef {
-                first: chunk[0].0,
-                offset,
-                len,
-            });
-        }
-        let mut by_contact = std::mem::take(&mut self.by_contact);
-        by_contact.sort_unstable();
-        let mut contacts = Bloom::with_keys(by_contact.len());
-        let mut contact_chunks = Vec::new();
-        for chunk in by_contact.chunks(CHUNK_ENTRIES) {
-            let mut payload = Vec::new();
-            for (contact, timestamp_ms, id, block) in chunk {
-                contacts.insert(contact.as_bytes());
-                payload.extend_from_slice(&(contact.len() as u16).to_le_bytes());
-                payload.extend_from_slice(contact.as_bytes());
                 payload.extend_from_slice(&timestamp_ms.to_le_bytes());
-                payload.extend_from_slice(id.as_bytes());
-                payload.extend_from_slice(&block.to_le_bytes());
+                id_last = Some(id);
+                ids_len += 1;
             }
-            let compressed = self
-                .compressor
-                .compress(&payload)
-                .map_err(|error| Error::Corrupt(error.to_string()))?;
-            let (offset, len) = self.push_chunk(&compressed);
-            let (contact, timestamp_ms, id, _) = &chunk[0];
-            contact_chunks.push(ChunkRef {
-                first: (contact.clone(), *timestamp_ms, *id),
-                offset,
-                len,
-            });
+            if !payload.is_empty()
+                && (entry.is_none() || payload.len() == CHUNK_ENTRIES * ID_ENTRY_LEN)
+            {
+                let (offset, len) = self.push_chunk(&payload)?;
+                id_chunks.push(ChunkRef { first, offset, len });
+                payload.clear();
+            }
+            if entry.is_none() {
+                break;
+            }
         }
+        if ids_len != self.events_len {
+            return Err(Error::Corrupt(format!(
+                "a segment of {} events would index {ids_len} ids",
+                self.events_len
+            )));
+        }
+        let mut contact_hashes = Vec::new();
+        let mut contact_chunks = Vec::new();
+        let mut chunk: Vec<(String, i64, Uuid)> = Vec::with_capacity(CHUNK_ENTRIES);
+        loop {
+            let entry = next_contact()?;
+            let done = entry.is_none();
+            if let Some(entry) = entry {
+                if chunk.last().is_none_or(|last| last.0 != entry.0) {
+                    let hash = Bloom::hash(entry.0.as_bytes());
+                    if contact_hashes.last() != Some(&hash) {
+                        contact_hashes.push(hash);
+                    }
+                }
+                chunk.push(entry);
+            }
+            if !chunk.is_empty() && (chunk.len() == CHUNK_ENTRIES || done) {
+                let mut payload = Vec::new();
+                for (contact, timestamp_ms, id) in &chunk {
+                    payload.extend_from_slice(&(contact.len() as u16).to_le_bytes());
+                    payload.extend_from_slice(contact.as_bytes());
+                    payload.extend_from_slice(&timestamp_ms.to_le_bytes());
+                    payload.extend_from_slice(id.as_bytes());
+                }
+                let compressed = self
+                    .compressor
+                    .compress(&payload)
+                    .map_err(|error| Error::Corrupt(error.to_string()))?;
+                let (offset, len) = self.push_chunk(&compressed)?;
+                let (contact, timestamp_ms, id) = chunk.swap_remove(0);
+                chunk.clear();
+                contact_chunks.push(ChunkRef {
+                    first: (contact, timestamp_ms, id),
+                    offset,
+                    len,
+                });
+            }
+            if done {
+                break;
+            }
+        }
+        contact_hashes.sort_unstable();
+        contact_hashes.dedup();
+        let contacts = Bloom::from_hashes(&contact_hashes);
         let footer = Footer {
             seq_first: self.seq_first,
             seq_end: self.seq_end,
-            events_len: by_id.len() as u64,
+            events_len: self.events_len as u64,
             timestamp_min: self.blocks.first().map_or(0, |block| block.first.0),
             timestamp_max: self.blocks.last().map_or(0, |block| block.last.0),
             blocks: std::mem::take(&mut self.blocks),
             id_chunks,
-            id_last: by_id.last().map_or(Uuid::nil(), |(id, _)| *id),
+            id_last: id_last.unwrap_or(Uuid::nil()),
             contact_chunks,
             ids,
             contacts,
@@ -318,25 +403,66 @@ impl SegmentWriter {
         self.out
             .extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
         self.out.extend_from_slice(TRAILER_MAGIC);
-        Ok((self.out, footer))
+        self.file.append(&self.out)?;
+        self.file.sync()?;
+        Ok(footer)
     }
 }
 
-/// The bytes of a segment holding `events` (each with its position, in (timestamp, id)
-/// order, each once), which took the positions [`seq_first`, `seq_end`), and
-/// `replaces` the segments of those numbers (a rewrite keeps a merge's).
-pub(crate) fn build<'a>(
+/// Writes a segment holding `events` (each with its position, in (timestamp, id) order,
+/// each once), which took the positions [`seq_first`, `seq_end`) and takes the place of
+/// the segments numbered `replaces`, to `temporary`, synced: its footer.
+pub(crate) fn write<'a>(
+    disk: &dyn Disk,
+    temporary: &Path,
     events: impl ExactSizeIterator<Item = (u64, &'a Event)>,
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
-) -> Result<Vec<u8>, Error> {
-    let mut writer = SegmentWriter::new(seq_first, seq_end, replaces, events.len())?;
+) -> Result<Footer, Error> {
+    let file = Written::begin(disk, temporary)?;
+    let collected_len = Some(events.len());
+    let mut writer = SegmentWriter::new(file, seq_first, seq_end, replaces, collected_len)?;
     for (seq, event) in events {
         // One block's events at a time are copies: the block is encoded from them.
         writer.push(seq, event.clone())?;
     }
-    Ok(writer.finish()?.0)
+    writer.finish()
+}
+
+/// The file a segment is written to before it is renamed into place.
+struct Written<'a> {
+    disk: &'a dyn Disk,
+    path: &'a Path,
+}
+
+impl<'a> Written<'a> {
+    fn begin(disk: &'a dyn Disk, path: &'a Path) -> Result<Written<'a>, Error> {
+        match disk.remove(path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(path)(error));
+            }
+            _ => {}
+        }
+        Ok(Written { disk, path })
+    }
+
+    fn append(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.disk
+            .append(self.path, bytes)
+            .map_err(io_error(self.path))
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        self.disk.sync(self.path).map_err(io_error(self.path))
+    }
+}
+
+/// An id chunk's entry: (id, timestamp).
+fn id_entry(entry: &[u8]) -> Option<(Uuid, i64)> {
+    let id = Uuid::from_slice(entry.get(..16)?).ok()?;
+    let timestamp = entry.get(16..ID_ENTRY_LEN)?.try_into().ok()?;
+    Some((id, i64::from_le_bytes(timestamp)))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -346,15 +472,18 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// The footer a segment's last bytes point to, given a read of `len` bytes at `offset`.
+/// With it, whether the segment is in the first format.
 fn read_footer(
     path: &Path,
     file_len: u64,
     read_at: impl Fn(u64, usize) -> Result<Vec<u8>, Error>,
-) -> Result<Footer, Error> {
+) -> Result<(Footer, bool), Error> {
     if file_len < (SEGMENT_MAGIC.len() + TRAILER_LEN) as u64 {
         return Err(damaged(path, 0, "too short for a segment"));
     }
-    if read_at(0, SEGMENT_MAGIC.len())? != SEGMENT_MAGIC {
+    let magic = read_at(0, SEGMENT_MAGIC.len())?;
+    let is_v1 = magic == SEGMENT_MAGIC_V1;
+    if magic != SEGMENT_MAGIC && !is_v1 {
         return Err(damaged(path, 0, "not an eventline segment"));
     }
     let trailer_at = file_len - TRAILER_LEN as u64;
@@ -385,10 +514,23 @@ fn read_footer(
             "the footer does not match its checksum",
         ));
     }
-    let encoded = zstd::bulk::decompress(&compressed, FOOTER_LEN_MAX)
+    // The frame says its length: a buffer of `FOOTER_LEN_MAX` for each footer would be
+    // allocated (if not touched) for every segment a store opens.
+    let encoded_len = match zstd::zstd_safe::get_frame_content_size(&compressed) {
+        Ok(Some(len)) if len <= FOOTER_LEN_MAX as u64 => len as usize,
+        _ => {
+            return Err(damaged(
+                path,
+                footer_offset,
+                "the footer's length is missing or out of range",
+            ));
+        }
+    };
+    let encoded = zstd::bulk::decompress(&compressed, encoded_len)
         .map_err(|_| damaged(path, footer_offset, "the footer cannot be decompressed"))?;
-    postcard::from_bytes(&encoded)
-        .map_err(|_| damaged(path, footer_offset, "the footer cannot be read"))
+    let footer = postcard::from_bytes(&encoded)
+        .map_err(|_| damaged(path, footer_offset, "the footer cannot be read"))?;
+    Ok((footer, is_v1))
 }
 
 impl Segment {
@@ -397,6 +539,7 @@ impl Segment {
         path: PathBuf,
         generation: u64,
         footer: Footer,
+        is_v1: bool,
     ) -> (Segment, Minutes) {
         let segment = Segment {
             number,
@@ -414,25 +557,9 @@ impl Segment {
             ids: footer.ids,
             contacts: footer.contacts,
             replaces: footer.replaces,
+            is_v1,
         };
         (segment, footer.minutes)
-    }
-
-    /// The segment whose bytes were just written (`build`): read from them, not the disk.
-    pub fn from_bytes(
-        number: u32,
-        path: PathBuf,
-        generation: u64,
-        bytes: &[u8],
-    ) -> Result<(Segment, Minutes), Error> {
-        let footer = read_footer(&path, bytes.len() as u64, |offset, len| {
-            let start = offset as usize;
-            bytes
-                .get(start..start + len)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| damaged(&path, offset, "a read past the end"))
-        })?;
-        Ok(Segment::from_footer(number, path, generation, footer))
     }
 
     pub fn open(
@@ -442,10 +569,12 @@ impl Segment {
         generation: u64,
     ) -> Result<(Segment, Minutes), Error> {
         let file_len = disk.len(&path).map_err(io_error(&path))?;
-        let footer = read_footer(&path, file_len, |offset, len| {
+        let (footer, is_v1) = read_footer(&path, file_len, |offset, len| {
             disk.read_at(&path, offset, len).map_err(io_error(&path))
         })?;
-        Ok(Segment::from_footer(number, path, generation, footer))
+        Ok(Segment::from_footer(
+            number, path, generation, footer, is_v1,
+        ))
     }
 
     fn read_chunk(&self, disk: &dyn Disk, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
@@ -506,13 +635,34 @@ impl Segment {
     /// Reads every chunk as well as every block: what `eventline check` runs. How many
     /// events the blocks hold.
     pub fn verify(&self, disk: &dyn Disk) -> Result<u64, Error> {
-        for chunk in &self.id_chunks {
-            self.read_chunk(disk, chunk.offset, chunk.len)?;
+        let mut ids_len = 0;
+        for index in 0..self.id_chunks.len() {
+            for (id, timestamp_ms) in self.id_chunk(disk, index)? {
+                if self.block_of((timestamp_ms, id)).is_none() {
+                    let offset = self.id_chunks[index].offset;
+                    return Err(damaged(&self.path, offset, "an id's time is in no block"));
+                }
+                ids_len += 1;
+            }
         }
-        for chunk in &self.contact_chunks {
-            self.contact_chunk(disk, chunk, |_| false)?;
+        for index in 0..self.contact_chunks.len() {
+            self.contact_chunk(disk, index)?;
         }
-        Ok(self.events(disk)?.len() as u64)
+        let events_len = self.events(disk)?.len() as u64;
+        if ids_len != events_len {
+            return Err(damaged(
+                &self.path,
+                0,
+                format!("the id index holds {ids_len} ids for {events_len} events"),
+            ));
+        }
+        Ok(events_len)
+    }
+
+    /// The block that holds the event of this key, if any block's range holds it.
+    fn block_of(&self, key: TimeKey) -> Option<usize> {
+        let at = self.blocks.partition_point(|block| block.first <= key);
+        at.checked_sub(1).filter(|at| key <= self.blocks[*at].last)
     }
 
     /// The stored event with this id, if the segment holds it.
@@ -525,28 +675,15 @@ impl Segment {
             return Ok(None);
         };
         let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
-        let entry_at = |index: usize| &bytes[index * 20..index * 20 + 20];
-        let (mut low, mut high) = (0, bytes.len() / 20);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if entry_at(middle)[..16] < id.as_bytes()[..] {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        if low == bytes.len() / 20 || entry_at(low)[..16] != id.as_bytes()[..] {
+        let entries: Vec<&[u8]> = bytes.chunks(ID_ENTRY_LEN).collect();
+        let Ok(found) = entries.binary_search_by(|entry| entry[..16].cmp(id.as_bytes())) else {
             return Ok(None);
-        }
-        let entry = entry_at(low);
-        let block = u32_at(entry, 16) as usize;
-        if block >= self.blocks.len() {
-            return Err(damaged(
-                &self.path,
-                chunk.offset,
-                "an id points past the blocks",
-            ));
-        }
+        };
+        let (_, timestamp_ms) = id_entry(entries[found])
+            .ok_or_else(|| damaged(&self.path, chunk.offset, "an id chunk is cut short"))?;
+        let block = self
+            .block_of((timestamp_ms, *id))
+            .ok_or_else(|| damaged(&self.path, chunk.offset, "an id's time is in no block"))?;
         Ok(self
             .read_block_where(disk, block, |read| read == id)?
             .into_iter()
@@ -554,18 +691,31 @@ impl Segment {
             .map(|stored| stored.event))
     }
 
-    /// The entries of a contact chunk that `keep` picks by contact: (timestamp, id,
-    /// block). Every entry is checked; only those picked are built.
-    fn contact_chunk(
+    /// The entries of id chunk `index`, in id order.
+    fn id_chunk(&self, disk: &dyn Disk, index: usize) -> Result<Vec<(Uuid, i64)>, Error> {
+        let chunk = &self.id_chunks[index];
+        let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
+        bytes
+            .chunks(ID_ENTRY_LEN)
+            .map(|entry| {
+                id_entry(entry)
+                    .ok_or_else(|| damaged(&self.path, chunk.offset, "an id chunk is cut short"))
+            })
+            .collect()
+    }
+
+    /// Visits each entry of a contact chunk: (contact, timestamp, id). Every entry is
+    /// checked; the contact is given as bytes, so that a reader builds only the
+    /// entries it wants.
+    fn visit_contact_chunk(
         &self,
         disk: &dyn Disk,
         chunk: &ChunkRef<(String, i64, Uuid)>,
-        keep: impl Fn(&[u8]) -> bool,
-    ) -> Result<Vec<(i64, Uuid, u32)>, Error> {
+        mut visit: impl FnMut(&[u8], i64, Uuid),
+    ) -> Result<(), Error> {
         let compressed = self.read_chunk(disk, chunk.offset, chunk.len)?;
         let bad = || damaged(&self.path, chunk.offset, "a contact chunk cannot be read");
         let bytes = record::decompress(&compressed).ok_or_else(bad)?;
-        let mut entries = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
             let contact_len = bytes
@@ -573,18 +723,43 @@ impl Segment {
                 .map(|len| u16::from_le_bytes([len[0], len[1]]) as usize)
                 .ok_or_else(bad)?;
             let entry = bytes
-                .get(at + 2..at + 2 + contact_len + 28)
+                .get(at + 2..at + 2 + contact_len + 24)
                 .ok_or_else(bad)?;
-            // Compared as bytes: the checksum vouches for them, and a contact id is
-            // UTF-8 when written.
-            if keep(&entry[..contact_len]) {
-                let rest = &entry[contact_len..];
-                let mut timestamp = [0; 8];
-                timestamp.copy_from_slice(&rest[..8]);
-                let id = Uuid::from_slice(&rest[8..24]).map_err(|_| bad())?;
-                entries.push((i64::from_le_bytes(timestamp), id, u32_at(rest, 24)));
-            }
-            at += 2 + contact_len + 28;
+            let rest = &entry[contact_len..];
+            let mut timestamp = [0; 8];
+            timestamp.copy_from_slice(&rest[..8]);
+            let id = Uuid::from_slice(&rest[8..24]).map_err(|_| bad())?;
+            // Given as bytes: the checksum vouches for them, and a contact id is UTF-8
+            // when written.
+            visit(&entry[..contact_len], i64::from_le_bytes(timestamp), id);
+            at += 2 + contact_len + 24;
+        }
+        Ok(())
+    }
+
+    /// The entries of contact chunk `index`, in (contact, timestamp, id) order.
+    fn contact_chunk(
+        &self,
+        disk: &dyn Disk,
+        index: usize,
+    ) -> Result<Vec<(String, i64, Uuid)>, Error> {
+        let chunk = &self.contact_chunks[index];
+        let mut entries = Vec::with_capacity(CHUNK_ENTRIES);
+        let mut utf8 = true;
+        self.visit_contact_chunk(
+            disk,
+            chunk,
+            |contact, timestamp_ms, id| match std::str::from_utf8(contact) {
+                Ok(contact) => entries.push((contact.to_owned(), timestamp_ms, id)),
+                Err(_) => utf8 = false,
+            },
+        )?;
+        if !utf8 {
+            return Err(damaged(
+                &self.path,
+                chunk.offset,
+                "a contact chunk holds a contact that is not UTF-8",
+            ));
         }
         Ok(entries)
     }
@@ -619,19 +794,22 @@ impl Segment {
             if (chunk.first.0.as_str(), chunk.first.1) >= (contact_id, until_ms) {
                 break;
             }
-            for (timestamp_ms, id, block) in
-                self.contact_chunk(disk, chunk, |contact| contact == contact_id.as_bytes())?
-            {
-                if (since_ms..until_ms).contains(&timestamp_ms) {
-                    if block as usize >= self.blocks.len() {
-                        return Err(damaged(
-                            &self.path,
-                            chunk.offset,
-                            "a contact entry points past the blocks",
-                        ));
+            let mut outside = false;
+            self.visit_contact_chunk(disk, chunk, |contact, timestamp_ms, id| {
+                if contact == contact_id.as_bytes() && (since_ms..until_ms).contains(&timestamp_ms)
+                {
+                    match self.block_of((timestamp_ms, id)) {
+                        Some(block) => keys.push(((timestamp_ms, id), block as u32)),
+                        None => outside = true,
                     }
-                    keys.push(((timestamp_ms, id), block));
                 }
+            })?;
+            if outside {
+                return Err(damaged(
+                    &self.path,
+                    chunk.offset,
+                    "a contact entry's time is in no block",
+                ));
             }
         }
         Ok(keys)
@@ -737,17 +915,14 @@ impl Segment {
 }
 
 /// Merges `inputs` (adjacent segments, in number order) into one segment of all their
-/// events, appended to `temporary` and synced: its footer. Reads one block of each input
-/// at a time, and hands the writer's bytes to the disk every megabyte, so that memory
-/// holds the merged indexes but not the merged events.
+/// events, written to `temporary` and synced: its footer. Reads one block and one
+/// chunk of each input at a time, and hands the writer's bytes to the disk every
+/// megabyte, so that memory holds neither the merged events nor their indexes.
 pub(crate) fn merge(
     disk: &dyn Disk,
     inputs: &[Segment],
     temporary: &Path,
 ) -> Result<Footer, Error> {
-    use std::cmp::Reverse;
-    use std::collections::{BinaryHeap, VecDeque};
-    const TAKE_BYTES: usize = 1 << 20;
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
         return Err(Error::Corrupt("a merge of no segments".to_owned()));
     };
@@ -758,51 +933,102 @@ pub(crate) fn merge(
     for input in inputs {
         replaces.extend(&input.replaces);
     }
-    let events_len = inputs.iter().map(|input| input.events_len as usize).sum();
-    let mut writer = SegmentWriter::new(first.seq_first, last.seq_end, replaces, events_len)?;
-    match disk.remove(temporary) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io_error(temporary)(error));
-        }
-        _ => {}
-    }
-    // Each input's next block to read and the events left of the one read.
-    let mut cursors: Vec<(usize, VecDeque<Stored>)> = vec![(0, VecDeque::new()); inputs.len()];
-    let mut heap = BinaryHeap::new();
-    let refill = |index: usize,
-                  cursors: &mut Vec<(usize, VecDeque<Stored>)>|
-     -> Result<Option<TimeKey>, Error> {
-        let (next_block, events) = &mut cursors[index];
-        while events.is_empty() && *next_block < inputs[index].blocks.len() {
-            events.extend(inputs[index].read_block(disk, *next_block)?);
-            *next_block += 1;
-        }
-        Ok(events
-            .front()
-            .map(|stored| (stored.event.timestamp_ms, stored.event.id)))
-    };
-    for index in 0..inputs.len() {
-        if let Some(key) = refill(index, &mut cursors)? {
-            heap.push(Reverse((key, index)));
-        }
-    }
-    while let Some(Reverse((_, index))) = heap.pop() {
-        let Some(stored) = cursors[index].1.pop_front() else {
-            continue;
-        };
+    let file = Written::begin(disk, temporary)?;
+    let mut writer = SegmentWriter::new(file, first.seq_first, last.seq_end, replaces, None)?;
+    let mut events = Merged::new(
+        inputs.iter().map(|input| input.blocks.len()).collect(),
+        |input, block| {
+            Ok(inputs[input]
+                .read_block(disk, block)?
+                .into_iter()
+                .map(|stored| ((stored.event.timestamp_ms, stored.event.id), stored))
+                .collect())
+        },
+    )?;
+    while let Some((_, stored)) = events.next()? {
         writer.push(stored.seq, stored.event)?;
-        if let Some(key) = refill(index, &mut cursors)? {
-            heap.push(Reverse((key, index)));
-        }
-        if writer.out.len() >= TAKE_BYTES {
-            let bytes = writer.take_bytes();
-            disk.append(temporary, &bytes)
-                .map_err(io_error(temporary))?;
-        }
     }
-    let (bytes, footer) = writer.finish()?;
-    disk.append(temporary, &bytes)
-        .map_err(io_error(temporary))?;
-    disk.sync(temporary).map_err(io_error(temporary))?;
-    Ok(footer)
+    let mut ids = Merged::new(
+        inputs.iter().map(|input| input.id_chunks.len()).collect(),
+        |input, chunk| {
+            Ok(inputs[input]
+                .id_chunk(disk, chunk)?
+                .into_iter()
+                .map(|entry| (entry, ()))
+                .collect())
+        },
+    )?;
+    let mut contacts = Merged::new(
+        inputs
+            .iter()
+            .map(|input| input.contact_chunks.len())
+            .collect(),
+        |input, chunk| {
+            Ok(inputs[input]
+                .contact_chunk(disk, chunk)?
+                .into_iter()
+                .map(|entry| (entry, ()))
+                .collect())
+        },
+    )?;
+    writer.finish_with(
+        || Ok(ids.next()?.map(|(entry, ())| entry)),
+        || Ok(contacts.next()?.map(|(entry, ())| entry)),
+    )
+}
+
+/// A k-way merge of sorted runs read a part at a time: each input's parts (blocks or
+/// chunks) in order, each part's items in key order, every key of a part before every
+/// key of the next.
+struct Merged<K, V, F> {
+    load: F,
+    /// Each input's parts, and the next to load.
+    parts: Vec<(usize, usize)>,
+    /// Each input's items loaded and not yet given.
+    loaded: Vec<std::collections::VecDeque<(K, V)>>,
+    /// The first key left of each input, with the input.
+    heads: std::collections::BinaryHeap<std::cmp::Reverse<(K, usize)>>,
+}
+
+impl<K: Ord + Clone, V, F> Merged<K, V, F>
+where
+    F: FnMut(usize, usize) -> Result<Vec<(K, V)>, Error>,
+{
+    fn new(parts_len: Vec<usize>, load: F) -> Result<Merged<K, V, F>, Error> {
+        let inputs_len = parts_len.len();
+        let mut merged = Merged {
+            load,
+            parts: parts_len.into_iter().map(|len| (len, 0)).collect(),
+            loaded: (0..inputs_len).map(|_| Default::default()).collect(),
+            heads: std::collections::BinaryHeap::with_capacity(inputs_len),
+        };
+        for input in 0..inputs_len {
+            merged.refill(input)?;
+        }
+        Ok(merged)
+    }
+
+    /// Loads input `input`'s next part if none of its items are left, and puts its
+    /// first key among the heads.
+    fn refill(&mut self, input: usize) -> Result<(), Error> {
+        let (parts_len, next) = &mut self.parts[input];
+        while self.loaded[input].is_empty() && *next < *parts_len {
+            let part = *next;
+            *next += 1;
+            self.loaded[input].extend((self.load)(input, part)?);
+        }
+        if let Some((key, _)) = self.loaded[input].front() {
+            self.heads.push(std::cmp::Reverse((key.clone(), input)));
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<(K, V)>, Error> {
+        let Some(std::cmp::Reverse((_, input))) = self.heads.pop() else {
+            return Ok(None);
+        };
+        let item = self.loaded[input].pop_front();
+        self.refill(input)?;
+        Ok(item)
+    }
 }
