@@ -296,6 +296,13 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
         args.batch_len,
         args.parallel,
     )?;
+    // ClickHouse's parts are merged before its queries (`OPTIMIZE`); the log store's
+    // segments get the same: its background merges are let finish.
+    let (settled_in, segments) = settle_merges(data_dir.path())?;
+    eprintln!(
+        "eventline: merges settled in {:.0} s, {segments} segments",
+        settled_in.as_secs_f64()
+    );
     let rss_import_mb = rss_peak_mb(eventline.pid())?;
     eventline.terminate()?;
     let eventline_bytes = dir_bytes(data_dir.path())?;
@@ -613,6 +620,36 @@ fn rss_peak_mb(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// Every file's length under `dir`.
+/// Waits until the log store in `data_dir` writes no segment (no temporary file in
+/// `log/` for three polls a second apart: a merge that ends begins the next within a
+/// second), at most five minutes: how long that took, and the segments left. A store
+/// with no `log/` (SQLite) is settled at once.
+fn settle_merges(data_dir: &Path) -> anyhow::Result<(Duration, usize)> {
+    const QUIET_POLLS: u32 = 3;
+    let log_dir = data_dir.join("log");
+    let started = Instant::now();
+    let mut quiet = 0;
+    while log_dir.is_dir() && quiet < QUIET_POLLS {
+        ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the log store was still merging after five minutes"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let writing = std::fs::read_dir(&log_dir)?
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"));
+        quiet = if writing { 0 } else { quiet + 1 };
+    }
+    let segments = match std::fs::read_dir(&log_dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
+            .count(),
+        Err(_) => 0,
+    };
+    Ok((started.elapsed(), segments))
+}
+
 pub fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
