@@ -148,6 +148,18 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await;
     }
 
+    /// Keeps every thread of the node on CPU `cpu` (`taskset`), so that a load
+    /// generator with the other CPU to itself can offer more than the node can take.
+    pub fn pin_to_cpu(&self, cpu: usize) {
+        let pid = self.child.id().expect("a running node");
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("taskset (util-linux)");
+        assert!(status.success(), "taskset -a -p -c {cpu} {pid}: {status}");
+    }
+
     /// Reads the resident memory now, and keeps the peak.
     pub fn sample_rss(&mut self) -> u64 {
         let rss = self
