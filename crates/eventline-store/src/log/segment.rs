@@ -675,6 +675,13 @@ impl Segment {
             return Ok(None);
         };
         let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
+        if !bytes.len().is_multiple_of(ID_ENTRY_LEN) {
+            return Err(damaged(
+                &self.path,
+                chunk.offset,
+                "an id chunk is cut short",
+            ));
+        }
         let entries: Vec<&[u8]> = bytes.chunks(ID_ENTRY_LEN).collect();
         let Ok(found) = entries.binary_search_by(|entry| entry[..16].cmp(id.as_bytes())) else {
             return Ok(None);
