@@ -821,7 +821,6 @@ fn mark_head(disk: &dyn Disk, path: &Path, seq_end: u64) -> Result<u64, Error> {
     Ok((FILE_MAGIC.len() + marker.len()) as u64)
 }
 
-/// Replaces `path` with `bytes` durably: a temporary file, synced, renamed over it.
 /// Writes `segment` again, holding only `events` (of its own, in (timestamp, id) order)
 /// and in the current format, beside it: the new segment and the file to rename over
 /// it.
@@ -857,6 +856,7 @@ fn temporary_path(path: &Path) -> PathBuf {
     PathBuf::from(temporary)
 }
 
+/// Replaces `path` with `bytes` durably: a temporary file, synced, renamed over it.
 fn replace(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let temporary = write_temporary(disk, path, bytes)?;
     put_in_place(disk, &temporary, path)

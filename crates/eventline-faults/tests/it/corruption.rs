@@ -101,7 +101,7 @@ async fn damage_to_synced_data_is_refused_never_served() {
     let Storage::Dir(dir) = &storage else {
         unreachable!()
     };
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let (mut node, ledger) = written_then_killed(&storage).await;
 
     // The WAL as the kill left it: a bit flipped in a commit that later ones follow.
@@ -191,7 +191,7 @@ async fn damage_to_the_synced_log_is_refused_never_served() {
     let Storage::LogDir(dir) = &storage else {
         unreachable!()
     };
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let (_node, ledger) = written_then_killed(&storage).await;
 
     let log_dir = dir.path().join("log");

@@ -12,7 +12,7 @@ use eventline_faults::node::{Node, Storage};
 async fn crash_loop(storage: Storage) {
     let scale = Scale::from_env();
     let kills = scale.pick(8, 50);
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let mut node = Node::start(&storage, &[]).await;
     let writers = Writers::start(&node.url, Options::default());
     for kill in 0..kills {

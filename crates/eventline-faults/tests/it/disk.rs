@@ -140,7 +140,7 @@ async fn disk_full(storage: Storage, size: &str) {
         unreachable!()
     };
     let tmpfs = Tmpfs::mount(dir.path(), size);
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let node = Node::start(&storage, &[]).await;
     let ledger = Ledger::default();
     let n = post_until_refused(&client, &node.url, &ledger, 0).await;
@@ -181,7 +181,7 @@ async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes_log() {
 async fn read_only(format: EmbeddedFormat, store: &str) {
     let _disk = vfs::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let mut server = InProcess::start_as(dir.path(), Durability::Full, format).await;
     let ledger = Ledger::default();
     for n in 0..20 {

@@ -39,7 +39,7 @@ struct Run {
 /// One run of the workload under `fault`, then a power cut, a restart and the check.
 async fn run(fault: Fault, format: EmbeddedFormat) -> Run {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let mut server = InProcess::start_as(dir.path(), Durability::Full, format).await;
     vfs::set_fault(fault);
     let ledger = Ledger::default();

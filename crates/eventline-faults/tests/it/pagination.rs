@@ -86,7 +86,7 @@ async fn pagination(storage: Storage) {
     let scale = Scale::from_env();
     let before_len: u64 = scale.pick(5_000, 200_000);
     let node = Node::start(&storage, &[]).await;
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let mut before = HashSet::new();
     for first in (0..before_len).step_by(1_000) {
         let events: Vec<Value> = (first..first + 1_000).map(event).collect();

@@ -27,7 +27,7 @@ async fn power_loss(
 ) -> (usize, eventline_faults::Report) {
     let _disk = eventline_faults::vfs::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let client = reqwest::Client::new();
+    let client = eventline_faults::node::client();
     let mut server = InProcess::start_as(dir.path(), durability, format).await;
     let writers = Writers::start(&server.url, Options::default());
     let mut lost = 0;
