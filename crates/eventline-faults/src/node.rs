@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use eventline_core::error_chain::ErrorChain;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
@@ -198,18 +199,6 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-/// An error with its causes, which reqwest keeps out of its own message.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 /// Every event stored by the server at `url` as (id, content `n`), read with the export.
 pub async fn stored(client: &reqwest::Client, url: &str) -> Vec<(Uuid, u64)> {
     try_stored(client, url).await.expect("export")
@@ -222,14 +211,14 @@ pub async fn try_stored(client: &reqwest::Client, url: &str) -> Result<Vec<(Uuid
         .get(format!("{url}/api/events/export"))
         .send()
         .await
-        .map_err(|error| error_chain(&error))?;
+        .map_err(|error| ErrorChain(&error).to_string())?;
     if response.status() != 200 {
         return Err(format!("export answered {}", response.status()));
     }
     let body = response
         .bytes()
         .await
-        .map_err(|error| format!("export body: {}", error_chain(&error)))?;
+        .map_err(|error| format!("export body: {}", ErrorChain(&error)))?;
     body.split(|byte| *byte == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {

@@ -509,19 +509,6 @@ impl Chunk {
             }
         }
     }
-
-    /// The units with events, by offset in the chunk.
-    fn units(&self) -> Box<dyn Iterator<Item = (u8, [u64; 2])> + '_> {
-        match self {
-            Chunk::Sparse(slots) => Box::new(slots.iter().copied()),
-            Chunk::Dense(slots) => Box::new(
-                slots
-                    .iter()
-                    .enumerate()
-                    .map(|(at, counts)| (at as u8, *counts)),
-            ),
-        }
-    }
 }
 
 impl Units {
@@ -548,10 +535,22 @@ impl Units {
         let first_chunk = from.div_euclid(CHUNK_UNITS);
         let last_chunk = to.div_euclid(CHUNK_UNITS);
         for (chunk, slots) in self.chunks.range(first_chunk..=last_chunk) {
-            for (at, slot) in slots.units() {
-                let unit = chunk * CHUNK_UNITS + i64::from(at);
+            let mut add = |at: usize, slot: [u64; 2]| {
+                let unit = chunk * CHUNK_UNITS + at as i64;
                 if (from..to).contains(&unit) && slot != [0, 0] {
                     counts.push((unit * self.unit_ms, slot));
+                }
+            };
+            match slots {
+                Chunk::Sparse(slots) => {
+                    for (at, slot) in slots {
+                        add(usize::from(*at), *slot);
+                    }
+                }
+                Chunk::Dense(slots) => {
+                    for (at, slot) in slots.iter().enumerate() {
+                        add(at, *slot);
+                    }
                 }
             }
         }

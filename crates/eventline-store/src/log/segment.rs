@@ -438,12 +438,7 @@ struct Written<'a> {
 
 impl<'a> Written<'a> {
     fn begin(disk: &'a dyn Disk, path: &'a Path) -> Result<Written<'a>, Error> {
-        match disk.remove(path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_error(path)(error));
-            }
-            _ => {}
-        }
+        super::remove_if_present(disk, path)?;
         Ok(Written { disk, path })
     }
 
@@ -459,10 +454,16 @@ impl<'a> Written<'a> {
 }
 
 /// An id chunk's entry: (id, timestamp).
-fn id_entry(entry: &[u8]) -> Option<(Uuid, i64)> {
-    let id = Uuid::from_slice(entry.get(..16)?).ok()?;
-    let timestamp = entry.get(16..ID_ENTRY_LEN)?.try_into().ok()?;
-    Some((id, i64::from_le_bytes(timestamp)))
+fn id_entry(entry: &[u8; ID_ENTRY_LEN]) -> (Uuid, i64) {
+    let (id, timestamp) = entry.split_at(16);
+    let mut id_bytes = [0; 16];
+    id_bytes.copy_from_slice(id);
+    let mut timestamp_bytes = [0; 8];
+    timestamp_bytes.copy_from_slice(timestamp);
+    (
+        Uuid::from_bytes(id_bytes),
+        i64::from_le_bytes(timestamp_bytes),
+    )
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -675,19 +676,11 @@ impl Segment {
             return Ok(None);
         };
         let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
-        if !bytes.len().is_multiple_of(ID_ENTRY_LEN) {
-            return Err(damaged(
-                &self.path,
-                chunk.offset,
-                "an id chunk is cut short",
-            ));
-        }
-        let entries: Vec<&[u8]> = bytes.chunks(ID_ENTRY_LEN).collect();
+        let entries = self.id_entries(&bytes, chunk.offset)?;
         let Ok(found) = entries.binary_search_by(|entry| entry[..16].cmp(id.as_bytes())) else {
             return Ok(None);
         };
-        let (_, timestamp_ms) = id_entry(entries[found])
-            .ok_or_else(|| damaged(&self.path, chunk.offset, "an id chunk is cut short"))?;
+        let (_, timestamp_ms) = id_entry(&entries[found]);
         let block = self
             .block_of((timestamp_ms, *id))
             .ok_or_else(|| damaged(&self.path, chunk.offset, "an id's time is in no block"))?;
@@ -702,13 +695,20 @@ impl Segment {
     fn id_chunk(&self, disk: &dyn Disk, index: usize) -> Result<Vec<(Uuid, i64)>, Error> {
         let chunk = &self.id_chunks[index];
         let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
-        bytes
-            .chunks(ID_ENTRY_LEN)
-            .map(|entry| {
-                id_entry(entry)
-                    .ok_or_else(|| damaged(&self.path, chunk.offset, "an id chunk is cut short"))
-            })
-            .collect()
+        let entries = self.id_entries(&bytes, chunk.offset)?;
+        Ok(entries.iter().map(id_entry).collect())
+    }
+
+    /// An id chunk's bytes (read at `offset`) as its entries.
+    fn id_entries<'b>(
+        &self,
+        bytes: &'b [u8],
+        offset: u64,
+    ) -> Result<&'b [[u8; ID_ENTRY_LEN]], Error> {
+        match bytes.as_chunks() {
+            (entries, []) => Ok(entries),
+            _ => Err(damaged(&self.path, offset, "an id chunk is cut short")),
+        }
     }
 
     /// Visits each entry of a contact chunk: (contact, timestamp, id). Every entry is
@@ -955,33 +955,36 @@ pub(crate) fn merge(
     while let Some((_, stored)) = events.next()? {
         writer.push(stored.seq, stored.event)?;
     }
-    let mut ids = Merged::new(
-        inputs.iter().map(|input| input.id_chunks.len()).collect(),
-        |input, chunk| {
-            Ok(inputs[input]
-                .id_chunk(disk, chunk)?
+    let ids = merged_entries(
+        inputs,
+        |input| input.id_chunks.len(),
+        |input, chunk| input.id_chunk(disk, chunk),
+    )?;
+    let contacts = merged_entries(
+        inputs,
+        |input| input.contact_chunks.len(),
+        |input, chunk| input.contact_chunk(disk, chunk),
+    )?;
+    writer.finish_with(ids, contacts)
+}
+
+/// The index entries of `inputs`, in order, one at a time: each input's chunks
+/// (`chunks_len` of them) loaded one at a time by `load`.
+fn merged_entries<'s, K: Ord + Clone + 's>(
+    inputs: &'s [Segment],
+    chunks_len: impl Fn(&Segment) -> usize,
+    load: impl Fn(&Segment, usize) -> Result<Vec<K>, Error> + 's,
+) -> Result<impl FnMut() -> Result<Option<K>, Error> + 's, Error> {
+    let mut merged = Merged::new(
+        inputs.iter().map(chunks_len).collect(),
+        move |input, chunk| {
+            Ok(load(&inputs[input], chunk)?
                 .into_iter()
                 .map(|entry| (entry, ()))
                 .collect())
         },
     )?;
-    let mut contacts = Merged::new(
-        inputs
-            .iter()
-            .map(|input| input.contact_chunks.len())
-            .collect(),
-        |input, chunk| {
-            Ok(inputs[input]
-                .contact_chunk(disk, chunk)?
-                .into_iter()
-                .map(|entry| (entry, ()))
-                .collect())
-        },
-    )?;
-    writer.finish_with(
-        || Ok(ids.next()?.map(|(entry, ())| entry)),
-        || Ok(contacts.next()?.map(|(entry, ())| entry)),
-    )
+    Ok(move || Ok(merged.next()?.map(|(entry, ())| entry)))
 }
 
 /// A k-way merge of sorted runs read a part at a time: each input's parts (blocks or
