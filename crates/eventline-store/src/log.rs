@@ -27,6 +27,7 @@ use crate::{Durability, Error, Outcome, Store, StreamChunk, Submission};
 
 mod bloom;
 pub mod disk;
+mod framed;
 mod memtable;
 mod record;
 mod segment;
@@ -686,7 +687,7 @@ fn open_segments(
         }
         let generation = segments.len() as u64 + 1;
         let (mut segment, minutes) = Segment::open(disk, number, path, generation)?;
-        if segment.is_v1 {
+        if matches!(segment.format, segment::Format::V1) {
             // The first format's indexes name blocks; its blocks read as now. Its
             // events are written again, once, in the current format.
             let events = segment.events(disk)?;
@@ -831,7 +832,7 @@ fn write_segment(
     generation: u64,
 ) -> Result<(Segment, PathBuf), Error> {
     let temporary = temporary_path(&segment.path);
-    let footer = segment::write(
+    let (footer, format) = segment::write(
         disk,
         &temporary,
         events.iter().map(|stored| (stored.seq, &stored.event)),
@@ -844,7 +845,7 @@ fn write_segment(
         segment.path.clone(),
         generation,
         footer,
-        false,
+        format,
     );
     Ok((written, temporary))
 }
@@ -968,7 +969,7 @@ impl Writer {
             let seq_first = frozen.seq_first().unwrap_or(seq_end);
             let events = frozen.events_by_time().into_iter();
             let temporary = temporary_path(&path);
-            let footer = segment::write(
+            let (footer, format) = segment::write(
                 disk.as_ref(),
                 &temporary,
                 events,
@@ -978,7 +979,7 @@ impl Writer {
             )?;
             put_in_place(disk.as_ref(), &temporary, &path)?;
             Ok(Segment::from_footer(
-                covered, path, generation, footer, false,
+                covered, path, generation, footer, format,
             ))
         })
         .map_err(|error| Error::DataDir {
@@ -1081,8 +1082,8 @@ impl Writer {
         let written_to = temporary.clone();
         let about = (numbers, temporary);
         let spawned = Job::spawn("eventline-merge", about, move || {
-            let footer = segment::merge(disk.as_ref(), &inputs, &written_to)?;
-            Ok(Segment::from_footer(number, path, generation, footer, false).0)
+            let (footer, format) = segment::merge(disk.as_ref(), &inputs, &written_to)?;
+            Ok(Segment::from_footer(number, path, generation, footer, format).0)
         });
         match spawned {
             Ok(job) => self.merge_job = Some(job),

@@ -183,12 +183,31 @@ pub(crate) fn decode_block_where(
     } else {
         payload
     };
-    let mut reader = Reader { bytes: payload };
     let mut events = Vec::new();
+    decode_events(payload, seq_first, seq_len, &keep, &mut events)?;
+    let block = Block {
+        seq_first,
+        seq_len,
+        events,
+    };
+    Ok((block, len))
+}
+
+/// Appends the events encoded in `payload` whose id `keep` picks to `events`: events
+/// of the positions [`seq_first`, `seq_first + seq_len`), each encoded with its offset
+/// from `seq_first`. The others are checked and skipped without being built.
+pub(crate) fn decode_events(
+    payload: &[u8],
+    seq_first: u64,
+    seq_len: u32,
+    keep: &impl Fn(&Uuid) -> bool,
+    events: &mut Vec<Stored>,
+) -> Result<(), BadBlock> {
+    let mut reader = Reader { bytes: payload };
     while !reader.bytes.is_empty() {
         let unreadable =
             BadBlock::Damaged("an event in the block cannot be read although the checksum matches");
-        let Some((offset, event)) = decode_event(&mut reader, &keep).ok_or(unreadable)? else {
+        let Some((offset, event)) = decode_event(&mut reader, keep).ok_or(unreadable)? else {
             continue;
         };
         if offset >= u64::from(seq_len) {
@@ -201,12 +220,7 @@ pub(crate) fn decode_block_where(
             event,
         });
     }
-    let block = Block {
-        seq_first,
-        seq_len,
-        events,
-    };
-    Ok((block, len))
+    Ok(())
 }
 
 /// A zstd frame's content, no longer than a block's payload may be, decompressed with
@@ -230,7 +244,8 @@ pub(crate) fn decompress(frame: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-fn encode_event(out: &mut Vec<u8>, seq_offset: u64, event: &Event) {
+/// Appends one event, with its position as an offset from its block's first.
+pub(crate) fn encode_event(out: &mut Vec<u8>, seq_offset: u64, event: &Event) {
     out.extend_from_slice(&u32::try_from(seq_offset).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(event.id.as_bytes());
     out.extend_from_slice(&event.timestamp_ms.to_le_bytes());

@@ -2,9 +2,12 @@
 //! (timestamp, id), with the indexes that find an id or a contact's events in it.
 //!
 //! ```text
-//! segment = SEGMENT_MAGIC (8 bytes) data_block* id_chunk* contact_chunk* footer trailer
-//! data_block    = a log block (`record`), its events in (timestamp, id) order, of about
-//!                 BLOCK_PAYLOAD_BYTES before compression
+//! segment = SEGMENT_MAGIC (8 bytes) dictionary data_block* id_chunk* contact_chunk*
+//!           footer trailer
+//! dictionary    = len u32 | zstd dictionary (len bytes, maybe none) | crc32 u32
+//! data_block    = a framed block (`framed`): its events in (timestamp, id) order, of
+//!                 about BLOCK_PAYLOAD_BYTES before compression, in frames compressed
+//!                 with the dictionary
 //! id_chunk      = (id [16] | timestamp i64)*, sorted by id                  | crc32 u32
 //! contact_chunk = zstd((contact len u16, bytes | timestamp i64 | id [16])*),
 //!                 sorted by (contact, timestamp, id)                        | crc32 u32
@@ -12,15 +15,25 @@
 //! trailer       = footer_offset u64 | footer_len u32 | footer_crc u32 | TRAILER_MAGIC
 //! ```
 //!
-//! The footer is all a store keeps in memory of a segment: where each block and chunk
+//! The dictionary is trained on the segment's first events when it is written
+//! (`DICTIONARY_SAMPLE_BYTES` of them), so that a frame of a few events compresses as
+//! well as a whole block would without it.
+//!
+//! The footer and the dictionary are all a store keeps in memory of a segment: where each block and chunk
 //! is, the first key of each, and the Bloom filters of its ids and contacts. The index
 //! entries name an event by its (timestamp, id), not by its block: the block is found
 //! among the footer's first keys, so that a merge writes its indexes by merging its
 //! inputs' chunks as they come, holding nothing per event. Every byte
 //! read is checked against a CRC-32 before it is used: a damaged index must not hide
 //! events (`docs/reliability.md`).
+//!
+//! Earlier formats: format 2's data blocks are log blocks (`record`), one zstd frame
+//! each, and no dictionary; its indexes are as now, and it is read as it is until a
+//! merge writes its events again. Format 1 (step 2) also named blocks in its index
+//! entries: a store rewrites such a segment when it opens it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order};
@@ -29,13 +42,16 @@ use uuid::Uuid;
 
 use super::bloom::Bloom;
 use super::disk::Disk;
+use super::framed;
 use super::memtable::Counts;
 use super::record::{self, Stored};
 use crate::Error;
 
-pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x02";
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x03";
+/// Format 2: log blocks, no dictionary.
+const SEGMENT_MAGIC_V2: &[u8; 8] = b"EVSEG\x00\x00\x02";
 /// The first format (step 2), whose index entries named blocks: its blocks read as
-/// now, and the store rewrites such a segment in this format when it opens it.
+/// format 2's, and the store rewrites such a segment in this format when it opens it.
 const SEGMENT_MAGIC_V1: &[u8; 8] = b"EVSEG\x00\x00\x01";
 const TRAILER_MAGIC: &[u8; 8] = b"EVSEGEND";
 const TRAILER_LEN: usize = 8 + 4 + 4 + 8;
@@ -52,6 +68,16 @@ const TAKE_BYTES: usize = 1 << 20;
 const ZSTD_LEVEL: i32 = 3;
 /// The footer can never be longer; a damaged length must not make a read allocate more.
 const FOOTER_LEN_MAX: usize = 256 << 20;
+/// A segment's dictionary is at most this long: measured on the bench's events, a
+/// longer one compresses no better (`docs/storage-design.md`).
+const DICTIONARY_BYTES_MAX: usize = 16 << 10;
+/// The dictionary is trained on the segment's first events, this many bytes of them:
+/// about 25 ms of training, and within 1 % of the compression a sample four times as
+/// long gives.
+const DICTIONARY_SAMPLE_BYTES: usize = 256 << 10;
+/// A segment whose events are fewer bytes than this has no dictionary: it would
+/// take milliseconds to train and be about as long as the events it saves on.
+const DICTIONARY_SAMPLE_BYTES_MIN: usize = 64 << 10;
 
 /// (timestamp, id): the page order.
 pub(crate) type TimeKey = (i64, Uuid);
@@ -121,8 +147,18 @@ pub(crate) struct Segment {
     ids: Bloom,
     contacts: Bloom,
     pub replaces: Vec<u32>,
-    /// Written in the first format: to be rewritten before it is read by its indexes.
-    pub is_v1: bool,
+    pub format: Format,
+}
+
+/// How a segment's data blocks are to be read.
+#[derive(Clone)]
+pub(crate) enum Format {
+    /// The first format: to be rewritten before it is read by its indexes.
+    V1,
+    /// Log blocks (`record`).
+    V2,
+    /// Framed blocks (`framed`), with the segment's dictionary.
+    V3(Arc<zstd::dict::DecoderDictionary<'static>>),
 }
 
 fn damaged(path: &Path, offset: u64, detail: impl Into<String>) -> Error {
@@ -145,7 +181,11 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// bytes go to the file every `TAKE_BYTES`, so that a segment of millions of events
 /// is written holding a megabyte of it, indexes included.
 struct SegmentWriter<'a> {
+    /// For the index chunks and the footer, which are read without the dictionary.
     compressor: zstd::bulk::Compressor<'static>,
+    /// For the data blocks' frames, with the dictionary: there once it is trained, on
+    /// the first events (held in `pending` until then).
+    frames: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
     file: Written<'a>,
     /// Bytes made and not yet written, and how many were written before them.
     out: Vec<u8>,
@@ -184,6 +224,7 @@ impl<'a> SegmentWriter<'a> {
             .map_err(|error| Error::Corrupt(error.to_string()))?;
         Ok(SegmentWriter {
             compressor,
+            frames: None,
             file,
             out: SEGMENT_MAGIC.to_vec(),
             taken: 0,
@@ -205,13 +246,56 @@ impl<'a> SegmentWriter<'a> {
     pub fn push(&mut self, seq: u64, event: Event) -> Result<(), Error> {
         self.pending_bytes += 64 + event.content.get().len();
         self.pending.push((seq, event));
-        if self.pending_bytes >= BLOCK_PAYLOAD_BYTES {
-            self.cut_block()?;
+        match self.frames {
+            None if self.pending_bytes >= DICTIONARY_SAMPLE_BYTES => self.train(),
+            Some(_) if self.pending_bytes >= BLOCK_PAYLOAD_BYTES => self.cut_block(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Trains the dictionary on the events held so far (one sample each), writes it,
+    /// and puts those events in blocks. Too few events to train on
+    /// (`DICTIONARY_SAMPLE_BYTES_MIN`) leave the dictionary empty: the frames are then
+    /// compressed on their own.
+    fn train(&mut self) -> Result<(), Error> {
+        let held = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let mut samples = Vec::new();
+        let mut sample_lens = Vec::with_capacity(held.len());
+        for (_, event) in &held {
+            let before = samples.len();
+            record::encode_event(&mut samples, 0, event);
+            sample_lens.push(samples.len() - before);
+        }
+        let dictionary = if samples.len() >= DICTIONARY_SAMPLE_BYTES_MIN {
+            zstd::dict::from_continuous(&samples, &sample_lens, DICTIONARY_BYTES_MAX)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let zstd_error = |error: std::io::Error| Error::Corrupt(error.to_string());
+        let mut compressor =
+            zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, &dictionary).map_err(zstd_error)?;
+        // The reader knows the dictionary: its id in every frame would be 4 bytes wasted.
+        compressor
+            .set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
+            .map_err(zstd_error)?;
+        self.out
+            .extend_from_slice(&(dictionary.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(&dictionary);
+        self.out
+            .extend_from_slice(&crc32fast::hash(&dictionary).to_le_bytes());
+        self.frames = Some((compressor, dictionary));
+        for (seq, event) in held {
+            self.push(seq, event)?;
         }
         Ok(())
     }
 
     fn cut_block(&mut self) -> Result<(), Error> {
+        if self.frames.is_none() {
+            self.train()?;
+        }
         let (Some(first), Some(last)) = (self.pending.first(), self.pending.last()) else {
             return Ok(());
         };
@@ -223,13 +307,13 @@ impl<'a> SegmentWriter<'a> {
             Error::Corrupt("a segment block would span more than 2^32 positions".to_owned())
         })?;
         let offset = self.taken + self.out.len() as u64;
-        record::encode_events(
-            &mut self.out,
-            seq_min,
-            seq_len,
-            self.pending.iter().map(|(seq, event)| (*seq, event)),
-            Some(&mut self.compressor),
-        );
+        let Some((compressor, _)) = &mut self.frames else {
+            return Err(Error::Corrupt(
+                "a segment block before its dictionary".to_owned(),
+            ));
+        };
+        framed::encode_block(&mut self.out, seq_min, seq_len, &self.pending, compressor)
+            .map_err(|error| Error::Corrupt(error.to_string()))?;
         let len = (self.taken + self.out.len() as u64 - offset) as u32;
         self.blocks.push(BlockRef {
             offset,
@@ -272,8 +356,8 @@ impl<'a> SegmentWriter<'a> {
     }
 
     /// Writes the collected indexes and the footer: the file's last bytes (after those
-    /// taken), and the footer.
-    fn finish(mut self) -> Result<Footer, Error> {
+    /// taken), and the footer and format to read the segment by.
+    fn finish(mut self) -> Result<(Footer, Format), Error> {
         self.cut_block()?;
         let mut by_id = std::mem::take(&mut self.by_id).into_iter();
         by_id.as_mut_slice().sort_unstable();
@@ -284,13 +368,21 @@ impl<'a> SegmentWriter<'a> {
 
     /// Writes the indexes from their entries, each once, in order (`next_id` by id,
     /// `next_contact` by (contact, timestamp, id)), and the footer: the file's last
-    /// bytes (after those taken), and the footer.
+    /// bytes (after those taken), and the footer and format to read the segment by.
     fn finish_with(
         mut self,
         mut next_id: impl FnMut() -> Result<Option<(Uuid, i64)>, Error>,
         mut next_contact: impl FnMut() -> Result<Option<(String, i64, Uuid)>, Error>,
-    ) -> Result<Footer, Error> {
+    ) -> Result<(Footer, Format), Error> {
         self.cut_block()?;
+        let dictionary = match &self.frames {
+            Some((_, dictionary)) => zstd::dict::DecoderDictionary::copy(dictionary),
+            None => {
+                return Err(Error::Corrupt(
+                    "a segment without its dictionary".to_owned(),
+                ));
+            }
+        };
         let mut ids = Bloom::with_keys(self.events_len);
         let mut id_chunks = Vec::new();
         let mut ids_len = 0;
@@ -405,13 +497,13 @@ impl<'a> SegmentWriter<'a> {
         self.out.extend_from_slice(TRAILER_MAGIC);
         self.file.append(&self.out)?;
         self.file.sync()?;
-        Ok(footer)
+        Ok((footer, Format::V3(Arc::new(dictionary))))
     }
 }
 
 /// Writes a segment holding `events` (each with its position, in (timestamp, id) order,
 /// each once), which took the positions [`seq_first`, `seq_end`) and takes the place of
-/// the segments numbered `replaces`, to `temporary`, synced: its footer.
+/// the segments numbered `replaces`, to `temporary`, synced: its footer and format.
 pub(crate) fn write<'a>(
     disk: &dyn Disk,
     temporary: &Path,
@@ -419,7 +511,7 @@ pub(crate) fn write<'a>(
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
-) -> Result<Footer, Error> {
+) -> Result<(Footer, Format), Error> {
     let file = Written::begin(disk, temporary)?;
     let collected_len = Some(events.len());
     let mut writer = SegmentWriter::new(file, seq_first, seq_end, replaces, collected_len)?;
@@ -472,21 +564,23 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
-/// The footer a segment's last bytes point to, given a read of `len` bytes at `offset`.
-/// With it, whether the segment is in the first format.
+/// The footer a segment's last bytes point to, given a read of `len` bytes at `offset`,
+/// and the format's number.
 fn read_footer(
     path: &Path,
     file_len: u64,
     read_at: impl Fn(u64, usize) -> Result<Vec<u8>, Error>,
-) -> Result<(Footer, bool), Error> {
+) -> Result<(Footer, u8), Error> {
     if file_len < (SEGMENT_MAGIC.len() + TRAILER_LEN) as u64 {
         return Err(damaged(path, 0, "too short for a segment"));
     }
     let magic = read_at(0, SEGMENT_MAGIC.len())?;
-    let is_v1 = magic == SEGMENT_MAGIC_V1;
-    if magic != SEGMENT_MAGIC && !is_v1 {
-        return Err(damaged(path, 0, "not an eventline segment"));
-    }
+    let version = match magic.as_slice() {
+        magic if magic == SEGMENT_MAGIC => 3,
+        magic if magic == SEGMENT_MAGIC_V2 => 2,
+        magic if magic == SEGMENT_MAGIC_V1 => 1,
+        _ => return Err(damaged(path, 0, "not an eventline segment")),
+    };
     let trailer_at = file_len - TRAILER_LEN as u64;
     let trailer = read_at(trailer_at, TRAILER_LEN)?;
     if &trailer[16..] != TRAILER_MAGIC {
@@ -531,7 +625,30 @@ fn read_footer(
         .map_err(|_| damaged(path, footer_offset, "the footer cannot be decompressed"))?;
     let footer = postcard::from_bytes(&encoded)
         .map_err(|_| damaged(path, footer_offset, "the footer cannot be read"))?;
-    Ok((footer, is_v1))
+    Ok((footer, version))
+}
+
+/// A format-3 segment's dictionary, which follows its magic.
+fn read_dictionary(
+    path: &Path,
+    read_at: impl Fn(u64, usize) -> Result<Vec<u8>, Error>,
+) -> Result<zstd::dict::DecoderDictionary<'static>, Error> {
+    let at = SEGMENT_MAGIC.len() as u64;
+    let len = u32_at(&read_at(at, 4)?, 0) as usize;
+    if len > DICTIONARY_BYTES_MAX {
+        return Err(damaged(path, at, "the dictionary's length is out of range"));
+    }
+    let mut bytes = read_at(at + 4, len + 4)?;
+    let crc = u32_at(&bytes, len);
+    bytes.truncate(len);
+    if crc32fast::hash(&bytes) != crc {
+        return Err(damaged(
+            path,
+            at,
+            "the dictionary does not match its checksum",
+        ));
+    }
+    Ok(zstd::dict::DecoderDictionary::copy(&bytes))
 }
 
 impl Segment {
@@ -540,7 +657,7 @@ impl Segment {
         path: PathBuf,
         generation: u64,
         footer: Footer,
-        is_v1: bool,
+        format: Format,
     ) -> (Segment, Minutes) {
         let segment = Segment {
             number,
@@ -558,7 +675,7 @@ impl Segment {
             ids: footer.ids,
             contacts: footer.contacts,
             replaces: footer.replaces,
-            is_v1,
+            format,
         };
         (segment, footer.minutes)
     }
@@ -570,11 +687,15 @@ impl Segment {
         generation: u64,
     ) -> Result<(Segment, Minutes), Error> {
         let file_len = disk.len(&path).map_err(io_error(&path))?;
-        let (footer, is_v1) = read_footer(&path, file_len, |offset, len| {
-            disk.read_at(&path, offset, len).map_err(io_error(&path))
-        })?;
+        let read_at = |offset, len| disk.read_at(&path, offset, len).map_err(io_error(&path));
+        let (footer, version) = read_footer(&path, file_len, read_at)?;
+        let format = match version {
+            1 => Format::V1,
+            2 => Format::V2,
+            _ => Format::V3(Arc::new(read_dictionary(&path, read_at)?)),
+        };
         Ok(Segment::from_footer(
-            number, path, generation, footer, is_v1,
+            number, path, generation, footer, format,
         ))
     }
 
@@ -599,29 +720,36 @@ impl Segment {
 
     /// The events of data block `index`, in (timestamp, id) order.
     pub fn read_block(&self, disk: &dyn Disk, index: usize) -> Result<Vec<Stored>, Error> {
-        self.read_block_where(disk, index, |_| true)
+        self.read_block_where(disk, index, None)
     }
 
-    /// The events of data block `index` whose id `keep` picks, in (timestamp, id) order.
+    /// The events of data block `index` whose keys `wanted` holds, or all of them
+    /// without `wanted`, in (timestamp, id) order.
     fn read_block_where(
         &self,
         disk: &dyn Disk,
         index: usize,
-        keep: impl Fn(&Uuid) -> bool,
+        wanted: Option<&[TimeKey]>,
     ) -> Result<Vec<Stored>, Error> {
         let block = &self.blocks[index];
         let bytes = disk
             .read_at(&self.path, block.offset, block.len as usize)
             .map_err(io_error(&self.path))?;
-        match record::decode_block_where(&bytes, keep) {
-            Ok((read, len)) if len == bytes.len() => Ok(read.events),
-            Ok(_) => Err(damaged(
-                &self.path,
-                block.offset,
-                "a block's length differs from the index's",
-            )),
-            Err(bad) => Err(damaged(&self.path, block.offset, bad.detail())),
-        }
+        let read = match &self.format {
+            Format::V3(dictionary) => framed::decode_block(&bytes, dictionary, wanted),
+            Format::V1 | Format::V2 => {
+                let keep =
+                    |id: &Uuid| wanted.is_none_or(|keys| keys.iter().any(|key| key.1 == *id));
+                match record::decode_block_where(&bytes, keep) {
+                    Ok((read, len)) if len == bytes.len() => Ok(read.events),
+                    Ok(_) => Err(record::BadBlock::Damaged(
+                        "a block's length differs from the index's",
+                    )),
+                    Err(bad) => Err(bad),
+                }
+            }
+        };
+        read.map_err(|bad| damaged(&self.path, block.offset, bad.detail()))
     }
 
     /// Every event, in (timestamp, id) order.
@@ -685,7 +813,7 @@ impl Segment {
             .block_of((timestamp_ms, *id))
             .ok_or_else(|| damaged(&self.path, chunk.offset, "an id's time is in no block"))?;
         Ok(self
-            .read_block_where(disk, block, |read| read == id)?
+            .read_block_where(disk, block, Some(&[(timestamp_ms, *id)]))?
             .into_iter()
             .next()
             .map(|stored| stored.event))
@@ -864,9 +992,8 @@ impl Segment {
                     .iter()
                     .take_while(|(_, block)| *block == index)
                     .count();
-                let wanted: Vec<Uuid> = keys[at..at + run].iter().map(|(key, _)| key.1).collect();
-                let mut found =
-                    self.read_block_where(disk, index as usize, |id| wanted.contains(id))?;
+                let wanted: Vec<TimeKey> = keys[at..at + run].iter().map(|(key, _)| *key).collect();
+                let mut found = self.read_block_where(disk, index as usize, Some(&wanted))?;
                 if order == Order::Desc {
                     found.reverse();
                 }
@@ -922,14 +1049,14 @@ impl Segment {
 }
 
 /// Merges `inputs` (adjacent segments, in number order) into one segment of all their
-/// events, written to `temporary` and synced: its footer. Reads one block and one
+/// events, written to `temporary` and synced: its footer and format. Reads one block and one
 /// chunk of each input at a time, and hands the writer's bytes to the disk every
 /// megabyte, so that memory holds neither the merged events nor their indexes.
 pub(crate) fn merge(
     disk: &dyn Disk,
     inputs: &[Segment],
     temporary: &Path,
-) -> Result<Footer, Error> {
+) -> Result<(Footer, Format), Error> {
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
         return Err(Error::Corrupt("a merge of no segments".to_owned()));
     };

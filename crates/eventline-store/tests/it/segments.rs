@@ -396,34 +396,75 @@ async fn a_merge_cut_short_after_its_rename_is_finished_at_the_next_start() {
     assert!(names.iter().all(|path| path.starts_with(&log_dir)));
 }
 
+/// The segments under `dir` whose magic ends in `version`.
+fn segments_of_format(dir: &Path, version: u8) -> usize {
+    segment_files(dir)
+        .iter()
+        .filter(|path| {
+            let mut magic = [0; 8];
+            std::fs::File::open(path)
+                .and_then(|mut file| file.read_exact(&mut magic))
+                .expect("read");
+            magic == [b'E', b'V', b'S', b'E', b'G', 0, 0, version]
+        })
+        .count()
+}
+
+/// A copy of the fixture data directory `name`, for a store to open and change.
+fn fixture_copy(name: &str) -> tempfile::TempDir {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let copy = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(copy.path().join("log")).expect("log dir");
+    for entry in std::fs::read_dir(fixture.join("log")).expect("fixture") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name");
+        std::fs::copy(&path, copy.path().join("log").join(name)).expect("copy");
+    }
+    copy
+}
+
+/// Segments of the second format (log blocks, no dictionary), as that store wrote them
+/// from `fill` with `small_memtable`, read as they are; merges write their events in
+/// the current format, and they read the same after.
+#[tokio::test]
+async fn segments_of_the_second_format_are_read_as_they_are_and_merged_into_the_current_one() {
+    let upgraded = fixture_copy("log-segments-v2");
+    let memory = tempfile::tempdir().expect("dir");
+    assert_eq!(segments_of_format(upgraded.path(), 2), 14);
+    let reference = LogStore::open(memory.path(), &LogOptions::default()).expect("open");
+    fill(&reference).await;
+    let expected = everything(&reference).await;
+    let merging = LogOptions {
+        merged_events_max: 1_000,
+        ..small_memtable()
+    };
+    let store = LogStore::open(upgraded.path(), &merging).expect("open");
+    assert_eq!(segments_of_format(upgraded.path(), 2), 14);
+    assert_eq!(everything(&store).await, expected);
+    // Each upkeep begins a merge, and each verification waits for it.
+    for _ in 0..8 {
+        store.maintain().await.expect("maintain");
+        assert!(store.verify().expect("verify").problems.is_empty());
+    }
+    assert!(segments_of_format(upgraded.path(), 3) >= 1);
+    assert!(segments_of_format(upgraded.path(), 2) < 14);
+    assert_eq!(everything(&store).await, expected);
+    drop(store);
+    let store = LogStore::open(upgraded.path(), &merging).expect("reopen");
+    assert_eq!(everything(&store).await, expected);
+    assert!(store.verify().expect("verify").problems.is_empty());
+}
+
 /// Segments of the first format (step 2: index entries named blocks), as that store
 /// wrote them from `fill` with `small_memtable`, are rewritten in the current format
 /// when the store opens and read as the events always read.
 #[tokio::test]
 async fn segments_of_the_first_format_are_rewritten_and_read_the_same() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/log-segments-v1");
-    let (memory, upgraded) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    std::fs::create_dir(upgraded.path().join("log")).expect("log dir");
-    for entry in std::fs::read_dir(fixture.join("log")).expect("fixture") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name");
-        std::fs::copy(&path, upgraded.path().join("log").join(name)).expect("copy");
-    }
-    let first_format = |dir: &Path| -> usize {
-        segment_files(dir)
-            .iter()
-            .filter(|path| {
-                let mut magic = [0; 8];
-                std::fs::File::open(path)
-                    .and_then(|mut file| file.read_exact(&mut magic))
-                    .expect("read");
-                magic == *b"EVSEG\x00\x00\x01"
-            })
-            .count()
-    };
+    let upgraded = fixture_copy("log-segments-v1");
+    let memory = tempfile::tempdir().expect("dir");
+    let first_format = |dir: &Path| segments_of_format(dir, 1);
     assert!(first_format(upgraded.path()) >= 10);
     let reference = LogStore::open(memory.path(), &LogOptions::default()).expect("open");
     fill(&reference).await;
@@ -434,4 +475,134 @@ async fn segments_of_the_first_format_are_rewritten_and_read_the_same() {
     drop(store);
     let store = LogStore::open(upgraded.path(), &small_memtable()).expect("reopen");
     assert_eq!(everything(&store).await, everything(&reference).await);
+}
+
+/// Events of a few hundred bytes, of some variety: enough per segment for its
+/// dictionary to be trained.
+fn wordy_events(len: u64) -> Vec<Event> {
+    let types = ["new_order", "page_view", "store_purchase"];
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
+    ];
+    (0..len)
+        .map(|n| {
+            let mixed = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+            let content = format!(
+                r#"{{"order_number":"ord-{mixed:08x}","amount":{}.{:02},"note":"{} {} {}","page":"/shop/{}","quantity":{}}}"#,
+                mixed % 900,
+                mixed % 100,
+                words[(mixed % 7) as usize],
+                words[(mixed / 7 % 7) as usize],
+                "x".repeat((mixed % 60) as usize),
+                words[(mixed / 49 % 7) as usize],
+                mixed % 9,
+            );
+            Event {
+                id: uuid::Uuid::from_u128(u128::from(n) + 1),
+                event_type: types[(n % 3) as usize].to_owned(),
+                content: serde_json::value::RawValue::from_string(content).expect("json"),
+                contact_id: Some(format!("contact-{}", mixed % 40)),
+                scope: eventline_core::event::Scope::App,
+                timestamp_ms: 1_000_000 + (mixed % 100_000) as i64 * 10,
+                received_at_ms: 1_700_000_000_000,
+                client_timestamp_ms: None,
+            }
+        })
+        .collect()
+}
+
+/// Every event matching `filter`, page after page, with its content.
+async fn contents(store: &dyn Store, filter: Filter, order: Order) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut start = Start::First;
+    loop {
+        let page = store
+            .page(PageQuery {
+                filter: filter.clone(),
+                order,
+                start,
+                limit: 50,
+            })
+            .await
+            .expect("page");
+        seen.extend(
+            page.events
+                .iter()
+                .map(|event| format!("{} {} {}", event.id, event.timestamp_ms, event.content)),
+        );
+        match page.next {
+            Some(cursor) => start = Start::After(cursor),
+            None => return seen,
+        }
+    }
+}
+
+/// Segments big enough for a trained dictionary read back every event, content and
+/// all, as the memtable does, by time and by contact, after merges and a restart.
+#[tokio::test]
+async fn segments_with_trained_dictionaries_read_back_every_event() {
+    let (memory, flushed) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let options = LogOptions {
+        memtable_bytes_max: 1 << 20,
+        ..LogOptions::default()
+    };
+    let reference = LogStore::open(memory.path(), &LogOptions::default()).expect("open");
+    let store = LogStore::open(flushed.path(), &options).expect("open");
+    for chunk in wordy_events(12_000).chunks(500) {
+        append_all(&reference, chunk.to_vec()).await;
+        append_all(&store, chunk.to_vec()).await;
+    }
+    assert!(store.verify().expect("verify").problems.is_empty());
+    let dictionaries: Vec<u32> = segment_files(flushed.path())
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).expect("read");
+            u32::from_le_bytes(bytes[8..12].try_into().expect("length"))
+        })
+        .collect();
+    assert!(
+        !dictionaries.is_empty() && dictionaries.iter().all(|len| *len > 1_000),
+        "{dictionaries:?}"
+    );
+    let filters = [
+        Filter::default(),
+        Filter {
+            contact_id: Some("contact-7".to_owned()),
+            ..Filter::default()
+        },
+        Filter {
+            contact_id: Some("contact-31".to_owned()),
+            since_ms: Some(1_200_000),
+            until_ms: Some(1_600_000),
+            ..Filter::default()
+        },
+    ];
+    let expected = {
+        let mut expected = Vec::new();
+        for filter in &filters {
+            for order in [Order::Asc, Order::Desc] {
+                expected.push(contents(&reference, filter.clone(), order).await);
+            }
+        }
+        expected
+    };
+    let read = |store: LogStore| {
+        let filters = filters.clone();
+        async move {
+            let mut read = Vec::new();
+            for filter in &filters {
+                for order in [Order::Asc, Order::Desc] {
+                    read.push(contents(&store, filter.clone(), order).await);
+                }
+            }
+            read
+        }
+    };
+    assert!(expected.iter().all(|events| !events.is_empty()));
+    assert!(read(store).await == expected);
+    let store = LogStore::open(flushed.path(), &options).expect("reopen");
+    assert!(read(store).await == expected);
 }
