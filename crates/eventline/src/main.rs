@@ -7,6 +7,8 @@ use anyhow::Context;
 
 mod cli;
 
+/// jemalloc, built with one arena (`JEMALLOC_SYS_WITH_MALLOC_CONF` in
+/// `.cargo/config.toml`; `_RJEM_MALLOC_CONF` in the environment adds to it at run time).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::{Parser, Subcommand, ValueEnum};
