@@ -22,7 +22,7 @@ use eventline_core::event::Event;
 use uuid::Uuid;
 use zstd::dict::DecoderDictionary;
 
-use super::record::{self, BadBlock, Stored};
+use super::record::{self, BadBlock, Reader, Stored};
 use super::segment::TimeKey;
 
 /// Bytes of encoded events a frame holds, about: measured on the bench's events
@@ -91,12 +91,12 @@ pub(crate) fn decode_block(
             "a segment block does not match its checksum",
         ));
     }
-    let mut reader = Fields { bytes: body };
+    let mut reader = Reader::new(body);
     let unreadable = BadBlock::Damaged("a segment block's frames cannot be read");
     let seq_first = u64::from_le_bytes(reader.array().ok_or(unreadable.clone())?);
     let seq_len = u32::from_le_bytes(reader.array().ok_or(unreadable.clone())?);
     let frames_len = u16::from_le_bytes(reader.array().ok_or(unreadable.clone())?) as usize;
-    if reader.bytes.len() < frames_len * FRAME_REF_LEN {
+    if reader.len() < frames_len * FRAME_REF_LEN {
         return Err(unreadable);
     }
     let mut frames = Vec::with_capacity(frames_len);
@@ -109,7 +109,7 @@ pub(crate) fn decode_block(
     for (_, frame_len) in &frames {
         frame_bytes.push(reader.take(*frame_len).ok_or(unreadable.clone())?);
     }
-    if !reader.bytes.is_empty() {
+    if !reader.is_empty() {
         return Err(unreadable);
     }
     let mut read = vec![wanted.is_none(); frames_len];
@@ -159,26 +159,6 @@ fn decompress(
             .ok()
     })?;
     (content.len() == len).then_some(())
-}
-
-/// Reads fixed-size fields and runs of bytes off the front of a slice.
-struct Fields<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
-        if self.bytes.len() < len {
-            return None;
-        }
-        let (taken, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Some(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
 }
 
 #[cfg(test)]

@@ -278,12 +278,27 @@ pub(crate) fn encode_event(out: &mut Vec<u8>, seq_offset: u64, event: &Event) {
     out.extend_from_slice(content.as_bytes());
 }
 
-struct Reader<'a> {
+/// Reads fixed-size fields and runs of bytes off the front of a slice.
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes }
+    }
+
+    /// Whether every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// How many bytes are left to read.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn take(&mut self, len: usize) -> Option<&'a [u8]> {
         if self.bytes.len() < len {
             return None;
         }
@@ -292,7 +307,7 @@ impl<'a> Reader<'a> {
         Some(taken)
     }
 
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
 
@@ -300,7 +315,7 @@ impl<'a> Reader<'a> {
         Some(self.array::<1>()?[0])
     }
 
-    fn i64(&mut self) -> Option<i64> {
+    pub fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.array()?))
     }
 }
