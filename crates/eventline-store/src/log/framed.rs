@@ -16,8 +16,6 @@
 //! first timestamp (not the id): a key whose timestamp equals a frame's first may also
 //! be in the frame before, and a reader looks in both.
 
-use std::cell::RefCell;
-
 use eventline_core::event::Event;
 use uuid::Uuid;
 use zstd::dict::DecoderDictionary;
@@ -31,9 +29,6 @@ use super::segment::TimeKey;
 pub(crate) const FRAME_BYTES: usize = 2 << 10;
 const HEADER_LEN: usize = 8 + 4 + 2;
 const FRAME_REF_LEN: usize = 8 + 4;
-/// No frame holds more once decompressed: a damaged frame header must not make a read
-/// allocate more.
-const FRAME_CONTENT_LEN_MAX: usize = record::BLOCK_PAYLOAD_LEN_MAX;
 
 /// Appends a block of `events` (each with its position, in (timestamp, id) order, at
 /// least one), whose positions lie in [`seq_first`, `seq_first + seq_len`), to `out`.
@@ -124,41 +119,12 @@ pub(crate) fn decode_block(
     let mut events = Vec::new();
     let mut content = Vec::new();
     for (frame, _) in frame_bytes.iter().zip(&read).filter(|(_, read)| **read) {
-        decompress(frame, dictionary, &mut content).ok_or(BadBlock::Damaged(
+        record::decompress_into(frame, Some(dictionary), &mut content).ok_or(BadBlock::Damaged(
             "a segment frame cannot be decompressed although the checksum matches",
         ))?;
         record::decode_events(&content, seq_first, seq_len, &keep, &mut events)?;
     }
     Ok(events)
-}
-
-/// Decompresses `frame` into `content` (replacing what it held) with the thread's
-/// context: making one costs more than decompressing a frame.
-fn decompress(
-    frame: &[u8],
-    dictionary: &DecoderDictionary<'_>,
-    content: &mut Vec<u8>,
-) -> Option<()> {
-    thread_local! {
-        static CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
-            const { RefCell::new(None) };
-    }
-    let len = zstd::zstd_safe::get_frame_content_size(frame).ok()??;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|len| *len <= FRAME_CONTENT_LEN_MAX)?;
-    content.clear();
-    content.reserve(len);
-    CONTEXT.with_borrow_mut(|context| {
-        if context.is_none() {
-            *context = zstd::zstd_safe::DCtx::try_create();
-        }
-        context
-            .as_mut()?
-            .decompress_using_ddict(content, frame, dictionary.as_ddict())
-            .ok()
-    })?;
-    (content.len() == len).then_some(())
 }
 
 #[cfg(test)]

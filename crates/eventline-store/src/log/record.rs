@@ -226,22 +226,45 @@ pub(crate) fn decode_events(
 /// A zstd frame's content, no longer than a block's payload may be, decompressed with
 /// the thread's context.
 pub(crate) fn decompress(frame: &[u8]) -> Option<Vec<u8>> {
+    let mut content = Vec::new();
+    decompress_into(frame, None, &mut content)?;
+    Some(content)
+}
+
+/// Decompresses `frame` (with `dictionary`, if it was compressed with one) into
+/// `content`, replacing what it held, with the thread's context, if its content is no
+/// longer than a block's payload may be.
+pub(crate) fn decompress_into(
+    frame: &[u8],
+    dictionary: Option<&zstd::dict::DecoderDictionary<'_>>,
+    content: &mut Vec<u8>,
+) -> Option<()> {
     thread_local! {
         // One context per thread, not one per block: making one costs more than
         // decompressing a small block, and recovery and reads decompress thousands.
-        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        static CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
             const { RefCell::new(None) };
     }
     let len = zstd::zstd_safe::get_frame_content_size(frame).ok()??;
     let len = usize::try_from(len)
         .ok()
         .filter(|len| *len <= BLOCK_PAYLOAD_LEN_MAX)?;
-    DECOMPRESSOR.with_borrow_mut(|decompressor| {
-        if decompressor.is_none() {
-            *decompressor = zstd::bulk::Decompressor::new().ok();
+    content.clear();
+    content.reserve(len);
+    CONTEXT.with_borrow_mut(|context| {
+        if context.is_none() {
+            *context = zstd::zstd_safe::DCtx::try_create();
         }
-        decompressor.as_mut()?.decompress(frame, len).ok()
-    })
+        let context = context.as_mut()?;
+        match dictionary {
+            Some(dictionary) => {
+                context.decompress_using_ddict(content, frame, dictionary.as_ddict())
+            }
+            None => context.decompress(content, frame),
+        }
+        .ok()
+    })?;
+    (content.len() == len).then_some(())
 }
 
 /// Appends one event, with its position as an offset from its block's first.

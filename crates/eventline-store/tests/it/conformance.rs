@@ -52,7 +52,19 @@ pub async fn append_all(store: &dyn Store, events: Vec<Event>) {
 }
 
 async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> Vec<Uuid> {
-    let mut ids = Vec::new();
+    let events = walk_events(store, filter, order, limit).await;
+    events.iter().map(|event| event.id).collect()
+}
+
+/// Every event matching `filter` in `order`, page after page of `limit`, each page
+/// checked against the limit.
+pub async fn walk_events(
+    store: &dyn Store,
+    filter: &Filter,
+    order: Order,
+    limit: u32,
+) -> Vec<Event> {
+    let mut events = Vec::new();
     let mut start = Start::First;
     for _ in 0..10_000 {
         let page = store
@@ -65,10 +77,10 @@ async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> V
             .await
             .expect("page");
         assert!(page.events.len() <= limit as usize);
-        ids.extend(page.events.iter().map(|event| event.id));
+        events.extend(page.events);
         match page.next {
             Some(cursor) => start = Start::After(cursor),
-            None => return ids,
+            None => return events,
         }
     }
     panic!("the walk did not end");

@@ -11,7 +11,7 @@ use eventline_core::stats::{Bucket, StatsQuery};
 use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::{Error, Store};
 
-use crate::conformance::{append_all, corpus};
+use crate::conformance::{append_all, corpus, walk_events};
 use crate::log_files::{ids, log_files, stream_all};
 
 /// A memtable of about a dozen events, and merges of at most 50: the corpus ends in
@@ -74,23 +74,8 @@ async fn everything(store: &dyn Store) -> Vec<String> {
     ];
     for filter in &filters {
         for order in [Order::Asc, Order::Desc] {
-            let mut start = Start::First;
-            loop {
-                let page = store
-                    .page(PageQuery {
-                        filter: filter.clone(),
-                        order,
-                        start,
-                        limit: 17,
-                    })
-                    .await
-                    .expect("page");
-                seen.extend(page.events.iter().map(|event| event.id.to_string()));
-                match page.next {
-                    Some(cursor) => start = Start::After(cursor),
-                    None => break,
-                }
-            }
+            let walked = walk_events(store, filter, order, 17).await;
+            seen.extend(walked.iter().map(|event| event.id.to_string()));
             let skipped = store
                 .page(PageQuery {
                     filter: filter.clone(),
@@ -512,29 +497,12 @@ fn wordy_events(len: u64) -> Vec<Event> {
 }
 
 /// Every event matching `filter`, page after page, with its content.
-async fn contents(store: &dyn Store, filter: Filter, order: Order) -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut start = Start::First;
-    loop {
-        let page = store
-            .page(PageQuery {
-                filter: filter.clone(),
-                order,
-                start,
-                limit: 50,
-            })
-            .await
-            .expect("page");
-        seen.extend(
-            page.events
-                .iter()
-                .map(|event| format!("{} {} {}", event.id, event.timestamp_ms, event.content)),
-        );
-        match page.next {
-            Some(cursor) => start = Start::After(cursor),
-            None => return seen,
-        }
-    }
+async fn contents(store: &dyn Store, filter: &Filter, order: Order) -> Vec<String> {
+    let walked = walk_events(store, filter, order, 50).await;
+    walked
+        .iter()
+        .map(|event| format!("{} {} {}", event.id, event.timestamp_ms, event.content))
+        .collect()
 }
 
 /// Segments big enough for a trained dictionary read back every event, content and
@@ -584,7 +552,7 @@ async fn segments_with_trained_dictionaries_read_back_every_event() {
         let mut expected = Vec::new();
         for filter in &filters {
             for order in [Order::Asc, Order::Desc] {
-                expected.push(contents(&reference, filter.clone(), order).await);
+                expected.push(contents(&reference, filter, order).await);
             }
         }
         expected
@@ -595,7 +563,7 @@ async fn segments_with_trained_dictionaries_read_back_every_event() {
             let mut read = Vec::new();
             for filter in &filters {
                 for order in [Order::Asc, Order::Desc] {
-                    read.push(contents(&store, filter.clone(), order).await);
+                    read.push(contents(&store, filter, order).await);
                 }
             }
             read
