@@ -26,7 +26,7 @@ use super::segment::TimeKey;
 /// Bytes of encoded events a frame holds, about: measured on the bench's events
 /// (`docs/storage-design.md`), 2 KiB frames with a 16 KiB dictionary take no more
 /// room than 16 KiB frames without, and decompress in a fifth of the time.
-pub(crate) const FRAME_BYTES: usize = 2 << 10;
+const FRAME_BYTES: usize = 2 << 10;
 const HEADER_LEN: usize = 8 + 4 + 2;
 const FRAME_REF_LEN: usize = 8 + 4;
 
@@ -94,15 +94,16 @@ pub(crate) fn decode_block(
     if reader.len() < frames_len * FRAME_REF_LEN {
         return Err(unreadable);
     }
-    let mut frames = Vec::with_capacity(frames_len);
+    let mut refs = Vec::with_capacity(frames_len);
     for _ in 0..frames_len {
         let first_ms = i64::from_le_bytes(reader.array().ok_or(unreadable.clone())?);
         let frame_len = u32::from_le_bytes(reader.array().ok_or(unreadable.clone())?);
-        frames.push((first_ms, frame_len as usize));
+        refs.push((first_ms, frame_len as usize));
     }
-    let mut frame_bytes = Vec::with_capacity(frames_len);
-    for (_, frame_len) in &frames {
-        frame_bytes.push(reader.take(*frame_len).ok_or(unreadable.clone())?);
+    // Each frame's first timestamp and bytes.
+    let mut frames = Vec::with_capacity(frames_len);
+    for (first_ms, frame_len) in refs {
+        frames.push((first_ms, reader.take(frame_len).ok_or(unreadable.clone())?));
     }
     if !reader.is_empty() {
         return Err(unreadable);
@@ -118,7 +119,7 @@ pub(crate) fn decode_block(
     let keep = |id: &Uuid| wanted.is_none_or(|wanted| wanted.iter().any(|key| key.1 == *id));
     let mut events = Vec::new();
     let mut content = Vec::new();
-    for (frame, _) in frame_bytes.iter().zip(&read).filter(|(_, read)| **read) {
+    for ((_, frame), _) in frames.iter().zip(&read).filter(|(_, read)| **read) {
         record::decompress_into(frame, Some(dictionary), &mut content).ok_or(BadBlock::Damaged(
             "a segment frame cannot be decompressed although the checksum matches",
         ))?;
@@ -154,9 +155,9 @@ mod tests {
 
     /// 120 events over about 8 frames, with runs of equal timestamps across frame
     /// boundaries.
-    fn block(dictionary: &[u8]) -> (Vec<(u64, Event)>, Vec<u8>) {
+    fn block() -> (Vec<(u64, Event)>, Vec<u8>) {
         let events: Vec<(u64, Event)> = (0..120).map(|n| event(n, n as i64 / 9)).collect();
-        let mut compressor = zstd::bulk::Compressor::with_dictionary(3, dictionary).expect("zstd");
+        let mut compressor = zstd::bulk::Compressor::new(3).expect("zstd");
         let mut bytes = Vec::new();
         encode_block(&mut bytes, 100, 120, &events, &mut compressor).expect("encode");
         (events, bytes)
@@ -165,7 +166,7 @@ mod tests {
     #[test]
     fn every_event_and_every_chosen_key_reads_back() {
         let dictionary = DecoderDictionary::copy(&[]);
-        let (events, bytes) = block(&[]);
+        let (events, bytes) = block();
         let all = decode_block(&bytes, &dictionary, None).expect("block");
         let seqs: Vec<u64> = all.iter().map(|stored| stored.seq).collect();
         assert_eq!(seqs, (100..220).collect::<Vec<u64>>());
@@ -187,7 +188,7 @@ mod tests {
     #[test]
     fn every_flipped_bit_and_every_cut_is_found() {
         let dictionary = DecoderDictionary::copy(&[]);
-        let (_, bytes) = block(&[]);
+        let (_, bytes) = block();
         for bit in (0..bytes.len() * 8).step_by(5) {
             let mut damaged = bytes.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);

@@ -77,21 +77,9 @@ pub(crate) fn encode_block(
     events: &[Stored],
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
 ) {
-    let events = events.iter().map(|stored| (stored.seq, &stored.event));
-    encode_events(out, seq_first, seq_len, events, compressor);
-}
-
-/// [`encode_block`] of events by reference, each with its position.
-pub(crate) fn encode_events<'a>(
-    out: &mut Vec<u8>,
-    seq_first: u64,
-    seq_len: u32,
-    events: impl IntoIterator<Item = (u64, &'a Event)>,
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
-) {
     let mut payload = Vec::new();
-    for (seq, event) in events {
-        encode_event(&mut payload, seq - seq_first, event);
+    for stored in events {
+        encode_event(&mut payload, stored.seq - seq_first, &stored.event);
     }
     let compressed = compressor
         .filter(|_| payload.len() >= COMPRESS_FROM_BYTES)

@@ -187,7 +187,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// bytes go to the file every `TAKE_BYTES`, so that a segment of millions of events
 /// is written holding a megabyte of it, indexes included.
 struct SegmentWriter<'a> {
-    /// For the index chunks and the footer, which are read without the dictionary.
+    /// For the footer, which is read without the dictionary.
     compressor: zstd::bulk::Compressor<'static>,
     /// For the data blocks' frames, with the dictionary: there once it is trained, on
     /// the first events (held in `pending` until then).
