@@ -39,6 +39,8 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
     let ledger: Arc<Mutex<HashMap<Uuid, Fate>>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     let acknowledged = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let unanswered = Arc::new(AtomicUsize::new(0));
 
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -49,6 +51,7 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
                 Arc::clone(&next),
                 Arc::clone(&acknowledged),
             );
+            let (refused, unanswered) = (Arc::clone(&refused), Arc::clone(&unanswered));
             let url = server.url("/api/events/post");
             tokio::spawn(async move {
                 loop {
@@ -57,10 +60,16 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
                         return;
                     }
                     let id = ids[n];
-                    // Overload answers 429 (the admission bound); a client retries those.
+                    // Overload answers 429 (the admission bound); a client retries those,
+                    // as the SDKs do.
                     let mut result = client.post(&url).json(&event(id, n)).send().await;
-                    while matches!(&result, Ok(response) if response.status() == 429) {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let mut attempt = 0;
+                    while let Ok(response) = &result
+                        && response.status() == 429
+                    {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(retry_wait(response, attempt)).await;
+                        attempt += 1;
                         result = client.post(&url).json(&event(id, n)).send().await;
                     }
                     let fate = match result {
@@ -69,7 +78,10 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
                             Fate::Acknowledged
                         }
                         Ok(response) => panic!("unexpected answer {}", response.status()),
-                        Err(_) => Fate::Indeterminate,
+                        Err(_) => {
+                            unanswered.fetch_add(1, Ordering::Relaxed);
+                            Fate::Indeterminate
+                        }
                     };
                     ledger.lock().await.insert(id, fate);
                 }
@@ -81,7 +93,11 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
     while acknowledged.load(Ordering::Relaxed) < KILL_AFTER_ACKNOWLEDGED {
         assert!(
             std::time::Instant::now() < deadline,
-            "too few posts were acknowledged"
+            "too few posts were acknowledged: {} acknowledged, {} refused (429), {} unanswered, {} posts started",
+            acknowledged.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed),
+            unanswered.load(Ordering::Relaxed),
+            next.load(Ordering::Relaxed)
         );
         tokio::task::yield_now().await;
     }
@@ -138,11 +154,29 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
     assert_eq!(stored.len(), stored_set.len());
     assert_eq!(stored_set, attempted);
     eprintln!(
-        "crash test: {} acknowledged before kill -9, {} in flight, {} stored after restart, 0 lost",
+        "crash test: {} acknowledged before kill -9 ({} refusals, {} posts unanswered), {} in flight, {} stored after restart, 0 lost",
         acknowledged_ids.len(),
+        refused.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed),
         in_flight_at_kill,
         stored_set.len()
     );
+}
+
+/// How long a client waits before it retries a 429: `Retry-After`, then a random part of
+/// an exponential backoff, as the SDKs do. Two thousand clients retrying every 50 ms
+/// once kept the server busy answering refusals until the test gave up; see "Clients
+/// that ignore Retry-After" in docs/reliability.md.
+fn retry_wait(response: &reqwest::Response, attempt: u32) -> std::time::Duration {
+    let retry_after_s = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(1);
+    let backoff_ms_max = 100_u64 << attempt.min(6);
+    let jitter_ms = Uuid::new_v4().as_u128() % u128::from(backoff_ms_max);
+    std::time::Duration::from_millis(retry_after_s * 1_000 + jitter_ms as u64)
 }
 
 async fn all_ids(client: &reqwest::Client, server: &Server) -> Vec<Uuid> {
