@@ -131,7 +131,7 @@ struct ServeArgs {
     log_memory_max_mb: usize,
     /// Log store: the events of the log are written as a sorted, compressed segment once
     /// they take this many MiB in memory. Larger means fewer segments and more memory.
-    #[arg(long, env = "EVENTLINE_LOG_MEMTABLE_MB", default_value_t = 64)]
+    #[arg(long, env = "EVENTLINE_LOG_MEMTABLE_MB", default_value_t = 32)]
     log_memtable_mb: usize,
     /// `full`: an answered post is on disk (fsync per group commit). `normal`: it survives
     /// a crash of the process but not of the machine; faster.
