@@ -163,8 +163,9 @@ async fn kill_9_under_concurrent_posts_loses_no_acknowledged_event() {
     );
 }
 
-/// How long a client waits before it retries a 429: `Retry-After`, then a random part of
-/// an exponential backoff, as the SDKs do. Two thousand clients retrying every 50 ms
+/// How long a client waits before it retries a 429: `Retry-After` plus a random part of
+/// an exponential backoff (the SDKs wait the longer of the two; the sum also spreads the
+/// first retries of 2,000 clients refused at once). Two thousand clients retrying every 50 ms
 /// once kept the server busy answering refusals until the test gave up; see "Clients
 /// that ignore Retry-After" in docs/reliability.md.
 fn retry_wait(response: &reqwest::Response, attempt: u32) -> std::time::Duration {
