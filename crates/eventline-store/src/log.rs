@@ -144,11 +144,15 @@ impl<A, T: Send + 'static> Job<A, T> {
 
 /// A frozen memtable being written as a segment, about the last log file it holds; it
 /// answers the segment and its counts per minute.
-type FlushJob = Job<u32, (Segment, segment::Minutes)>;
+type FlushJob = Job<u32, (Segment, Counts)>;
 
 /// Segments being merged into one, about their numbers and the temporary file the
 /// merged one is written to; it answers the merged segment.
 type MergeJob = Job<(Vec<u32>, PathBuf), Segment>;
+
+/// A commit's events are written in blocks of whole submissions of about this many
+/// bytes (as the memtable counts them), each encoded and compressed on its own.
+const COMMIT_BLOCK_BYTES: usize = 1 << 20;
 
 /// Segments merge at most this many at a time: the newest adjacent ones of a size that
 /// fit under `merged_events_max` together (`merge_run`).
@@ -369,15 +373,10 @@ impl LogStore {
                 "an event of the SQLite store lies outside its commit range".to_owned(),
             ));
         }
-        writer.buffer.clear();
-        record::encode_block(
-            &mut writer.buffer,
-            seq_first,
-            seq_len,
-            &stored,
-            writer.compressor.as_mut(),
-        );
-        writer.append_buffer(&self.table, &self.sync_failed)?;
+        writer.append_blocks(&self.table, &self.sync_failed, |buffer, compressor| {
+            record::encode_block(buffer, seq_first, seq_len, &stored, compressor);
+            false
+        })?;
         {
             let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             table.memtable.reserve(seq_upto + 1);
@@ -1029,9 +1028,10 @@ impl Writer {
             let mut state = table.write().unwrap_or_else(PoisonError::into_inner);
             let frozen = state.frozen.take();
             match &written {
-                Ok((segment, minutes)) => {
+                Ok((segment, counts)) => {
+                    // The segment's index is shared: this copy costs a few fields.
                     state.segments.push(segment.clone());
-                    state.segment_counts.add_minutes(minutes);
+                    state.segment_counts.add_counts(counts);
                     frozen
                 }
                 Err(_) => {
@@ -1265,12 +1265,17 @@ impl Writer {
         self.replace(&self.data_dir.join(SUPPRESSED_FILE), &bytes)
     }
 
-    /// Appends `self.buffer` to the active file, durably under `Durability::Full`,
-    /// beginning a new file first when the active one is full.
-    fn append_buffer(
+    /// Appends the blocks `fill` encodes to the active file, durably under
+    /// `Durability::Full`, beginning a new file first when the active one is full.
+    /// `fill` puts the next blocks in the buffer it is given, which is written before
+    /// it is called again, until it answers that none are left: a commit of many
+    /// events is encoded a block at a time (it took 16 MB encoded at once). A commit
+    /// whose write fails is cut off whole.
+    fn append_blocks(
         &mut self,
         table: &RwLock<State>,
         sync_failed: &AtomicBool,
+        mut fill: impl FnMut(&mut Vec<u8>, Option<&mut zstd::bulk::Compressor<'static>>) -> bool,
     ) -> Result<(), Error> {
         let sync = |disk: &dyn Disk, path: &Path| {
             disk.sync(path).map_err(|error| {
@@ -1285,19 +1290,28 @@ impl Writer {
             self.rotate(table, sync_failed)?;
         }
         let path = self.active_path();
-        if let Err(error) = self.disk.append(&path, &self.buffer) {
-            // Part of the block may be in the file: it is cut off before the next
-            // commit, now if the disk lets us.
-            self.tail_dirty = true;
-            if let Err(cut) = self.cut_tail() {
-                tracing::warn!(error = %ErrorChain(&cut), "a failed write is cut off the log at the next commit");
+        let mut written = 0;
+        loop {
+            self.buffer.clear();
+            let more = fill(&mut self.buffer, self.compressor.as_mut());
+            if let Err(error) = self.disk.append(&path, &self.buffer) {
+                // Part of the commit may be in the file: it is cut off before the next
+                // commit, now if the disk lets us (`active_len` is still where it began).
+                self.tail_dirty = true;
+                if let Err(cut) = self.cut_tail() {
+                    tracing::warn!(error = %ErrorChain(&cut), "a failed write is cut off the log at the next commit");
+                }
+                return Err(io_error(&path)(error));
             }
-            return Err(io_error(&path)(error));
+            written += self.buffer.len() as u64;
+            if !more {
+                break;
+            }
         }
         if self.durability == Durability::Full {
             sync(self.disk.as_ref(), &path)?;
         }
-        self.active_len += self.buffer.len() as u64;
+        self.active_len += written;
         Ok(())
     }
 
@@ -1398,6 +1412,10 @@ impl Store for LogStore {
                     |id| table.in_memory(id).or_else(|| in_segments.get(id)),
                     |contact_id| writer.suppressed.contains(contact_id),
                 );
+                // Decided: the events to store and the answers are copies. The submitted
+                // ones would be a third copy of the commit held through its write and
+                // sync, tens of megabytes under an import.
+                drop(submissions);
                 let bytes: usize = new_events.iter().map(Memtable::event_bytes).sum();
                 if !new_events.is_empty() && table.memory_bytes() + bytes > writer.memory_bytes_max
                 {
@@ -1413,20 +1431,46 @@ impl Store for LogStore {
                     .collect();
                 (stored, outcomes)
             };
-            let Some(first) = new_events.first() else {
+            if new_events.is_empty() {
                 return Ok(outcomes);
-            };
-            let seq_first = first.seq;
-            writer.buffer.clear();
-            let seq_len = u32::try_from(new_events.len()).unwrap_or(u32::MAX);
-            record::encode_block(
-                &mut writer.buffer,
-                seq_first,
-                seq_len,
-                &new_events,
-                writer.compressor.as_mut(),
-            );
-            writer.append_buffer(table, sync_failed)?;
+            }
+            // Each submission's events in one block, so that a crash keeps a submission
+            // whole or not at all; a block holds whole submissions up to
+            // `COMMIT_BLOCK_BYTES`.
+            let mut submission_lens = outcomes.iter().filter_map(|outcome| match outcome {
+                Outcome::Stored(appended) => Some(
+                    appended
+                        .iter()
+                        .filter(|appended| !appended.replayed)
+                        .count(),
+                ),
+                _ => None,
+            });
+            let mut rest = new_events.as_slice();
+            writer.append_blocks(table, sync_failed, |buffer, compressor| {
+                let (mut len, mut bytes) = (0, 0);
+                while bytes < COMMIT_BLOCK_BYTES
+                    && let Some(submission_len) = submission_lens.next()
+                {
+                    let submission = &rest[len..(len + submission_len).min(rest.len())];
+                    bytes += submission
+                        .iter()
+                        .map(|stored| Memtable::event_bytes(&stored.event))
+                        .sum::<usize>();
+                    len += submission.len();
+                }
+                if len == 0 {
+                    // What the outcomes do not account for (none, if `decide` is right).
+                    len = rest.len();
+                }
+                let (block, after) = rest.split_at(len);
+                if let Some(first) = block.first() {
+                    let seq_len = u32::try_from(block.len()).unwrap_or(u32::MAX);
+                    record::encode_block(buffer, first.seq, seq_len, block, compressor);
+                }
+                rest = after;
+                !rest.is_empty()
+            })?;
             {
                 let mut table = table.write().unwrap_or_else(PoisonError::into_inner);
                 for stored in new_events {

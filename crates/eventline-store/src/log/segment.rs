@@ -111,8 +111,11 @@ struct ChunkRef<K> {
     len: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Footer {
+/// A segment's footer. Its counts per minute (`minutes`) are read as `Minutes`, and
+/// written straight from the writer's `Counts`, which serialize the same way: the
+/// counts of a segment of millions of events, gathered in a list, took 20 MB.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Footer<M = Minutes> {
     seq_first: u64,
     seq_end: u64,
     events_len: u64,
@@ -126,7 +129,7 @@ pub(crate) struct Footer {
     contact_chunks: Vec<ChunkRef<(String, i64, Uuid)>>,
     ids: Bloom,
     contacts: Bloom,
-    minutes: Minutes,
+    minutes: M,
     /// The segments a merge wrote this one in place of: any of them still there when
     /// the store opens is removed (a merge cut short after its rename).
     replaces: Vec<u32>,
@@ -146,14 +149,21 @@ pub(crate) struct Segment {
     pub events_len: u64,
     pub timestamp_min: i64,
     pub timestamp_max: i64,
+    /// Shared by the copies of the segment that reads and merges take: a few bytes per
+    /// event, tens of megabytes for a large store.
+    index: Arc<Index>,
+    pub replaces: Vec<u32>,
+    pub format: Format,
+}
+
+/// Where a segment's blocks and chunks are, and the filters of its ids and contacts.
+struct Index {
     blocks: Vec<BlockRef>,
     id_chunks: Vec<ChunkRef<Uuid>>,
     id_last: Uuid,
     contact_chunks: Vec<ChunkRef<(String, i64, Uuid)>>,
     ids: Bloom,
     contacts: Bloom,
-    pub replaces: Vec<u32>,
-    pub format: Format,
 }
 
 /// How a segment's data blocks are to be read.
@@ -187,15 +197,10 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 /// bytes go to the file every `TAKE_BYTES`, so that a segment of millions of events
 /// is written holding a megabyte of it, indexes included.
 struct SegmentWriter<'a> {
-    /// For the footer, which is read without the dictionary.
-    compressor: zstd::bulk::Compressor<'static>,
     /// For the data blocks' frames, with the dictionary: there once it is trained, on
     /// the first events (held in `pending` until then).
     frames: Option<(zstd::bulk::Compressor<'static>, Vec<u8>)>,
-    file: Written<'a>,
-    /// Bytes made and not yet written, and how many were written before them.
-    out: Vec<u8>,
-    taken: u64,
+    output: Output<'a>,
     /// The events of the block being filled, and their bytes, roughly.
     pending: Vec<(u64, Event)>,
     pending_bytes: usize,
@@ -226,14 +231,14 @@ impl<'a> SegmentWriter<'a> {
         collected_len: Option<usize>,
     ) -> Result<SegmentWriter<'a>, Error> {
         let capacity = collected_len.unwrap_or(0);
-        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-            .map_err(|error| Error::Corrupt(error.to_string()))?;
         Ok(SegmentWriter {
-            compressor,
             frames: None,
-            file,
-            out: SEGMENT_MAGIC.to_vec(),
-            taken: 0,
+            output: Output {
+                file,
+                bytes: SEGMENT_MAGIC.to_vec(),
+                taken: 0,
+                failed: None,
+            },
             pending: Vec::new(),
             pending_bytes: 0,
             blocks: Vec::new(),
@@ -286,11 +291,10 @@ impl<'a> SegmentWriter<'a> {
         compressor
             .set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))
             .map_err(zstd_error)?;
-        self.out
-            .extend_from_slice(&(dictionary.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&dictionary);
-        self.out
-            .extend_from_slice(&crc32fast::hash(&dictionary).to_le_bytes());
+        let bytes = &mut self.output.bytes;
+        bytes.extend_from_slice(&(dictionary.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&dictionary);
+        bytes.extend_from_slice(&crc32fast::hash(&dictionary).to_le_bytes());
         self.frames = Some((compressor, dictionary));
         for (seq, event) in held {
             self.push(seq, event)?;
@@ -312,15 +316,21 @@ impl<'a> SegmentWriter<'a> {
         let seq_len = u32::try_from(seq_max - seq_min + 1).map_err(|_| {
             Error::Corrupt("a segment block would span more than 2^32 positions".to_owned())
         })?;
-        let offset = self.taken + self.out.len() as u64;
+        let offset = self.output.position();
         let Some((compressor, _)) = &mut self.frames else {
             return Err(Error::Corrupt(
                 "a segment block before its dictionary".to_owned(),
             ));
         };
-        framed::encode_block(&mut self.out, seq_min, seq_len, &self.pending, compressor)
-            .map_err(|error| Error::Corrupt(error.to_string()))?;
-        let len = (self.taken + self.out.len() as u64 - offset) as u32;
+        framed::encode_block(
+            &mut self.output.bytes,
+            seq_min,
+            seq_len,
+            &self.pending,
+            compressor,
+        )
+        .map_err(|error| Error::Corrupt(error.to_string()))?;
+        let len = (self.output.position() - offset) as u32;
         self.blocks.push(BlockRef {
             offset,
             len,
@@ -339,31 +349,22 @@ impl<'a> SegmentWriter<'a> {
             }
         }
         self.pending_bytes = 0;
-        self.spill()
-    }
-
-    /// Hands the bytes made to the file once there are `TAKE_BYTES` of them.
-    fn spill(&mut self) -> Result<(), Error> {
-        if self.out.len() >= TAKE_BYTES {
-            self.file.append(&self.out)?;
-            self.taken += self.out.len() as u64;
-            self.out.clear();
-        }
-        Ok(())
+        self.output.spill()
     }
 
     fn push_chunk(&mut self, payload: &[u8]) -> Result<(u64, u32), Error> {
-        let offset = self.taken + self.out.len() as u64;
-        self.out.extend_from_slice(payload);
-        self.out
+        let offset = self.output.position();
+        self.output.bytes.extend_from_slice(payload);
+        self.output
+            .bytes
             .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.spill()?;
+        self.output.spill()?;
         Ok((offset, (payload.len() + 4) as u32))
     }
 
     /// Writes the collected indexes and the footer: the file's last bytes (after those
     /// taken), and the footer and format to read the segment by.
-    fn finish(mut self) -> Result<(Footer, Format), Error> {
+    fn finish(mut self) -> Result<(Footer<Counts>, Format), Error> {
         self.cut_block()?;
         let mut by_id = std::mem::take(&mut self.by_id).into_iter();
         by_id.as_mut_slice().sort_unstable();
@@ -379,7 +380,7 @@ impl<'a> SegmentWriter<'a> {
         mut self,
         mut next_id: impl FnMut() -> Result<Option<(Uuid, i64)>, Error>,
         mut next_contact: impl FnMut() -> Result<Option<(String, i64, Uuid)>, Error>,
-    ) -> Result<(Footer, Format), Error> {
+    ) -> Result<(Footer<Counts>, Format), Error> {
         self.cut_block()?;
         let dictionary = match &self.frames {
             Some((_, dictionary)) => zstd::dict::DecoderDictionary::copy(dictionary),
@@ -390,7 +391,7 @@ impl<'a> SegmentWriter<'a> {
             }
         };
         let mut ids = Bloom::with_keys(self.events_len);
-        let mut id_chunks = Vec::new();
+        let mut id_chunks = Vec::with_capacity(self.events_len.div_ceil(CHUNK_ENTRIES));
         let mut ids_len = 0;
         let mut id_last: Option<Uuid> = None;
         let mut payload = Vec::with_capacity(CHUNK_ENTRIES * ID_ENTRY_LEN);
@@ -484,26 +485,128 @@ impl<'a> SegmentWriter<'a> {
             contact_chunks,
             ids,
             contacts,
-            minutes: self.counts.minutes(),
+            minutes: std::mem::take(&mut self.counts),
             replaces: std::mem::take(&mut self.replaces),
         };
-        let encoded =
-            postcard::to_stdvec(&footer).map_err(|error| Error::Corrupt(error.to_string()))?;
-        let compressed = self
-            .compressor
-            .compress(&encoded)
-            .map_err(|error| Error::Corrupt(error.to_string()))?;
-        let footer_offset = self.taken + self.out.len() as u64;
-        self.out.extend_from_slice(&compressed);
-        self.out.extend_from_slice(&footer_offset.to_le_bytes());
-        self.out
-            .extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-        self.out
-            .extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
-        self.out.extend_from_slice(TRAILER_MAGIC);
-        self.file.append(&self.out)?;
-        self.file.sync()?;
+        let footer_offset = self.output.position();
+        let (footer_len, footer_crc) = self.output.append_footer(&footer)?;
+        let mut trailer = Vec::with_capacity(TRAILER_LEN);
+        trailer.extend_from_slice(&footer_offset.to_le_bytes());
+        trailer.extend_from_slice(&footer_len.to_le_bytes());
+        trailer.extend_from_slice(&footer_crc.to_le_bytes());
+        trailer.extend_from_slice(TRAILER_MAGIC);
+        self.output.bytes.extend_from_slice(&trailer);
+        self.output.finish()?;
         Ok((footer, Format::V3(Arc::new(dictionary))))
+    }
+}
+
+/// A segment's bytes on their way to its file: handed to the disk `TAKE_BYTES` at a
+/// time.
+struct Output<'a> {
+    file: Written<'a>,
+    /// Made and not yet handed over.
+    bytes: Vec<u8>,
+    /// How many were handed over before them.
+    taken: u64,
+    /// The disk's error, when a write through `io::Write` failed: the serializer that
+    /// wrote keeps only its own.
+    failed: Option<std::io::Error>,
+}
+
+impl Output<'_> {
+    /// The offset in the file of the next byte made.
+    fn position(&self) -> u64 {
+        self.taken + self.bytes.len() as u64
+    }
+
+    /// Hands the bytes made to the file once there are `TAKE_BYTES` of them.
+    fn spill(&mut self) -> Result<(), Error> {
+        if self.bytes.len() >= TAKE_BYTES {
+            self.file.append(&self.bytes)?;
+            self.taken += self.bytes.len() as u64;
+            self.bytes.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the footer compressed, as it is serialized, so that neither its encoding
+    /// nor its compressed form is ever whole in memory (they took 17 and 10 MB for a
+    /// segment of 3,000,000 events): its length and checksum.
+    fn append_footer<M: Serialize>(&mut self, footer: &Footer<M>) -> Result<(u32, u32), Error> {
+        let corrupt = |error: &dyn std::fmt::Display| Error::Corrupt(error.to_string());
+        // The reader takes the footer's length from its frame: pledged before it is written.
+        let encoded_len =
+            postcard::serialize_with_flavor(footer, postcard::ser_flavors::Size::default())
+                .map_err(|error| corrupt(&error))?;
+        let mut checksummed = Checksummed {
+            output: &mut *self,
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        let written = (|| {
+            let mut encoder = zstd::stream::write::Encoder::new(&mut checksummed, ZSTD_LEVEL)?;
+            encoder.set_pledged_src_size(Some(encoded_len as u64))?;
+            // postcard writes a field at a time: a zstd stream is fed in larger pieces.
+            let buffered = std::io::BufWriter::with_capacity(64 << 10, encoder);
+            let buffered = postcard::to_io(footer, buffered).map_err(std::io::Error::other)?;
+            buffered
+                .into_inner()
+                .map_err(|error| error.into_error())?
+                .finish()?;
+            std::io::Result::Ok(())
+        })();
+        let (hasher, len) = (checksummed.hasher, checksummed.len);
+        if let Err(error) = written {
+            return Err(match self.failed.take() {
+                Some(failed) => io_error(self.file.path)(failed),
+                None => corrupt(&error),
+            });
+        }
+        match u32::try_from(len) {
+            Ok(len) if len as usize <= FOOTER_LEN_MAX => Ok((len, hasher.finalize())),
+            _ => Err(Error::Corrupt(format!(
+                "a segment's footer would take {len} bytes"
+            ))),
+        }
+    }
+
+    /// Hands the last bytes to the file and syncs it.
+    fn finish(mut self) -> Result<(), Error> {
+        self.file.append(&self.bytes)?;
+        self.taken += self.bytes.len() as u64;
+        self.bytes.clear();
+        self.file.sync()
+    }
+}
+
+/// Bytes on their way to an `Output`, counted and checksummed.
+struct Checksummed<'o, 'a> {
+    output: &'o mut Output<'a>,
+    hasher: crc32fast::Hasher,
+    len: u64,
+}
+
+impl std::io::Write for Checksummed<'_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let output = &mut *self.output;
+        output.bytes.extend_from_slice(bytes);
+        if output.bytes.len() >= TAKE_BYTES {
+            if let Err(error) = output.file.disk.append(output.file.path, &output.bytes) {
+                let kind = error.kind();
+                output.failed = Some(error);
+                return Err(kind.into());
+            }
+            output.taken += output.bytes.len() as u64;
+            output.bytes.clear();
+        }
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -517,7 +620,7 @@ pub(crate) fn write<'a>(
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
-) -> Result<(Footer, Format), Error> {
+) -> Result<(Footer<Counts>, Format), Error> {
     let file = Written::begin(disk, temporary)?;
     let collected_len = Some(events.len());
     let mut writer = SegmentWriter::new(file, seq_first, seq_end, replaces, collected_len)?;
@@ -658,13 +761,25 @@ fn read_dictionary(
 }
 
 impl Segment {
-    pub fn from_footer(
+    /// The segment a footer describes, and the footer's counts.
+    pub fn from_footer<M>(
         number: u32,
         path: PathBuf,
         generation: u64,
-        footer: Footer,
+        footer: Footer<M>,
         format: Format,
-    ) -> (Segment, Minutes) {
+    ) -> (Segment, M) {
+        let Footer {
+            mut blocks,
+            mut id_chunks,
+            mut contact_chunks,
+            ..
+        } = footer;
+        // A writer's lists grew by doubling: what they do not use would be held for as
+        // long as the segment is.
+        blocks.shrink_to_fit();
+        id_chunks.shrink_to_fit();
+        contact_chunks.shrink_to_fit();
         let segment = Segment {
             number,
             path,
@@ -674,12 +789,14 @@ impl Segment {
             events_len: footer.events_len,
             timestamp_min: footer.timestamp_min,
             timestamp_max: footer.timestamp_max,
-            blocks: footer.blocks,
-            id_chunks: footer.id_chunks,
-            id_last: footer.id_last,
-            contact_chunks: footer.contact_chunks,
-            ids: footer.ids,
-            contacts: footer.contacts,
+            index: Arc::new(Index {
+                blocks,
+                id_chunks,
+                id_last: footer.id_last,
+                contact_chunks,
+                ids: footer.ids,
+                contacts: footer.contacts,
+            }),
             replaces: footer.replaces,
             format,
         };
@@ -737,7 +854,7 @@ impl Segment {
         index: usize,
         wanted: Option<&[TimeKey]>,
     ) -> Result<Vec<Stored>, Error> {
-        let block = &self.blocks[index];
+        let block = &self.index.blocks[index];
         let bytes = disk
             .read_at(&self.path, block.offset, block.len as usize)
             .map_err(io_error(&self.path))?;
@@ -761,7 +878,7 @@ impl Segment {
     /// Every event, in (timestamp, id) order.
     pub fn events(&self, disk: &dyn Disk) -> Result<Vec<Stored>, Error> {
         let mut events = Vec::with_capacity(self.events_len as usize);
-        for index in 0..self.blocks.len() {
+        for index in 0..self.index.blocks.len() {
             events.extend(self.read_block(disk, index)?);
         }
         Ok(events)
@@ -771,16 +888,16 @@ impl Segment {
     /// events the blocks hold.
     pub fn verify(&self, disk: &dyn Disk) -> Result<u64, Error> {
         let mut ids_len = 0;
-        for index in 0..self.id_chunks.len() {
+        for index in 0..self.index.id_chunks.len() {
             for (id, timestamp_ms) in self.id_chunk(disk, index)? {
                 if self.block_of((timestamp_ms, id)).is_none() {
-                    let offset = self.id_chunks[index].offset;
+                    let offset = self.index.id_chunks[index].offset;
                     return Err(damaged(&self.path, offset, "an id's time is in no block"));
                 }
                 ids_len += 1;
             }
         }
-        for index in 0..self.contact_chunks.len() {
+        for index in 0..self.index.contact_chunks.len() {
             self.contact_chunk(disk, index)?;
         }
         let events_len = self.events(disk)?.len() as u64;
@@ -796,17 +913,24 @@ impl Segment {
 
     /// The block that holds the event of this key, if any block's range holds it.
     fn block_of(&self, key: TimeKey) -> Option<usize> {
-        let at = self.blocks.partition_point(|block| block.first <= key);
-        at.checked_sub(1).filter(|at| key <= self.blocks[*at].last)
+        let at = self
+            .index
+            .blocks
+            .partition_point(|block| block.first <= key);
+        at.checked_sub(1)
+            .filter(|at| key <= self.index.blocks[*at].last)
     }
 
     /// The stored event with this id, if the segment holds it.
     pub fn get(&self, disk: &dyn Disk, id: &Uuid) -> Result<Option<Event>, Error> {
-        if *id > self.id_last || !self.ids.may_hold(id.as_bytes()) {
+        if *id > self.index.id_last || !self.index.ids.may_hold(id.as_bytes()) {
             return Ok(None);
         }
-        let at = self.id_chunks.partition_point(|chunk| chunk.first <= *id);
-        let Some(chunk) = at.checked_sub(1).map(|at| &self.id_chunks[at]) else {
+        let at = self
+            .index
+            .id_chunks
+            .partition_point(|chunk| chunk.first <= *id);
+        let Some(chunk) = at.checked_sub(1).map(|at| &self.index.id_chunks[at]) else {
             return Ok(None);
         };
         let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
@@ -827,7 +951,7 @@ impl Segment {
 
     /// The entries of id chunk `index`, in id order.
     fn id_chunk(&self, disk: &dyn Disk, index: usize) -> Result<Vec<(Uuid, i64)>, Error> {
-        let chunk = &self.id_chunks[index];
+        let chunk = &self.index.id_chunks[index];
         let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
         let entries = self.id_entries(&bytes, chunk.offset)?;
         Ok(entries.iter().map(id_entry).collect())
@@ -892,7 +1016,7 @@ impl Segment {
         disk: &dyn Disk,
         index: usize,
     ) -> Result<Vec<(String, i64, Uuid)>, Error> {
-        let chunk = &self.contact_chunks[index];
+        let chunk = &self.index.contact_chunks[index];
         let mut entries = Vec::with_capacity(CHUNK_ENTRIES);
         let mut utf8 = true;
         self.visit_contact_chunk(
@@ -915,7 +1039,7 @@ impl Segment {
 
     /// Whether the segment may hold events of `contact_id`.
     pub fn may_hold_contact(&self, contact_id: &str) -> bool {
-        self.contacts.may_hold(contact_id.as_bytes())
+        self.index.contacts.may_hold(contact_id.as_bytes())
     }
 
     /// The contact's events in [`since_ms`, `until_ms`): their keys and blocks, in
@@ -933,13 +1057,14 @@ impl Segment {
         let since_ms = since_ms.unwrap_or(i64::MIN);
         let until_ms = until_ms.unwrap_or(i64::MAX);
         let start = self
+            .index
             .contact_chunks
             .partition_point(|chunk| {
                 (chunk.first.0.as_str(), chunk.first.1) < (contact_id, since_ms)
             })
             .saturating_sub(1);
         let mut keys = Vec::new();
-        for chunk in &self.contact_chunks[start..] {
+        for chunk in &self.index.contact_chunks[start..] {
             if (chunk.first.0.as_str(), chunk.first.1) >= (contact_id, until_ms) {
                 break;
             }
@@ -1022,9 +1147,9 @@ impl Segment {
         }
         let since = filter.since_ms.unwrap_or(i64::MIN);
         let until = filter.until_ms.unwrap_or(i64::MAX);
-        let overlapping: Vec<usize> = (0..self.blocks.len())
+        let overlapping: Vec<usize> = (0..self.index.blocks.len())
             .filter(|index| {
-                let block = &self.blocks[*index];
+                let block = &self.index.blocks[*index];
                 block.last.0 >= since && block.first.0 < until
             })
             .collect();
@@ -1036,7 +1161,7 @@ impl Segment {
             if events.len() >= fetch {
                 break;
             }
-            let block = &self.blocks[index];
+            let block = &self.index.blocks[index];
             // The block's key nearest the end of the order: if even it is not beyond
             // the cursor, nothing in the block is.
             let nearest = match order {
@@ -1070,7 +1195,7 @@ pub(crate) fn merge(
     disk: &dyn Disk,
     inputs: &[Segment],
     temporary: &Path,
-) -> Result<(Footer, Format), Error> {
+) -> Result<(Footer<Counts>, Format), Error> {
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
         return Err(Error::Corrupt("a merge of no segments".to_owned()));
     };
@@ -1084,7 +1209,10 @@ pub(crate) fn merge(
     let file = Written::begin(disk, temporary)?;
     let mut writer = SegmentWriter::new(file, first.seq_first, last.seq_end, replaces, None)?;
     let mut events = Merged::new(
-        inputs.iter().map(|input| input.blocks.len()).collect(),
+        inputs
+            .iter()
+            .map(|input| input.index.blocks.len())
+            .collect(),
         |input, block| {
             Ok(inputs[input]
                 .read_block(disk, block)?
@@ -1098,12 +1226,12 @@ pub(crate) fn merge(
     }
     let ids = merged_entries(
         inputs,
-        |input| input.id_chunks.len(),
+        |input| input.index.id_chunks.len(),
         |input, chunk| input.id_chunk(disk, chunk),
     )?;
     let contacts = merged_entries(
         inputs,
-        |input| input.contact_chunks.len(),
+        |input| input.index.contact_chunks.len(),
         |input, chunk| input.contact_chunk(disk, chunk),
     )?;
     writer.finish_with(ids, contacts)

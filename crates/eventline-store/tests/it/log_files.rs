@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_store::log::{LogOptions, LogStore};
-use eventline_store::{Error, Store};
+use eventline_store::{Error, Outcome, Store, Submission};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -110,6 +110,47 @@ async fn a_write_cut_short_is_cut_off_and_the_log_goes_on() {
     drop(store);
     let store = open(dir.path()).expect("reopen after a new commit");
     assert_eq!(ids(&store).await, [1, 2, 3, 4, 9]);
+}
+
+/// How many events the store counts, over every type.
+async fn counted(store: &dyn Store) -> u64 {
+    let types = store.event_types().await.expect("types");
+    types.iter().map(|(_, count)| count).sum()
+}
+
+#[tokio::test]
+async fn a_large_commit_is_written_in_blocks_of_whole_submissions() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(dir.path()).expect("open");
+    // Three submissions of 2,000 events, each more than a block's megabyte as the
+    // memtable counts them, in one commit.
+    let submissions: Vec<Submission> = (0..3u128)
+        .map(|submission| Submission {
+            events: (1..=2_000)
+                .map(|n| event(submission * 10_000 + n, "c", n as i64))
+                .collect(),
+        })
+        .collect();
+    let outcomes = store.append(submissions).await.expect("append");
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, Outcome::Stored(_)))
+    );
+    drop(store);
+    let store = open(dir.path()).expect("reopen");
+    assert_eq!(counted(&store).await, 6_000);
+    drop(store);
+
+    // The write cut short inside the last block: the first two submissions are whole,
+    // and nothing of the third is left.
+    let path = log_files(dir.path())[0].clone();
+    rewrite(&path, |bytes| bytes.truncate(bytes.len() - 10));
+    let store = open(dir.path()).expect("reopen after a cut");
+    assert_eq!(counted(&store).await, 4_000);
+    let first = ids(&store).await;
+    assert_eq!(first.len(), 1_000);
+    assert!(first.iter().all(|id| *id < 20_000));
 }
 
 #[tokio::test]
