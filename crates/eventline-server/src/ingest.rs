@@ -326,7 +326,7 @@ async fn commit(store: &dyn Store, jobs: Vec<Job>) -> u64 {
                 })
                 .flatten()
                 .fold((0_u64, 0_u64), |(stored, replayed), appended| {
-                    if appended.replayed {
+                    if appended.replayed() {
                         (stored, replayed + 1)
                     } else {
                         (stored + 1, replayed)
@@ -395,10 +395,7 @@ mod tests {
                     submission
                         .events
                         .into_iter()
-                        .map(|event| Appended {
-                            event,
-                            replayed: false,
-                        })
+                        .map(|event| Appended::new(event.id))
                         .collect(),
                 )
             });

@@ -66,10 +66,9 @@ fn decide_one<'a>(
         let earlier =
             earlier(&event.id).or_else(|| taken.get(&event.id).and_then(|at| accepted.get(*at)));
         match earlier {
-            Some(earlier) if earlier.is_same_submission(event) => appended.push(Appended {
-                event: earlier.clone(),
-                replayed: true,
-            }),
+            Some(earlier) if earlier.is_same_submission(event) => {
+                appended.push(Appended::replay(earlier.clone()));
+            }
             Some(_) => {
                 return Err(Outcome::Conflict {
                     index,
@@ -79,10 +78,7 @@ fn decide_one<'a>(
             None => {
                 taken.insert(event.id, accepted.len());
                 accepted.push(event.clone());
-                appended.push(Appended {
-                    event: event.clone(),
-                    replayed: false,
-                });
+                appended.push(Appended::new(event.id));
             }
         }
     }

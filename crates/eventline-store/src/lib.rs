@@ -96,11 +96,37 @@ pub enum Outcome {
     Suppressed { index: usize, contact_id: String },
 }
 
+/// One event of a stored submission.
 #[derive(Debug, Clone)]
 pub struct Appended {
-    /// The event as stored; for a replay, the copy stored first.
-    pub event: Event,
-    pub replayed: bool,
+    pub id: Uuid,
+    /// For a replay, the copy stored first, which is what its answer shows; `None` for an
+    /// event stored now, as it was submitted. The submitted events are not copied into
+    /// the answer: a batch's answer needs only the ids, and under an import the copies
+    /// were tens of megabytes held through each commit.
+    pub replay_of: Option<Event>,
+}
+
+impl Appended {
+    /// An event stored now.
+    pub fn new(id: Uuid) -> Appended {
+        Appended {
+            id,
+            replay_of: None,
+        }
+    }
+
+    /// A replay of `stored`, the copy stored first.
+    pub fn replay(stored: Event) -> Appended {
+        Appended {
+            id: stored.id,
+            replay_of: Some(stored),
+        }
+    }
+
+    pub fn replayed(&self) -> bool {
+        self.replay_of.is_some()
+    }
 }
 
 /// A read in commit order: the matching events after a position, and how far the read

@@ -1441,7 +1441,7 @@ impl Store for LogStore {
                 Outcome::Stored(appended) => Some(
                     appended
                         .iter()
-                        .filter(|appended| !appended.replayed)
+                        .filter(|appended| !appended.replayed())
                         .count(),
                 ),
                 _ => None,

@@ -502,11 +502,8 @@ async fn take_raced_replays(
     for outcome in outcomes.iter_mut() {
         if let Outcome::Stored(appended) = outcome {
             for entry in appended.iter_mut() {
-                if let Some(copy) = stored.get(&entry.event.id) {
-                    *entry = Appended {
-                        event: copy.clone(),
-                        replayed: true,
-                    };
+                if let Some(copy) = stored.get(&entry.id) {
+                    *entry = Appended::replay(copy.clone());
                 }
             }
         }
@@ -807,7 +804,7 @@ mod tests {
                     .iter()
                     .map(|outcome| match outcome {
                         Outcome::Stored(appended) => {
-                            appended.iter().filter(|entry| !entry.replayed).count()
+                            appended.iter().filter(|entry| !entry.replayed()).count()
                         }
                         _ => panic!("{outcome:?}"),
                     })

@@ -488,21 +488,27 @@ fn append_blocking(
     let mut transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut seq: i64 = transaction.query_row(SEQ_HEAD_SQL, [], |row| row.get(0))?;
     let mut outcomes = Vec::with_capacity(submissions.len());
+    // The events stored now, for the counts.
+    let mut new_events = Vec::new();
     for submission in submissions {
         let outcome = if submission.events.len() == 1 || !may_conflict(&transaction, &submission)? {
-            append_submission(&transaction, submission, &mut seq)?
+            append_submission(&transaction, submission, &mut seq, &mut new_events)?
         } else {
             let savepoint = transaction.savepoint()?;
-            let outcome = append_submission(&savepoint, submission, &mut seq)?;
+            let stored_before = new_events.len();
+            let outcome = append_submission(&savepoint, submission, &mut seq, &mut new_events)?;
             match outcome {
                 Outcome::Stored(_) => savepoint.commit()?,
-                Outcome::Conflict { .. } | Outcome::Suppressed { .. } => savepoint.finish()?,
+                Outcome::Conflict { .. } | Outcome::Suppressed { .. } => {
+                    savepoint.finish()?;
+                    new_events.truncate(stored_before);
+                }
             }
             outcome
         };
         outcomes.push(outcome);
     }
-    count_new_events(&transaction, &outcomes)?;
+    count_new_events(&transaction, &new_events)?;
     transaction.commit()?;
     Ok(outcomes)
 }
@@ -525,17 +531,8 @@ fn may_conflict(connection: &Connection, submission: &Submission) -> Result<bool
 
 /// Adds the group's newly stored events to `event_counts` and `event_counts_hourly`: one
 /// upsert per minute (and hour), type and scope, in the group's transaction.
-fn count_new_events(connection: &Connection, outcomes: &[Outcome]) -> Result<(), Error> {
-    let new_events = outcomes
-        .iter()
-        .filter_map(|outcome| match outcome {
-            Outcome::Stored(appended) => Some(appended),
-            _ => None,
-        })
-        .flatten()
-        .filter(|appended| !appended.replayed)
-        .map(|appended| &appended.event);
-    let counts = page_sql::counts_per_minute(new_events);
+fn count_new_events(connection: &Connection, new_events: &[Event]) -> Result<(), Error> {
+    let counts = page_sql::counts_per_minute(new_events.iter());
     let mut upsert = connection.prepare_cached(
         "INSERT INTO event_counts (minute, event_type, scope, count) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (minute, event_type, scope) DO UPDATE SET count = count + excluded.count",
@@ -558,11 +555,13 @@ fn count_new_events(connection: &Connection, outcomes: &[Outcome]) -> Result<(),
 }
 
 /// Stores one submission's events; `seq` is the last `seq` given out, advanced for each
-/// event stored.
+/// event stored, and each event stored now is added to `new_events`. A submission
+/// refused may have added some: the caller, which rolls it back, takes them off.
 fn append_submission(
     connection: &Connection,
     submission: Submission,
     seq: &mut i64,
+    new_events: &mut Vec<Event>,
 ) -> Result<Outcome, Error> {
     let mut insert = connection.prepare_cached(
         "INSERT INTO events (seq, id, timestamp_ms, received_at_ms, client_timestamp_ms, event_type, contact_id, scope, content, checksum)
@@ -597,10 +596,8 @@ fn append_submission(
         ])?;
         if inserted == 1 {
             *seq += 1;
-            appended.push(Appended {
-                event,
-                replayed: false,
-            });
+            appended.push(Appended::new(event.id));
+            new_events.push(event);
             continue;
         }
         let stored = event_by_id(connection, event.id)?.ok_or_else(|| {
@@ -615,10 +612,7 @@ fn append_submission(
                 id: event.id,
             });
         }
-        appended.push(Appended {
-            event: stored,
-            replayed: true,
-        });
+        appended.push(Appended::replay(stored));
     }
     Ok(Outcome::Stored(appended))
 }

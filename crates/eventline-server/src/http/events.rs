@@ -66,17 +66,18 @@ async fn post_event(
     let bytes = body::read(body, state.config.limits.event_body_bytes_max).await?;
     let event =
         event::parse_event(&bytes, &state.config.limits)?.stamp(received_at_ms, Uuid::now_v7())?;
+    // The answer to a new event is the event as submitted; the store answers a replay
+    // with the copy it stored first.
+    let submitted = event.clone();
     match state.ingest.submit(vec![event]).await? {
         Outcome::Stored(mut appended) => {
             let appended = appended
                 .pop()
                 .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the store answered no event"))?;
-            let status = if appended.replayed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            Ok((status, Json(appended.event)).into_response())
+            match appended.replay_of {
+                Some(stored) => Ok((StatusCode::OK, Json(stored)).into_response()),
+                None => Ok((StatusCode::CREATED, Json(submitted)).into_response()),
+            }
         }
         Outcome::Conflict { id, .. } => Err(ApiError::conflict(None, id)),
         Outcome::Suppressed { contact_id, .. } => Err(ApiError::suppressed(None, &contact_id)),
@@ -109,11 +110,14 @@ async fn post_batch(
     let events = stamp_all(new_events, received_at_ms)?;
     match state.ingest.submit(events).await? {
         Outcome::Stored(appended) => {
-            let replayed = appended.iter().filter(|appended| appended.replayed).count();
+            let replayed = appended
+                .iter()
+                .filter(|appended| appended.replayed())
+                .count();
             let answer = BatchAnswer {
                 stored: appended.len() - replayed,
                 replayed,
-                ids: appended.iter().map(|appended| appended.event.id).collect(),
+                ids: appended.iter().map(|appended| appended.id).collect(),
             };
             let status = if answer.stored > 0 || answer.ids.is_empty() {
                 StatusCode::CREATED

@@ -146,9 +146,9 @@ pub async fn replay_returns_stored_event_and_conflict_stores_nothing(store: &dyn
     let Outcome::Stored(appended) = &outcomes[0] else {
         panic!("replay refused: {outcomes:?}")
     };
-    assert!(appended[0].replayed);
+    let stored = appended[0].replay_of.as_ref().expect("a replay");
     assert_eq!(
-        appended[0].event.received_at_ms, first.received_at_ms,
+        stored.received_at_ms, first.received_at_ms,
         "the first copy is answered"
     );
 
@@ -225,7 +225,10 @@ pub async fn an_id_twice_in_one_submission(store: &dyn Store) {
     let Outcome::Stored(appended) = &outcomes[1] else {
         panic!("a repeated event was refused: {outcomes:?}")
     };
-    let replayed: Vec<bool> = appended.iter().map(|appended| appended.replayed).collect();
+    let replayed: Vec<bool> = appended
+        .iter()
+        .map(|appended| appended.replayed())
+        .collect();
     assert_eq!(replayed, vec![false, true]);
     assert!(matches!(outcomes[2], Outcome::Conflict { index: 2, .. }));
     let all = walk(store, &Filter::default(), Order::Asc, 10).await;

@@ -142,7 +142,9 @@ async fn flushed_events_read_as_the_memtable_reads_them_across_a_restart() {
         }])
         .await
         .expect("append");
-    assert!(matches!(&outcomes[0], eventline_store::Outcome::Stored(stored) if stored[0].replayed));
+    assert!(
+        matches!(&outcomes[0], eventline_store::Outcome::Stored(stored) if stored[0].replayed())
+    );
     let mut changed = first;
     changed.event_type = "other".to_owned();
     let outcomes = store
