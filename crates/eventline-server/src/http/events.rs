@@ -107,6 +107,9 @@ async fn post_batch(
     };
     let bytes = body::read(body, state.config.limits.batch_body_bytes_max).await?;
     let new_events = batch::parse_batch(&bytes, format, &state.config.limits)?;
+    // The events own copies of what they need: the body (megabytes for a large batch)
+    // is not held through the commit.
+    drop(bytes);
     let events = stamp_all(new_events, received_at_ms)?;
     match state.ingest.submit(events).await? {
         Outcome::Stored(appended) => {
