@@ -522,8 +522,13 @@ impl Output<'_> {
 
     /// Hands the bytes made to the file once there are `TAKE_BYTES` of them.
     fn spill(&mut self) -> Result<(), Error> {
-        if self.bytes.len() >= TAKE_BYTES {
-            self.file.append(&self.bytes)?;
+        self.hand_over(TAKE_BYTES).map_err(io_error(self.file.path))
+    }
+
+    /// Hands the bytes made to the file if there are at least `at_least` of them.
+    fn hand_over(&mut self, at_least: usize) -> std::io::Result<()> {
+        if self.bytes.len() >= at_least {
+            self.file.disk.append(self.file.path, &self.bytes)?;
             self.taken += self.bytes.len() as u64;
             self.bytes.clear();
         }
@@ -573,9 +578,7 @@ impl Output<'_> {
 
     /// Hands the last bytes to the file and syncs it.
     fn finish(mut self) -> Result<(), Error> {
-        self.file.append(&self.bytes)?;
-        self.taken += self.bytes.len() as u64;
-        self.bytes.clear();
+        self.hand_over(0).map_err(io_error(self.file.path))?;
         self.file.sync()
     }
 }
@@ -591,14 +594,10 @@ impl std::io::Write for Checksummed<'_, '_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let output = &mut *self.output;
         output.bytes.extend_from_slice(bytes);
-        if output.bytes.len() >= TAKE_BYTES {
-            if let Err(error) = output.file.disk.append(output.file.path, &output.bytes) {
-                let kind = error.kind();
-                output.failed = Some(error);
-                return Err(kind.into());
-            }
-            output.taken += output.bytes.len() as u64;
-            output.bytes.clear();
+        if let Err(error) = output.hand_over(TAKE_BYTES) {
+            let kind = error.kind();
+            output.failed = Some(error);
+            return Err(kind.into());
         }
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
@@ -641,12 +640,6 @@ impl<'a> Written<'a> {
     fn begin(disk: &'a dyn Disk, path: &'a Path) -> Result<Written<'a>, Error> {
         super::remove_if_present(disk, path)?;
         Ok(Written { disk, path })
-    }
-
-    fn append(&self, bytes: &[u8]) -> Result<(), Error> {
-        self.disk
-            .append(self.path, bytes)
-            .map_err(io_error(self.path))
     }
 
     fn sync(&self) -> Result<(), Error> {
