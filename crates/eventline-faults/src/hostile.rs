@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use eventline_server::{App, Config};
 use eventline_store::Durability;
-use eventline_store::sqlite::{SqliteOptions, SqliteStore};
+use eventline_store::log::{LogOptions, LogStore};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -31,12 +31,12 @@ fn target() -> &'static Target {
             .expect("runtime");
         let dir = tempfile::tempdir().expect("temporary directory");
         let app = runtime.block_on(async {
-            // Durability is not under test here; speed is.
-            let options = SqliteOptions {
+            // The default embedded store. Durability is not under test here; speed is.
+            let options = LogOptions {
                 durability: Durability::Normal,
-                ..SqliteOptions::default()
+                ..LogOptions::default()
             };
-            let store = SqliteStore::open(dir.path(), &options).expect("store");
+            let store = LogStore::open(dir.path(), &options).expect("store");
             let mut config = Config::new(dir.path().to_owned());
             config.rate_limits.per_ip_per_second = 0;
             App::with_store(config, Arc::new(store)).expect("app")

@@ -12,17 +12,17 @@ use uuid::Uuid;
 
 /// Where a node keeps events.
 pub enum Storage {
-    /// The embedded store in a temporary directory.
-    Dir(tempfile::TempDir),
-    /// The embedded log store in a temporary directory.
+    /// The embedded SQLite store in a temporary directory.
+    SqliteDir(tempfile::TempDir),
+    /// The embedded log store, the default, in a temporary directory.
     LogDir(tempfile::TempDir),
     /// A PostgreSQL database.
     Database(String),
 }
 
 impl Storage {
-    pub fn dir() -> Storage {
-        Storage::Dir(tempfile::tempdir().expect("temporary directory"))
+    pub fn sqlite_dir() -> Storage {
+        Storage::SqliteDir(tempfile::tempdir().expect("temporary directory"))
     }
 
     /// A fresh database in this process's throwaway cluster.
@@ -37,7 +37,7 @@ impl Storage {
 
     pub fn name(&self) -> &'static str {
         match self {
-            Storage::Dir(_) => "embedded",
+            Storage::SqliteDir(_) => "embedded sqlite",
             Storage::LogDir(_) => "embedded log",
             Storage::Database(_) => "postgres",
         }
@@ -45,7 +45,12 @@ impl Storage {
 
     fn args(&self) -> Vec<String> {
         match self {
-            Storage::Dir(dir) => vec!["--data-dir".to_owned(), path_text(dir.path())],
+            Storage::SqliteDir(dir) => vec![
+                "--data-dir".to_owned(),
+                path_text(dir.path()),
+                "--embedded-format".to_owned(),
+                "sqlite".to_owned(),
+            ],
             Storage::LogDir(dir) => vec![
                 "--data-dir".to_owned(),
                 path_text(dir.path()),

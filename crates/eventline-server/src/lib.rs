@@ -227,6 +227,13 @@ impl App {
                 let data_dir = config.data_dir.clone();
                 match EmbeddedFormat::choose(&data_dir, config.embedded_format)? {
                     EmbeddedFormat::Sqlite => {
+                        if config.embedded_format.is_none() {
+                            tracing::info!(
+                                data_dir = %data_dir.display(),
+                                "this data directory holds the SQLite store, kept as it is; \
+                                 asking for the log store (--embedded-format log) upgrades it"
+                            );
+                        }
                         let options = SqliteOptions {
                             durability: config.durability,
                             ..SqliteOptions::default()

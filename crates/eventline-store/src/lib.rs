@@ -31,9 +31,10 @@ pub enum Durability {
 /// The two forms of the embedded store: a data directory holds one or the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmbeddedFormat {
-    /// SQLite (`sqlite`), the default.
+    /// SQLite (`sqlite`): what data directories held before the log store, and still
+    /// can, asked for.
     Sqlite,
-    /// The log store (`log`), step 1 of `docs/storage-design.md`.
+    /// The log store (`log`, `docs/storage-design.md`), the default.
     Log,
 }
 
@@ -56,8 +57,9 @@ impl EmbeddedFormat {
         }
     }
 
-    /// The format to open `data_dir` with: the one it holds, or `asked` (SQLite if not
-    /// asked) for a new store. Asking for the log store on a SQLite store chooses the log
+    /// The format to open `data_dir` with: the one it holds, or `asked` (the log store if
+    /// not asked) for a new store. A SQLite store is kept as it is unless the log store is
+    /// asked for: the upgrade cannot be undone, so it is the operator's to choose. Asking for the log store on a SQLite store chooses the log
     /// store, which the SQLite store is to be upgraded to (`log::upgrade`); the other way
     /// is refused.
     pub fn choose(
@@ -72,7 +74,7 @@ impl EmbeddedFormat {
                 asked: asked.name(),
             }),
             (Some(found), _) => Ok(found),
-            (None, asked) => Ok(asked.unwrap_or(EmbeddedFormat::Sqlite)),
+            (None, asked) => Ok(asked.unwrap_or(EmbeddedFormat::Log)),
         }
     }
 }

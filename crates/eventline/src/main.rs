@@ -118,11 +118,11 @@ struct ServeArgs {
     /// so that any number of servers can share the database. Default: the embedded store.
     #[arg(long, env = "EVENTLINE_DATABASE_URL")]
     database: Option<String>,
-    /// The embedded store's format for a new data directory: `sqlite` (the default) or
-    /// `log`, the log-structured store that is to replace it (experimental, see
-    /// docs/storage-design.md). A directory that holds a store is
-    /// opened in its own format, except that `log` asked of a SQLite directory upgrades
-    /// it, one way (the database is kept as `eventline.sqlite3.migrated`).
+    /// The embedded store's format for a new data directory: `log` (the default), the
+    /// log-structured store (docs/storage-design.md), or `sqlite`, the store before it. A
+    /// directory that holds a store is opened in its own format, except that `log` asked
+    /// of a SQLite directory upgrades it, one way (the database is kept as
+    /// `eventline.sqlite3.migrated`).
     #[arg(long, env = "EVENTLINE_EMBEDDED_FORMAT", value_enum)]
     embedded_format: Option<FormatArg>,
     /// The log store's bound on the events it holds in memory, in MiB, reached only when
@@ -324,12 +324,14 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         )
         .with_context(open_error)?
         .verify(),
-        Some(EmbeddedFormat::Sqlite) | None => eventline_store::sqlite::SqliteStore::open(
+        Some(EmbeddedFormat::Sqlite) => eventline_store::sqlite::SqliteStore::open(
             &args.data_dir,
             &eventline_store::sqlite::SqliteOptions::default(),
         )
         .with_context(open_error)?
         .verify(),
+        // Opening would create a store where there is none to check.
+        None => anyhow::bail!("{} holds no store", args.data_dir.display()),
     }
     .context("cannot read the store")?;
     for problem in &verified.problems {

@@ -236,7 +236,16 @@ describe('against a server', () => {
 
 test('errors: 429 and 503 from a server whose database is locked, with Retry-After honoured', async () => {
   // A queue of one event: while one post waits on the lock, another is refused with 429.
-  const server = await startServer(['--ingest-queue-events-max', '1', '--batch-len-max', '1'])
+  // The lock is SQLite's, taken with the sqlite3 shell, so this server keeps the SQLite
+  // store rather than the default log store.
+  const server = await startServer([
+    '--embedded-format',
+    'sqlite',
+    '--ingest-queue-events-max',
+    '1',
+    '--batch-len-max',
+    '1',
+  ])
   try {
     await lockedDatabaseErrors(server)
     // The lock gone, the same call succeeds.

@@ -97,8 +97,8 @@ async fn written_then_killed(storage: &Storage) -> (Node, Arc<Ledger>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_to_synced_data_is_refused_never_served() {
     let trials = Scale::from_env().pick(12, 100);
-    let storage = Storage::dir();
-    let Storage::Dir(dir) = &storage else {
+    let storage = Storage::sqlite_dir();
+    let Storage::SqliteDir(dir) = &storage else {
         unreachable!()
     };
     let client = eventline_faults::node::client();
@@ -138,8 +138,8 @@ async fn damage_to_synced_data_is_refused_never_served() {
     let len = std::fs::metadata(&database).expect("database").len() as usize;
     let (mut served_whole, mut refused) = (0, 0);
     for _ in 0..trials {
-        let damaged = Storage::dir();
-        let Storage::Dir(damaged_dir) = &damaged else {
+        let damaged = Storage::sqlite_dir();
+        let Storage::SqliteDir(damaged_dir) = &damaged else {
             unreachable!()
         };
         copy_store(dir.path(), damaged_dir.path());

@@ -50,8 +50,8 @@ async fn crash_loop(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_loop_embedded() {
-    crash_loop(Storage::dir()).await;
+async fn crash_loop_sqlite() {
+    crash_loop(Storage::sqlite_dir()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

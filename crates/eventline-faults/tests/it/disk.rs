@@ -125,7 +125,7 @@ fn mount(args: &[&str], dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_refuses_writes_keeps_reads_and_resumes() {
-    disk_full(Storage::dir(), "4m").await;
+    disk_full(Storage::sqlite_dir(), "4m").await;
 }
 
 /// A smaller disk: the log store compresses the harness's events to about 10 bytes
@@ -136,7 +136,7 @@ async fn disk_full_refuses_writes_keeps_reads_and_resumes_log() {
 }
 
 async fn disk_full(storage: Storage, size: &str) {
-    let (Storage::Dir(dir) | Storage::LogDir(dir)) = &storage else {
+    let (Storage::SqliteDir(dir) | Storage::LogDir(dir)) = &storage else {
         unreachable!()
     };
     let tmpfs = Tmpfs::mount(dir.path(), size);
@@ -170,7 +170,7 @@ async fn disk_full(storage: Storage, size: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes() {
-    read_only(EmbeddedFormat::Sqlite, "embedded").await;
+    read_only(EmbeddedFormat::Sqlite, "embedded sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

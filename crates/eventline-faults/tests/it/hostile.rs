@@ -74,7 +74,7 @@ fn corpus_replays_without_a_5xx() {
         }
     }
     eprintln!(
-        "| 8 corpus replay | embedded | - | 0 | 0 | 0 | - | {inputs} inputs, none answered 5xx |"
+        "| 8 corpus replay | embedded log | - | 0 | 0 | 0 | - | {inputs} inputs, none answered 5xx |"
     );
 }
 
@@ -94,7 +94,7 @@ async fn closed_by_server(stream: &mut TcpStream, deadline: Instant) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_and_huge_headers_never_hang_the_server() {
-    let storage = Storage::dir();
+    let storage = Storage::log_dir();
     let node = Node::start(
         &storage,
         &["--ip-rate-limit", "0", "--header-timeout-s", "5"],
@@ -218,7 +218,7 @@ async fn slow_clients_and_huge_headers_never_hang_the_server() {
     drop(slow_bodies);
     node.stop().await;
     eprintln!(
-        "| 8 slow clients, huge headers | embedded | 50 | 0 | 0 | 0 | - | 300 slowloris connections closed by the header deadline, 100 slow bodies; 1 MB header, 10,000 headers, 1 MB URL refused with a 4xx |"
+        "| 8 slow clients, huge headers | embedded log | 50 | 0 | 0 | 0 | - | 300 slowloris connections closed by the header deadline, 100 slow bodies; 1 MB header, 10,000 headers, 1 MB URL refused with a 4xx |"
     );
 }
 
@@ -235,7 +235,7 @@ async fn schemathesis_finds_no_server_error() {
         "examples,coverage,fuzzing",
         "examples,coverage,fuzzing,stateful",
     );
-    let storage = Storage::dir();
+    let storage = Storage::log_dir();
     let node = Node::start(&storage, &["--ip-rate-limit", "0", "--key-rate-limit", "0"]).await;
     let report = tempfile::tempdir().expect("temporary directory");
     let output = tokio::process::Command::new("st")
@@ -274,6 +274,6 @@ async fn schemathesis_finds_no_server_error() {
         String::from_utf8_lossy(&output.stderr)
     );
     eprintln!(
-        "| 8 schemathesis | embedded | - | 0 | 0 | 0 | - | {examples} examples per operation: {generated}, every check passed |"
+        "| 8 schemathesis | embedded log | - | 0 | 0 | 0 | - | {examples} examples per operation: {generated}, every check passed |"
     );
 }

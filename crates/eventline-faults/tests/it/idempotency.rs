@@ -82,8 +82,8 @@ async fn idempotency(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotency_embedded() {
-    idempotency(Storage::dir()).await;
+async fn idempotency_sqlite() {
+    idempotency(Storage::sqlite_dir()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,7 @@ fn ks(count: u64, spread: Option<u64>) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_writes_and_syncs_never_acknowledge_lost_events() {
-    io_errors(EmbeddedFormat::Sqlite, "embedded").await;
+    io_errors(EmbeddedFormat::Sqlite, "embedded sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

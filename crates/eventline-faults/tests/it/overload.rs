@@ -206,8 +206,8 @@ async fn overload(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overload_embedded() {
-    overload(Storage::dir()).await;
+async fn overload_sqlite() {
+    overload(Storage::sqlite_dir()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,8 +138,8 @@ async fn pagination(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pagination_embedded() {
-    pagination(Storage::dir()).await;
+async fn pagination_sqlite() {
+    pagination(Storage::sqlite_dir()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,7 +81,7 @@ async fn power_loss(
 
 fn store_name(format: EmbeddedFormat) -> &'static str {
     match format {
-        EmbeddedFormat::Sqlite => "embedded",
+        EmbeddedFormat::Sqlite => "embedded sqlite",
         EmbeddedFormat::Log => "embedded log",
     }
 }

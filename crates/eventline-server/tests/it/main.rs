@@ -2,8 +2,8 @@
 //! data directory and talks to it over loopback.
 //!
 //! With `EVENTLINE_TEST_STORE=postgres` every test runs on a fresh PostgreSQL database
-//! instead, and with `EVENTLINE_TEST_STORE=log` on the embedded log store (scripts/test
-//! runs this binary all three ways).
+//! instead, and with `EVENTLINE_TEST_STORE=sqlite` on the embedded SQLite store rather
+//! than the default log store (scripts/test runs this binary all three ways).
 
 mod access;
 mod browser;
@@ -45,8 +45,8 @@ impl Storage {
         let (database_url, embedded_format) = match std::env::var("EVENTLINE_TEST_STORE").as_deref()
         {
             Ok("postgres") => (Some(eventline_testkit::database().await), None),
-            Ok("log") => (None, Some(eventline_store::EmbeddedFormat::Log)),
-            Ok("sqlite") | Ok("") | Err(_) => (None, None),
+            Ok("sqlite") => (None, Some(eventline_store::EmbeddedFormat::Sqlite)),
+            Ok("log") | Ok("") | Err(_) => (None, None),
             Ok(other) => {
                 panic!("EVENTLINE_TEST_STORE={other}: expected sqlite, log or postgres")
             }

@@ -32,7 +32,20 @@ impl Server {
     }
 
     pub async fn start_with(data_dir: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        Server::spawn(Server::command(data_dir, args)).await
+    }
+
+    /// The server with no embedded format asked for, whatever this test's environment
+    /// asks for (scripts/test runs these tests again with `EVENTLINE_EMBEDDED_FORMAT`).
+    pub async fn start_unasked(data_dir: &Path) -> Server {
+        let mut command = Server::command(data_dir, &[]);
+        command.env_remove("EVENTLINE_EMBEDDED_FORMAT");
+        Server::spawn(command).await
+    }
+
+    fn command(data_dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eventline"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
@@ -45,9 +58,12 @@ impl Server {
                 },
             )
             .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn eventline");
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn spawn(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("spawn eventline");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = lines
@@ -129,4 +145,71 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
         stderr.contains("used by another eventline process"),
         "{stderr}"
     );
+}
+
+/// A new data directory gets the log store; one that holds a SQLite store keeps it, and
+/// serves it, until the log store is asked for, which upgrades it with every event.
+#[tokio::test]
+async fn a_sqlite_directory_is_kept_until_the_log_store_is_asked_for() {
+    let client = reqwest::Client::new();
+    let fresh = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start_unasked(fresh.path()).await;
+    server.child.kill().await.expect("kill");
+    assert!(
+        fresh.path().join("log").is_dir(),
+        "a new directory holds a log"
+    );
+    assert!(!fresh.path().join("eventline.sqlite3").exists());
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start_with(dir.path(), &["--embedded-format", "sqlite"]).await;
+    let batch: serde_json::Value = (0..3)
+        .map(|n| serde_json::json!({"event_type": "kept", "content": {"n": n}}))
+        .collect();
+    let stored = client
+        .post(server.url("/api/events/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(stored.status().as_u16(), 201);
+    let posted = server.all_events(&client).await;
+    assert_eq!(posted.len(), 3);
+    server.child.kill().await.expect("kill");
+
+    // Not asked: the SQLite store stays, with its events.
+    let mut server = Server::start_unasked(dir.path()).await;
+    assert_eq!(server.all_events(&client).await, posted);
+    server.child.kill().await.expect("kill");
+    assert!(dir.path().join("eventline.sqlite3").exists());
+    assert!(!dir.path().join("log").exists());
+
+    // Asked: the same events, now from the log, the database set aside.
+    let mut server = Server::start_with(dir.path(), &["--embedded-format", "log"]).await;
+    assert_eq!(server.all_events(&client).await, posted);
+    server.child.kill().await.expect("kill");
+    assert!(dir.path().join("log").is_dir());
+    assert!(dir.path().join("eventline.sqlite3.migrated").exists());
+    assert!(!dir.path().join("eventline.sqlite3").exists());
+}
+
+/// `check` and `dump` read a store; where there is none they say so and create nothing.
+#[tokio::test]
+async fn check_and_dump_refuse_a_directory_without_a_store() {
+    let empty = tempfile::tempdir().expect("temporary directory");
+    for command in ["check", "dump"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_eventline"))
+            .args([command, "--data-dir"])
+            .arg(empty.path())
+            .output()
+            .await
+            .expect("run eventline");
+        assert!(!output.status.success(), "{command} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("holds no store"), "{command}: {stderr}");
+    }
+    let created: Vec<_> = std::fs::read_dir(empty.path())
+        .expect("read the directory")
+        .collect();
+    assert!(created.is_empty(), "{created:?}");
 }
