@@ -1,6 +1,6 @@
-//! Where events live. [`Store`] is what the server needs from a store; [`sqlite`] is the
-//! embedded store, [`log`] the embedded store that is to replace it
-//! (`docs/storage-design.md`), [`postgres`] the shared one. This is the only crate that
+//! Where events live. [`Store`] is what the server needs from a store; [`log`] is the
+//! embedded store (`docs/storage-design.md`), [`sqlite`] the embedded store before it,
+//! [`postgres`] the shared one. This is the only crate that
 //! knows SQL.
 
 use async_trait::async_trait;
@@ -58,10 +58,10 @@ impl EmbeddedFormat {
     }
 
     /// The format to open `data_dir` with: the one it holds, or `asked` (the log store if
-    /// not asked) for a new store. A SQLite store is kept as it is unless the log store is
-    /// asked for: the upgrade cannot be undone, so it is the operator's to choose. Asking for the log store on a SQLite store chooses the log
-    /// store, which the SQLite store is to be upgraded to (`log::upgrade`); the other way
-    /// is refused.
+    /// not asked) for a new store. Asking for the log store on a SQLite store chooses the
+    /// log store, which the SQLite store is to be upgraded to (`log::upgrade`); the other
+    /// way is refused. Not asking keeps a SQLite store as it is: the upgrade cannot be
+    /// undone, so it is the operator's to choose.
     pub fn choose(
         data_dir: &std::path::Path,
         asked: Option<EmbeddedFormat>,

@@ -1,11 +1,11 @@
-//! The log store: the embedded store of `docs/storage-design.md`, steps 1 and 2. Every
+//! The log store: the embedded store of `docs/storage-design.md`, the default. Every
 //! group commit is one checksummed block appended to a log file and synced before the
 //! answer; the events are also held in memory ([`memtable`]), indexed for every read.
 //! When the memtable reaches `memtable_bytes_max`, its events are written as one
 //! immutable [`segment`], sorted and compressed, and the log files they came from are
 //! removed. On start the segments' footers are read, and the log after them.
 //!
-//! It is chosen with `--embedded-format log` for a new data directory, and a directory
+//! It is chosen for a new data directory unless SQLite is asked for, and a directory
 //! that holds a log is always opened as one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
