@@ -217,6 +217,8 @@ impl App {
         check(&config)?;
         let store: Arc<dyn Store> = match &config.database_url {
             Some(url) => {
+                // The URL is not logged: it may hold a password.
+                tracing::info!("opening the PostgreSQL store");
                 let options = PostgresOptions {
                     durability: config.durability,
                     ..PostgresOptions::default()
@@ -225,7 +227,13 @@ impl App {
             }
             None => {
                 let data_dir = config.data_dir.clone();
-                match EmbeddedFormat::choose(&data_dir, config.embedded_format)? {
+                let format = EmbeddedFormat::choose(&data_dir, config.embedded_format)?;
+                tracing::info!(
+                    format = format.name(),
+                    data_dir = %data_dir.display(),
+                    "opening the embedded store"
+                );
+                match format {
                     EmbeddedFormat::Sqlite => {
                         if config.embedded_format.is_none() {
                             tracing::info!(
