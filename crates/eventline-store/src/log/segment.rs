@@ -159,6 +159,10 @@ pub(crate) struct Segment {
 /// Where a segment's blocks and chunks are, and the filters of its ids and contacts.
 struct Index {
     blocks: Vec<BlockRef>,
+    /// Each block's first timestamp, in a list of its own: finding an event's block
+    /// searches 8 bytes a block instead of 48, which stay in the processor's cache
+    /// (a timeline looks up the block of each of its events in every segment).
+    block_firsts_ms: Vec<i64>,
     id_chunks: Vec<ChunkRef<Uuid>>,
     id_last: Uuid,
     contact_chunks: Vec<ChunkRef<(String, i64, Uuid)>>,
@@ -773,6 +777,7 @@ impl Segment {
         blocks.shrink_to_fit();
         id_chunks.shrink_to_fit();
         contact_chunks.shrink_to_fit();
+        let block_firsts_ms = blocks.iter().map(|block| block.first.0).collect();
         let segment = Segment {
             number,
             path,
@@ -784,6 +789,7 @@ impl Segment {
             timestamp_max: footer.timestamp_max,
             index: Arc::new(Index {
                 blocks,
+                block_firsts_ms,
                 id_chunks,
                 id_last: footer.id_last,
                 contact_chunks,
@@ -906,12 +912,21 @@ impl Segment {
 
     /// The block that holds the event of this key, if any block's range holds it.
     fn block_of(&self, key: TimeKey) -> Option<usize> {
-        let at = self
-            .index
-            .blocks
-            .partition_point(|block| block.first <= key);
-        at.checked_sub(1)
-            .filter(|at| key <= self.index.blocks[*at].last)
+        let Index {
+            blocks,
+            block_firsts_ms,
+            ..
+        } = self.index.as_ref();
+        // The blocks that begin before the key's millisecond, then those that begin in
+        // it (rarely more than one), compared by their whole first key.
+        let before = block_firsts_ms.partition_point(|first_ms| *first_ms < key.0);
+        let within = block_firsts_ms[before..]
+            .iter()
+            .take_while(|first_ms| **first_ms == key.0)
+            .count();
+        let at =
+            before + blocks[before..before + within].partition_point(|block| block.first <= key);
+        at.checked_sub(1).filter(|at| key <= blocks[*at].last)
     }
 
     /// The stored event with this id, if the segment holds it.

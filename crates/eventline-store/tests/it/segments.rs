@@ -576,3 +576,57 @@ async fn segments_with_trained_dictionaries_read_back_every_event() {
     let store = LogStore::open(flushed.path(), &options).expect("reopen");
     assert!(read(store).await == expected);
 }
+
+/// Thousands of events in one millisecond fill many blocks that all begin in it: each
+/// event is still found by its contact and by its id (a replay finds the stored copy).
+#[tokio::test]
+async fn events_of_one_millisecond_across_many_blocks_are_each_found() {
+    let dir = tempfile::tempdir().expect("dir");
+    let options = LogOptions {
+        memtable_bytes_max: 1 << 20,
+        ..LogOptions::default()
+    };
+    let store = LogStore::open(dir.path(), &options).expect("open");
+    let events: Vec<Event> = wordy_events(6_000)
+        .into_iter()
+        .enumerate()
+        .map(|(n, event)| Event {
+            timestamp_ms: 1_000_000 + (n / 2_500) as i64,
+            ..event
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        append_all(&store, chunk.to_vec()).await;
+    }
+    assert!(!segment_files(dir.path()).is_empty(), "nothing was flushed");
+    for contact in ["contact-3", "contact-29"] {
+        let filter = Filter {
+            contact_id: Some(contact.to_owned()),
+            ..Filter::default()
+        };
+        let mut expected: Vec<(i64, uuid::Uuid)> = events
+            .iter()
+            .filter(|event| event.contact_id.as_deref() == Some(contact))
+            .map(|event| (event.timestamp_ms, event.id))
+            .collect();
+        expected.sort_unstable();
+        let walked = walk_events(&store, &filter, Order::Asc, 50).await;
+        let keys: Vec<(i64, uuid::Uuid)> = walked
+            .iter()
+            .map(|event| (event.timestamp_ms, event.id))
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(keys, expected, "{contact}");
+    }
+    let outcomes = store
+        .append(vec![eventline_store::Submission {
+            events: events.clone(),
+        }])
+        .await
+        .expect("append again");
+    let [eventline_store::Outcome::Stored(stored)] = outcomes.as_slice() else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(stored.len(), events.len());
+    assert!(stored.iter().all(|appended| appended.replayed()));
+}
