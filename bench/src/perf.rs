@@ -442,7 +442,6 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
             goal: Goal::AtMost(1_000.0),
         },
     ]);
-    let errors = baseline_post.errors + eventline_post.errors + eventline_timeline_16.errors;
     let table = [
         format!(
             "\nEventline performance: {} events; {} s per load; {} parallel import requests; eventline serve {}\n",
@@ -462,9 +461,13 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
         rows.iter().map(Row::render).collect(),
         format!(
             "timeline p50 ms: eventline {:.2}, ClickHouse {:.2}; RSS peak MB: import {rss_import_mb:.0}, \
-             queries and posts {rss_serve_mb:.0}; non-2xx or socket errors under load: {errors}\n",
+             queries and posts {rss_serve_mb:.0}; non-2xx or socket errors under load: bare axum \
+             posts {}, eventline posts {}, eventline timelines {}\n",
             percentile(&eventline_timeline, 50),
             percentile(&clickhouse_timeline, 50),
+            baseline_post.errors,
+            eventline_post.errors,
+            eventline_timeline_16.errors,
         ),
     ]
     .concat();
