@@ -173,8 +173,8 @@ struct Index {
 /// Where a segment's contact chunks are, and the contact and time each begins with: the
 /// footer's list, with the contact ids in one buffer rather than a heap string each.
 /// A timeline searches it in every segment, and a large store holds hundreds of
-/// thousands of chunks: a string each took 24 bytes more, an allocation, and a
-/// pointer to follow at every step of the search.
+/// thousands of chunks: with a string each, an entry took 64 bytes and an allocation
+/// (32 bytes here), and every step of the search followed a pointer.
 struct ContactChunks {
     chunks: Vec<ContactChunk>,
     /// Every chunk's first contact id, one after the other.
