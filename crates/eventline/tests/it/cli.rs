@@ -148,7 +148,7 @@ async fn import_then_export_gives_back_the_same_events() {
 
     // The same events read from the files with no server: `dump`, as `export` wrote them.
     let mut server = server;
-    server.child.kill().await.expect("kill the server");
+    server.kill().await;
     let dump = Command::new(env!("CARGO_BIN_EXE_eventline"))
         .args(["dump", "--data-dir"])
         .arg(dir.path().join("data"))

@@ -66,9 +66,9 @@ impl Server {
         let mut child = command.spawn().expect("spawn eventline");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let line = lines
-            .next_line()
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
             .await
+            .expect("the server said where it listens within a minute")
             .expect("read stdout")
             .expect("a first line");
         let address = line
@@ -77,6 +77,35 @@ impl Server {
             .to_owned();
         assert!(!address.ends_with(":0"), "the real port is printed: {line}");
         Server { child, address }
+    }
+
+    /// `kill -9`, then the process's end. Bounded: should the runtime miss the child's
+    /// exit, its status is asked for directly, and a process that outlives a minute
+    /// fails the test instead of hanging it (a CI run once stalled after a kill with no
+    /// process left and nothing more said).
+    pub async fn kill(&mut self) {
+        self.child.start_kill().expect("kill -9");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let waited =
+                tokio::time::timeout(std::time::Duration::from_secs(2), self.child.wait()).await;
+            if let Ok(status) = waited {
+                status.expect("wait for the killed server");
+                return;
+            }
+            if self
+                .child
+                .try_wait()
+                .expect("the killed server's status")
+                .is_some()
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server was still running a minute after kill -9"
+            );
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -154,7 +183,7 @@ async fn a_sqlite_directory_is_kept_until_the_log_store_is_asked_for() {
     let client = reqwest::Client::new();
     let fresh = tempfile::tempdir().expect("temporary directory");
     let mut server = Server::start_unasked(fresh.path()).await;
-    server.child.kill().await.expect("kill");
+    server.kill().await;
     assert!(
         fresh.path().join("log").is_dir(),
         "a new directory holds a log"
@@ -175,19 +204,19 @@ async fn a_sqlite_directory_is_kept_until_the_log_store_is_asked_for() {
     assert_eq!(stored.status().as_u16(), 201);
     let posted = server.all_events(&client).await;
     assert_eq!(posted.len(), 3);
-    server.child.kill().await.expect("kill");
+    server.kill().await;
 
     // Not asked: the SQLite store stays, with its events.
     let mut server = Server::start_unasked(dir.path()).await;
     assert_eq!(server.all_events(&client).await, posted);
-    server.child.kill().await.expect("kill");
+    server.kill().await;
     assert!(dir.path().join("eventline.sqlite3").exists());
     assert!(!dir.path().join("log").exists());
 
     // Asked: the same events, now from the log, the database set aside.
     let mut server = Server::start_with(dir.path(), &["--embedded-format", "log"]).await;
     assert_eq!(server.all_events(&client).await, posted);
-    server.child.kill().await.expect("kill");
+    server.kill().await;
     assert!(dir.path().join("log").is_dir());
     assert!(dir.path().join("eventline.sqlite3.migrated").exists());
     assert!(!dir.path().join("eventline.sqlite3").exists());

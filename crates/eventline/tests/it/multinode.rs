@@ -124,8 +124,7 @@ async fn three_nodes_one_killed_store_each_acknowledged_event_once() {
         tokio::task::yield_now().await;
     }
     killed.store(true, Ordering::Relaxed);
-    nodes[0].child.start_kill().expect("kill -9 node 0");
-    nodes[0].child.wait().await.expect("node 0 ended");
+    nodes[0].kill().await;
     for worker in workers {
         worker.await.expect("worker");
     }
