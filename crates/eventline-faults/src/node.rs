@@ -44,19 +44,17 @@ impl Storage {
     }
 
     fn args(&self) -> Vec<String> {
+        let embedded = |dir: &tempfile::TempDir, format: &str| {
+            vec![
+                "--data-dir".to_owned(),
+                path_text(dir.path()),
+                "--embedded-format".to_owned(),
+                format.to_owned(),
+            ]
+        };
         match self {
-            Storage::SqliteDir(dir) => vec![
-                "--data-dir".to_owned(),
-                path_text(dir.path()),
-                "--embedded-format".to_owned(),
-                "sqlite".to_owned(),
-            ],
-            Storage::LogDir(dir) => vec![
-                "--data-dir".to_owned(),
-                path_text(dir.path()),
-                "--embedded-format".to_owned(),
-                "log".to_owned(),
-            ],
+            Storage::SqliteDir(dir) => embedded(dir, "sqlite"),
+            Storage::LogDir(dir) => embedded(dir, "log"),
             Storage::Database(url) => vec!["--database".to_owned(), url.clone()],
         }
     }

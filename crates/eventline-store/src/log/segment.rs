@@ -185,24 +185,28 @@ struct ContactChunk {
     offset: u64,
     len: u32,
     first_ms: i64,
-    /// Where the first contact id ends in `ContactChunks::contacts`; it starts where
-    /// the chunk before's ends.
-    contact_end: usize,
+    /// Where the first contact id is in `ContactChunks::contacts`. In 32 bits: the ids
+    /// came from a footer, whose encoding is at most `FOOTER_LEN_MAX` long.
+    contact_start: u32,
+    contact_end: u32,
 }
 
 impl ContactChunks {
     fn new(chunks: Vec<ChunkRef<(String, i64, Uuid)>>) -> ContactChunks {
         let mut contacts =
             String::with_capacity(chunks.iter().map(|chunk| chunk.first.0.len()).sum());
+        let at = |contacts: &String| u32::try_from(contacts.len()).unwrap_or(u32::MAX);
         let chunks = chunks
             .into_iter()
             .map(|chunk| {
+                let contact_start = at(&contacts);
                 contacts.push_str(&chunk.first.0);
                 ContactChunk {
                     offset: chunk.offset,
                     len: chunk.len,
                     first_ms: chunk.first.1,
-                    contact_end: contacts.len(),
+                    contact_start,
+                    contact_end: at(&contacts),
                 }
             })
             .collect();
@@ -213,28 +217,13 @@ impl ContactChunks {
         self.chunks.len()
     }
 
-    /// The number of chunks whose first (contact, time) `before` holds for: the chunks
-    /// are in that order, and it holds for a first part of them.
-    fn partition_point(&self, before: impl Fn((&str, i64)) -> bool) -> usize {
-        let (mut low, mut high) = (0, self.chunks.len());
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if before(self.first(middle)) {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        low
-    }
-
-    /// Chunk `index`'s first contact id and time.
-    fn first(&self, index: usize) -> (&str, i64) {
-        let start = index
-            .checked_sub(1)
-            .map_or(0, |before| self.chunks[before].contact_end);
-        let chunk = &self.chunks[index];
-        (&self.contacts[start..chunk.contact_end], chunk.first_ms)
+    /// The chunk's first contact id and time.
+    fn first(&self, chunk: &ContactChunk) -> (&str, i64) {
+        let contact = self
+            .contacts
+            .get(chunk.contact_start as usize..chunk.contact_end as usize)
+            .unwrap_or_default();
+        (contact, chunk.first_ms)
     }
 }
 
@@ -1134,11 +1123,12 @@ impl Segment {
         let until_ms = until_ms.unwrap_or(i64::MAX);
         let contact_chunks = &self.index.contact_chunks;
         let start = contact_chunks
-            .partition_point(|first| first < (contact_id, since_ms))
+            .chunks
+            .partition_point(|chunk| contact_chunks.first(chunk) < (contact_id, since_ms))
             .saturating_sub(1);
         let mut keys = Vec::new();
-        for (index, chunk) in contact_chunks.chunks.iter().enumerate().skip(start) {
-            if contact_chunks.first(index) >= (contact_id, until_ms) {
+        for chunk in &contact_chunks.chunks[start..] {
+            if contact_chunks.first(chunk) >= (contact_id, until_ms) {
                 break;
             }
             let mut outside = false;
