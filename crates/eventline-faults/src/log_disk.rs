@@ -79,6 +79,15 @@ impl Disk for LogDisk {
         Ok(())
     }
 
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut disk = vfs::disk();
+        if disk.write_fails() {
+            return Err(failed("write"));
+        }
+        disk.keep(key(path), offset as i64, bytes.to_vec());
+        Ok(())
+    }
+
     fn sync(&self, path: &Path) -> io::Result<()> {
         // Held while the writes are copied: a power cut comes before or after a whole
         // sync, never in its middle.

@@ -161,17 +161,99 @@ pub enum PowerCut {
     /// up to a random one, that one only in part (a torn run of 512-byte sectors), and
     /// none after it.
     Torn,
+    /// In the middle of writing them back, in no order, as disks and LazyFS do: each
+    /// 512-byte sector (in half the cuts, each 4 KiB page) that unsynced writes touched
+    /// reaches the disk or not, by chance, holding what the writes left in it; a
+    /// file's length is the old one, the new one (sectors that did not arrive read as
+    /// zeros), or the end of the last sector that did.
+    Scattered,
 }
 
 /// Cuts the power; all I/O fails until [`power_on`].
 pub fn power_off(cut: PowerCut) {
     let mut disk = disk();
     for (path, dirty) in disk.dirty.drain() {
-        if cut == PowerCut::Torn {
-            write_torn_prefix(&path, &dirty.writes);
+        match cut {
+            PowerCut::Clean => {}
+            PowerCut::Torn => write_torn_prefix(&path, &dirty.writes),
+            PowerCut::Scattered => write_scattered(&path, &dirty.writes),
         }
     }
     disk.fault = Fault::PoweredOff;
+}
+
+/// How much of a file's new length reaches the disk with a scattered write-back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LenReached {
+    Old,
+    New,
+    /// The end of the last unit that arrived (or the old length, if longer).
+    LastArrived,
+}
+
+/// What a file holds after a power cut in the middle of a write-back in no order:
+/// `old`, the file as synced, with the units (of `unit` bytes, counted from the file's
+/// start) that `writes` touched and `arrives` picks holding what the writes left in
+/// them, and the length `len` says. Pure, for the tests of each shape.
+pub fn scatter(
+    old: &[u8],
+    writes: &[(i64, Vec<u8>)],
+    unit: usize,
+    mut arrives: impl FnMut(usize) -> bool,
+    len: LenReached,
+) -> Vec<u8> {
+    let mut new = old.to_vec();
+    for (at, data) in writes {
+        let at = *at as usize;
+        if new.len() < at + data.len() {
+            new.resize(at + data.len(), 0);
+        }
+        new[at..at + data.len()].copy_from_slice(data);
+    }
+    let mut touched: Vec<usize> = writes
+        .iter()
+        .filter(|(_, data)| !data.is_empty())
+        .flat_map(|(at, data)| {
+            let at = *at as usize;
+            at / unit..(at + data.len()).div_ceil(unit)
+        })
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let mut out = old.to_vec();
+    out.resize(new.len(), 0);
+    let mut last_arrived_end = 0;
+    for index in touched {
+        if arrives(index) {
+            let range = index * unit..((index + 1) * unit).min(new.len());
+            last_arrived_end = range.end;
+            out[range.clone()].copy_from_slice(&new[range]);
+        }
+    }
+    let len = match len {
+        LenReached::Old => old.len(),
+        LenReached::New => new.len(),
+        LenReached::LastArrived => last_arrived_end.max(old.len()),
+    };
+    out.truncate(len);
+    out
+}
+
+fn write_scattered(path: &[u8], writes: &[(i64, Vec<u8>)]) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    // A file deleted meanwhile has nothing to write back.
+    let Ok(old) = std::fs::read(path) else {
+        return;
+    };
+    let unit = if fastrand::bool() { 512 } else { 4096 };
+    let len = match fastrand::u8(..3) {
+        0 => LenReached::Old,
+        1 => LenReached::New,
+        _ => LenReached::LastArrived,
+    };
+    let bytes = scatter(&old, writes, unit, |_| fastrand::bool(), len);
+    std::fs::write(path, bytes).expect("write back");
 }
 
 fn write_torn_prefix(path: &[u8], writes: &[(i64, Vec<u8>)]) {
@@ -441,5 +523,82 @@ unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> 
             *size = (*size).max(dirty.end);
         }
         rc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LenReached, scatter};
+
+    /// A synced file of 1,000 bytes and one unsynced write of 1,500 after it, which
+    /// crosses the sector boundaries at 1,024, 1,536, 2,048 and ends at 2,500.
+    fn file() -> (Vec<u8>, Vec<(i64, Vec<u8>)>) {
+        (vec![0xAA; 1_000], vec![(1_000, vec![0xBB; 1_500])])
+    }
+
+    fn expected(parts: &[(u8, usize)]) -> Vec<u8> {
+        parts
+            .iter()
+            .flat_map(|(byte, len)| std::iter::repeat_n(*byte, *len))
+            .collect()
+    }
+
+    #[test]
+    fn a_hole_from_the_writes_start_to_the_next_boundary() {
+        let (old, writes) = file();
+        let torn = scatter(&old, &writes, 512, |sector| sector != 1, LenReached::New);
+        assert_eq!(torn, expected(&[(0xAA, 1_000), (0, 24), (0xBB, 1_476)]));
+    }
+
+    #[test]
+    fn a_middle_sector_missing() {
+        let (old, writes) = file();
+        let torn = scatter(&old, &writes, 512, |sector| sector != 3, LenReached::New);
+        assert_eq!(
+            torn,
+            expected(&[(0xAA, 1_000), (0xBB, 536), (0, 512), (0xBB, 452)])
+        );
+    }
+
+    #[test]
+    fn a_prefix_of_sectors() {
+        let (old, writes) = file();
+        let torn = scatter(
+            &old,
+            &writes,
+            512,
+            |sector| sector <= 2,
+            LenReached::LastArrived,
+        );
+        assert_eq!(torn, expected(&[(0xAA, 1_000), (0xBB, 536)]));
+    }
+
+    #[test]
+    fn zeros_to_the_end() {
+        let (old, writes) = file();
+        let torn = scatter(&old, &writes, 512, |sector| sector <= 2, LenReached::New);
+        assert_eq!(torn, expected(&[(0xAA, 1_000), (0xBB, 536), (0, 964)]));
+    }
+
+    #[test]
+    fn pages_arrive_whole_and_a_lost_length_hides_what_arrived() {
+        let (old, writes) = file();
+        // The first page holds the synced bytes too: they are there whichever way.
+        let torn = scatter(&old, &writes, 4096, |_| false, LenReached::New);
+        assert_eq!(torn, expected(&[(0xAA, 1_000), (0, 1_500)]));
+        let torn = scatter(&old, &writes, 4096, |_| true, LenReached::New);
+        assert_eq!(torn, expected(&[(0xAA, 1_000), (0xBB, 1_500)]));
+        let torn = scatter(&old, &writes, 512, |_| true, LenReached::Old);
+        assert_eq!(torn, old);
+    }
+
+    #[test]
+    fn an_overwrite_in_place_arrives_with_its_sector_or_not() {
+        let old = vec![0xAA; 2_048];
+        let writes = vec![(600, vec![0xCC; 10]), (2_048, vec![0xBB; 100])];
+        let torn = scatter(&old, &writes, 512, |sector| sector == 4, LenReached::New);
+        assert_eq!(torn, expected(&[(0xAA, 2_048), (0xBB, 100)]));
+        let torn = scatter(&old, &writes, 512, |sector| sector == 1, LenReached::Old);
+        assert_eq!(torn, expected(&[(0xAA, 600), (0xCC, 10), (0xAA, 1_438)]));
     }
 }

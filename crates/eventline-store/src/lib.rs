@@ -171,13 +171,30 @@ pub enum Error {
         frame: u64,
     },
     #[error(
-        "{path} is damaged at byte {offset} ({detail}): it is not the end of a write cut short, so starting would silently drop acknowledged events; restore the data directory from a backup"
+        "{path} is damaged at byte {offset} ({detail}): every byte of it was acknowledged, so starting would silently drop acknowledged events. Nothing was changed. Copy the data directory aside before anything else, then restore it from a backup"
     )]
     LogDamaged {
         path: std::path::PathBuf,
         offset: u64,
         detail: String,
     },
+    /// Damage inside the acknowledged part of the newest log file: the one place where
+    /// cutting it off loses only the events after it.
+    #[error(
+        "{path} is damaged at byte {offset} ({detail}), inside its first {acked_len} bytes, which were acknowledged: starting would drop up to {} acknowledged events (positions {} to {}; fewer if some were erased). Nothing was changed. Copy the data directory aside before anything else; then restore it from a backup, or give up those events: `eventline check --cut-damaged-tail` cuts the file at the damage, and the server starts with every event before it",
+        positions.end - positions.start,
+        positions.start,
+        positions.end.saturating_sub(1)
+    )]
+    LogTailDamaged {
+        path: std::path::PathBuf,
+        offset: u64,
+        detail: String,
+        acked_len: u64,
+        positions: std::ops::Range<u64>,
+    },
+    #[error("the store was opened to be inspected: it takes no writes")]
+    Inspecting,
     #[error(
         "the log store holds its memory bound ({bytes_max} bytes of events); writes are refused until retention or erasure makes room"
     )]

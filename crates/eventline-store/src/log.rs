@@ -28,14 +28,21 @@ use crate::{Durability, Error, Outcome, Store, StreamChunk, Submission};
 mod bloom;
 pub mod disk;
 mod framed;
+mod header;
+mod marker;
 mod memtable;
 mod record;
+mod recovery;
 mod segment;
 pub mod upgrade;
 
 use disk::{Disk, RealDisk};
+pub use header::HEADER_LEN as FILE_HEADER_LEN;
+use header::Mark;
 use memtable::{Counts, Memtable, Tally};
-use record::{BadBlock, FILE_MAGIC, Stored};
+use record::Stored;
+pub use recovery::{Cut, Recovery};
+use recovery::{read_blocks, recover};
 use segment::{Segment, segment_name};
 
 /// The log's directory inside the data directory; its presence marks the format.
@@ -63,6 +70,8 @@ pub struct LogOptions {
     /// settle in 9 segments, not 17 (`docs/performance.md`, "The log store, format 3").
     pub merged_events_max: u64,
     pub disk: Arc<dyn Disk>,
+    /// What opening does with a torn or damaged end of the log.
+    pub recovery: Recovery,
 }
 
 impl Default for LogOptions {
@@ -74,6 +83,7 @@ impl Default for LogOptions {
             file_len_max: 64 << 20,
             merged_events_max: 3_000_000,
             disk: Arc::new(RealDisk::default()),
+            recovery: Recovery::Start,
         }
     }
 }
@@ -102,9 +112,16 @@ pub struct LogStore {
     /// disk, so the store refuses every write until a restart reads back what the disk
     /// holds.
     sync_failed: Arc<AtomicBool>,
+    /// Opened to be inspected (`Recovery::Inspect`): every write is refused.
+    inspecting: bool,
+    /// What opening cut off the end of the log (or, inspecting, would cut).
+    cut: Option<Cut>,
+    /// Marks the log acknowledged once commits pause; `None` when inspecting.
+    marker: Option<marker::Marker>,
     /// Held for the life of the store: a second process on the same directory refuses
-    /// to start instead of interleaving writes.
-    _lock: File,
+    /// to start instead of interleaving writes. None when inspecting a directory that
+    /// has no lock file, which no server has then run in.
+    _lock: Option<File>,
 }
 
 /// Work on a thread of its own beside the writer: what the writer needs to finish it
@@ -205,6 +222,12 @@ struct Writer {
     suppressed: BTreeSet<String>,
     /// A write failed and may have left part of a block after `active_len`.
     tail_dirty: bool,
+    /// The position after the last event appended to the log.
+    seq_end: u64,
+    /// The active file's newest mark, on disk once the sync after it returned.
+    mark: Mark,
+    /// Told of every durable commit, to mark it acknowledged once commits pause.
+    marker_signal: Option<Arc<marker::Signal>>,
     /// Compresses blocks; kept, since a context costs more to make than a small block
     /// to compress. `None` if zstd could not make one: blocks are then written as is.
     compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -248,24 +271,39 @@ impl LogStore {
     /// Opens (creating if needed) the log store in `data_dir`, reading the whole log
     /// back. Blocks: call it at start-up.
     pub fn open(data_dir: &Path, options: &LogOptions) -> Result<LogStore, Error> {
-        std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+        let inspecting = options.recovery == Recovery::Inspect;
         let lock_path = data_dir.join(LOCK_FILE);
-        let lock = File::create(&lock_path).map_err(io_error(&lock_path))?;
-        if lock.try_lock().is_err() {
+        let lock = if inspecting {
+            match File::open(&lock_path) {
+                Ok(lock) => Some(lock),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => return Err(io_error(&lock_path)(error)),
+            }
+        } else {
+            std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+            Some(File::create(&lock_path).map_err(io_error(&lock_path))?)
+        };
+        if lock.as_ref().is_some_and(|lock| lock.try_lock().is_err()) {
             return Err(Error::DataDirLocked(data_dir.to_owned()));
         }
         let disk = Arc::clone(&options.disk);
         let log_dir = data_dir.join(LOG_DIR);
-        disk.create_dir_all(&log_dir).map_err(io_error(&log_dir))?;
-        let (table, active, active_len) = recover(disk.as_ref(), &log_dir)?;
+        if !inspecting {
+            disk.create_dir_all(&log_dir).map_err(io_error(&log_dir))?;
+        }
+        let recovered = recover(disk.as_ref(), &log_dir, options.recovery)?;
+        let table = recovered.state;
         let suppressed = read_suppressed(disk.as_ref(), data_dir)?;
         let next_generation = table.segments.len() as u64 + 1;
+        let sync_failed = Arc::new(AtomicBool::new(false));
+        let marker_signal = (!inspecting && options.durability == Durability::Full)
+            .then(|| Arc::new(marker::Signal::default()));
         let writer = Writer {
             disk: Arc::clone(&disk),
             data_dir: data_dir.to_owned(),
             log_dir,
-            active,
-            active_len,
+            active: recovered.active,
+            active_len: recovered.active_len,
             file_len_max: options.file_len_max,
             durability: options.durability,
             memory_bytes_max: options.memory_bytes_max,
@@ -277,17 +315,32 @@ impl LogStore {
             merge_job: None,
             suppressed,
             tail_dirty: false,
+            seq_end: table.memtable.seq_end(),
+            mark: recovered.mark,
+            marker_signal: marker_signal.clone(),
             compressor: zstd::bulk::Compressor::new(record::ZSTD_LEVEL).ok(),
             buffer: Vec::new(),
         };
+        let writer = Arc::new(Mutex::new(writer));
+        let marker = marker_signal.map(|signal| {
+            marker::Marker::start(signal, Arc::downgrade(&writer), Arc::clone(&sync_failed))
+        });
         Ok(LogStore {
             table: Arc::new(RwLock::new(table)),
-            writer: Arc::new(Mutex::new(writer)),
+            writer,
             disk,
             stream_cache: Arc::new(Mutex::new(None)),
-            sync_failed: Arc::new(AtomicBool::new(false)),
+            sync_failed,
+            inspecting,
+            cut: recovered.cut,
+            marker,
             _lock: lock,
         })
+    }
+
+    /// What opening cut off the end of the log, or, opened to inspect, would cut.
+    pub fn cut(&self) -> Option<&Cut> {
+        self.cut.as_ref()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -295,6 +348,9 @@ impl LogStore {
     }
 
     fn refusal(&self) -> Result<(), Error> {
+        if self.inspecting {
+            return Err(Error::Inspecting);
+        }
         refusal(&self.sync_failed)
     }
 
@@ -373,10 +429,15 @@ impl LogStore {
                 "an event of the SQLite store lies outside its commit range".to_owned(),
             ));
         }
-        writer.append_blocks(&self.table, &self.sync_failed, |buffer, compressor| {
-            record::encode_block(buffer, seq_first, seq_len, &stored, compressor);
-            false
-        })?;
+        writer.append_blocks(
+            &self.table,
+            &self.sync_failed,
+            seq_upto + 1,
+            |buffer, compressor| {
+                record::encode_block(buffer, seq_first, seq_len, &stored, compressor);
+                false
+            },
+        )?;
         {
             let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             table.memtable.reserve(seq_upto + 1);
@@ -409,11 +470,28 @@ impl LogStore {
                 Err(error) => verified.problems.push(ErrorChain(&error).to_string()),
             }
         }
+        let covered = self
+            .read()
+            .segments
+            .last()
+            .map_or(0, |segment| segment.number);
         for number in log_files(writer.disk.as_ref(), &writer.log_dir)? {
+            if number <= covered {
+                // Left over from a flush cut short; removed at the next start.
+                continue;
+            }
             let path = writer.log_dir.join(file_name(number));
-            let bytes = writer.disk.read(&path).map_err(io_error(&path))?;
+            let mut bytes = writer.disk.read(&path).map_err(io_error(&path))?;
+            if let Some(cut) = self.cut.as_ref().filter(|cut| cut.path == path) {
+                // Inspecting: what the server would cut, reported, not counted damage.
+                bytes.truncate(usize::try_from(cut.offset).unwrap_or(usize::MAX));
+                if bytes.is_empty() {
+                    // A file begun and cut before its header was synced.
+                    continue;
+                }
+            }
             match read_blocks(&path, &bytes) {
-                Ok(blocks) => {
+                Ok((_, blocks)) => {
                     verified.events += blocks
                         .iter()
                         .map(|block| block.events.len() as u64)
@@ -600,8 +678,17 @@ impl Drop for LogStore {
     /// Waits for a flush in flight: a store opened on the same directory next must not
     /// find a segment appear under it.
     fn drop(&mut self) {
+        if let Some(marker) = self.marker.take() {
+            marker.stop();
+        }
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         writer.settle(&self.table);
+        // A store closed whole leaves every byte of its log marked acknowledged.
+        if !self.inspecting
+            && let Err(error) = writer.mark_acknowledged(&self.sync_failed, true)
+        {
+            tracing::warn!(error = %ErrorChain(&error), "the log's end could not be marked acknowledged at close");
+        }
     }
 }
 
@@ -617,236 +704,51 @@ fn log_files(disk: &dyn Disk, log_dir: &Path) -> Result<Vec<u32>, Error> {
     numbers_in(disk, log_dir, ".log")
 }
 
-/// Removes the temporary files of rewrites, flushes and merges that did not finish: the
-/// files they were to replace are whole. Only at the start: while the store runs, a
-/// flush or a merge may be writing one.
-fn remove_temporaries(disk: &dyn Disk, log_dir: &Path) -> Result<(), Error> {
-    for name in disk.list(log_dir).map_err(io_error(log_dir))? {
-        if name.ends_with(".log.tmp") || name.ends_with(".seg.tmp") {
-            let path = log_dir.join(&name);
-            disk.remove(&path).map_err(io_error(&path))?;
+/// Appends a block holding no events at the mark's position to a new log file, durably,
+/// and marks it acknowledged: the highest position given survives even when every
+/// segment is removed. The file's mark after it.
+fn mark_head(
+    disk: &dyn Disk,
+    path: &Path,
+    mark: &Mark,
+    sync_failed: Option<&AtomicBool>,
+) -> Result<Mark, Error> {
+    let mut marker = Vec::new();
+    record::encode_block(&mut marker, mark.seq_end, 0, &[], None);
+    disk.append(path, &marker).map_err(io_error(path))?;
+    sync_file(disk, path, sync_failed)?;
+    let head = Mark {
+        counter: mark.counter + 1,
+        acked_len: mark.acked_len + marker.len() as u64,
+        seq_end: mark.seq_end,
+    };
+    write_mark(disk, path, &head, sync_failed)?;
+    Ok(head)
+}
+
+/// Syncs the file at `path`; a failure, with `sync_failed`, refuses every write from
+/// then on (see `LogStore::sync_failed`).
+fn sync_file(disk: &dyn Disk, path: &Path, sync_failed: Option<&AtomicBool>) -> Result<(), Error> {
+    disk.sync(path).map_err(|error| {
+        if let Some(sync_failed) = sync_failed {
+            sync_failed.store(true, Ordering::Relaxed);
         }
-    }
-    Ok(())
-}
-
-/// Where a walk through a log file stopped before its end, and why.
-type Stop = Option<(usize, BadBlock)>;
-
-/// The blocks of a log file after its header, each with its offset, up to the end or
-/// the first bad one; and where and why the walk stopped, if it stopped before the end.
-fn walk_blocks(bytes: &[u8]) -> (Vec<(usize, record::Block)>, Stop) {
-    let mut blocks = Vec::new();
-    let mut offset = FILE_MAGIC.len();
-    while offset < bytes.len() {
-        match record::decode_block(&bytes[offset..]) {
-            Ok((block, len)) => {
-                blocks.push((offset, block));
-                offset += len;
-            }
-            Err(bad) => return (blocks, Some((offset, bad))),
-        }
-    }
-    (blocks, None)
-}
-
-/// Every block of a whole log file, or where and why it is not whole.
-fn read_blocks(path: &Path, bytes: &[u8]) -> Result<Vec<record::Block>, (usize, String)> {
-    if !bytes.starts_with(FILE_MAGIC) {
-        return Err((
-            0,
-            format!("{} is not an eventline log file", path.display()),
-        ));
-    }
-    match walk_blocks(bytes) {
-        (blocks, None) => Ok(blocks.into_iter().map(|(_, block)| block).collect()),
-        (_, Some((offset, bad))) => Err((offset, bad.detail().to_owned())),
-    }
-}
-
-/// Whether a whole block with positions from `seq_end` on starts anywhere after `offset`:
-/// then the bad bytes at `offset` are damage, not the torn end of the last write.
-fn block_after(bytes: &[u8], offset: usize, seq_end: u64) -> bool {
-    let magic = &bytes[offset..];
-    (1..magic.len()).any(|at| {
-        record::BLOCK_MAGICS
-            .iter()
-            .any(|block_magic| magic[at..].starts_with(*block_magic))
-            && record::decode_block(&magic[at..]).is_ok_and(|(block, _)| block.seq_first >= seq_end)
+        io_error(path)(error)
     })
 }
 
-/// Whether the bytes from `offset` on end in zeros from a sector boundary: what a write
-/// cut short can leave when the file's length reached the disk before its data. Damage
-/// to a whole block (a flipped bit) never looks like this: an event ends with the last
-/// byte of its JSON content, never zero.
-fn zero_filled_tail(bytes: &[u8], offset: usize) -> bool {
-    const SECTOR_BYTES: usize = 512;
-    let zeros = bytes[offset..]
-        .iter()
-        .rev()
-        .take_while(|byte| **byte == 0)
-        .count();
-    let zeros_from = bytes.len() - zeros;
-    zeros > 0 && (zeros_from.is_multiple_of(SECTOR_BYTES) || zeros >= SECTOR_BYTES)
-}
-
-/// The segments in `log_dir`, by number, their counts per minute added to `counts` one
-/// segment at a time (a store of 10,000,000 events holds about 9 million of them: all
-/// at once took 200 MB of memory at every start). Segments a merge wrote another in
-/// place of, left by a merge cut short after its rename, are removed: their events are
-/// in the merged one, which took the number of the newest it replaced, so that a walk
-/// from the newest meets every replacing segment before the segments it replaces.
-fn open_segments(
+/// Writes `mark` into its slot of the log file at `path` and syncs it: only ever after
+/// the bytes it covers were synced.
+fn write_mark(
     disk: &dyn Disk,
-    log_dir: &Path,
-    counts: &mut Counts,
-) -> Result<Vec<Segment>, Error> {
-    let mut replaced = BTreeSet::new();
-    let mut segments = Vec::new();
-    let mut removed = false;
-    for number in numbers_in(disk, log_dir, ".seg")?.into_iter().rev() {
-        let path = log_dir.join(segment_name(number));
-        if replaced.contains(&number) {
-            disk.remove(&path).map_err(io_error(&path))?;
-            removed = true;
-            continue;
-        }
-        let generation = segments.len() as u64 + 1;
-        let (mut segment, minutes) = Segment::open(disk, number, path, generation)?;
-        if matches!(segment.format, segment::Format::V1) {
-            // The first format's indexes name blocks; its blocks read as now. Its
-            // events are written again, once, in the current format.
-            let events = segment.events(disk)?;
-            let (upgraded, temporary) = write_segment(disk, &segment, &events, generation)?;
-            put_in_place(disk, &temporary, &segment.path)?;
-            tracing::info!(segment = %segment.path.display(), events = events.len(), "segment rewritten in the current format");
-            segment = upgraded;
-        }
-        counts.add_minutes(&minutes);
-        replaced.extend(segment.replaces.iter().copied());
-        segments.push(segment);
-    }
-    if removed {
-        disk.sync_dir(log_dir).map_err(io_error(log_dir))?;
-    }
-    segments.reverse();
-    Ok(segments)
-}
-
-/// Opens the segments and reads the log after them back into memory. A torn block at
-/// the end of the last file (a write cut by a crash, never acknowledged: the file ends
-/// inside it, or it ends in zeroed sectors) is cut off; anything else that is not whole
-/// is damage, and the store refuses to start rather than silently drop acknowledged
-/// events.
-fn recover(disk: &dyn Disk, log_dir: &Path) -> Result<(State, u32, u64), Error> {
-    let mut state = State {
-        memtable: Memtable::new(),
-        frozen: None,
-        segments: Vec::new(),
-        segment_counts: Counts::default(),
-    };
-    // A segment cut short before its rename is not one.
-    remove_temporaries(disk, log_dir)?;
-    let mut numbers = log_files(disk, log_dir)?;
-    for segment in open_segments(disk, log_dir, &mut state.segment_counts)? {
-        state.memtable.reserve(segment.seq_end);
-        state.segments.push(segment);
-    }
-    // A log file a segment holds the events of is left over from a flush cut short
-    // after the segment was in place.
-    let covered = state.segments.last().map_or(0, |segment| segment.number);
-    let left_over: Vec<u32> = numbers
-        .iter()
-        .copied()
-        .filter(|number| *number <= covered)
-        .collect();
-    for number in &left_over {
-        let path = log_dir.join(file_name(*number));
-        disk.remove(&path).map_err(io_error(&path))?;
-    }
-    if !left_over.is_empty() {
-        disk.sync_dir(log_dir).map_err(io_error(log_dir))?;
-        numbers.retain(|number| *number > covered);
-    }
-    let table = &mut state.memtable;
-    let Some(&last) = numbers.last() else {
-        let path = log_dir.join(file_name(covered + 1));
-        begin_file(disk, log_dir, &path)?;
-        let len = if covered == 0 {
-            FILE_MAGIC.len() as u64
-        } else {
-            mark_head(disk, &path, table.seq_end())?
-        };
-        return Ok((state, covered + 1, len));
-    };
-    let mut active_len = 0;
-    for number in numbers {
-        let path = log_dir.join(file_name(number));
-        let is_last = number == last;
-        let damaged = |offset: usize, detail: &str| Error::LogDamaged {
-            path: path.clone(),
-            offset: offset as u64,
-            detail: detail.to_owned(),
-        };
-        let bytes = disk.read(&path).map_err(io_error(&path))?;
-        if !bytes.starts_with(FILE_MAGIC) {
-            // A file begun by the last run, cut before its first bytes were synced.
-            if is_last && FILE_MAGIC.starts_with(&bytes) {
-                disk.truncate(&path, 0).map_err(io_error(&path))?;
-                begin_file(disk, log_dir, &path)?;
-                active_len = FILE_MAGIC.len() as u64;
-                continue;
-            }
-            return Err(damaged(0, "not an eventline log file"));
-        }
-        let (blocks, stop) = walk_blocks(&bytes);
-        for (offset, block) in blocks {
-            if block.seq_first < table.seq_end() {
-                return Err(damaged(
-                    offset,
-                    "the block's positions are not after the previous block's",
-                ));
-            }
-            table.reserve(block.seq_end());
-            for stored in block.events {
-                table.insert(stored.seq, number, stored.event);
-            }
-        }
-        let offset = match stop {
-            None => bytes.len(),
-            Some((offset, bad)) => {
-                let torn = match bad {
-                    BadBlock::Short => true,
-                    BadBlock::Damaged(_) => zero_filled_tail(&bytes, offset),
-                };
-                if !is_last || !torn || block_after(&bytes, offset, table.seq_end()) {
-                    return Err(damaged(offset, bad.detail()));
-                }
-                tracing::warn!(
-                    file = %path.display(),
-                    offset,
-                    bytes = bytes.len() - offset,
-                    "the log ends with a write cut short (never acknowledged); cutting it off"
-                );
-                disk.truncate(&path, offset as u64)
-                    .map_err(io_error(&path))?;
-                offset
-            }
-        };
-        active_len = offset as u64;
-    }
-    Ok((state, last, active_len))
-}
-
-/// Appends a block holding no events at position `seq_end` to a new log file, durably:
-/// the highest position given survives even when every segment is removed.
-fn mark_head(disk: &dyn Disk, path: &Path, seq_end: u64) -> Result<u64, Error> {
-    let mut marker = Vec::new();
-    record::encode_block(&mut marker, seq_end, 0, &[], None);
-    disk.append(path, &marker).map_err(io_error(path))?;
-    disk.sync(path).map_err(io_error(path))?;
-    Ok((FILE_MAGIC.len() + marker.len()) as u64)
+    path: &Path,
+    mark: &Mark,
+    sync_failed: Option<&AtomicBool>,
+) -> Result<(), Error> {
+    let (offset, slot) = header::encode_slot(mark);
+    disk.write_at(path, offset as u64, &slot)
+        .map_err(io_error(path))?;
+    sync_file(disk, path, sync_failed)
 }
 
 /// Writes `segment` again, holding only `events` (of its own, in (timestamp, id) order)
@@ -914,10 +816,22 @@ fn remove_if_present(disk: &dyn Disk, path: &Path) -> Result<(), Error> {
     }
 }
 
-/// Creates a log file holding only its header, durably.
-fn begin_file(disk: &dyn Disk, log_dir: &Path, path: &Path) -> Result<(), Error> {
-    disk.append(path, FILE_MAGIC).map_err(io_error(path))?;
-    disk.sync(path).map_err(io_error(path))?;
+/// Creates a log file holding only its header, durably, marked as acknowledged up to
+/// its end, at position `seq_end`.
+fn begin_file(
+    disk: &dyn Disk,
+    log_dir: &Path,
+    path: &Path,
+    seq_end: u64,
+    sync_failed: Option<&AtomicBool>,
+) -> Result<(), Error> {
+    let header = header::encode_header(&Mark {
+        counter: 1,
+        acked_len: header::HEADER_LEN as u64,
+        seq_end,
+    });
+    disk.append(path, &header).map_err(io_error(path))?;
+    sync_file(disk, path, sync_failed)?;
     disk.sync_dir(log_dir).map_err(io_error(log_dir))
 }
 
@@ -1175,16 +1089,39 @@ impl Writer {
         let next = self.log_dir.join(file_name(self.active + 1));
         // What an earlier attempt that failed may have left.
         remove_if_present(self.disk.as_ref(), &next)?;
-        begin_file(self.disk.as_ref(), &self.log_dir, &next)?;
         let seq_end = table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .memtable
             .seq_end();
-        let len = mark_head(self.disk.as_ref(), &next, seq_end)?;
+        begin_file(
+            self.disk.as_ref(),
+            &self.log_dir,
+            &next,
+            seq_end,
+            Some(sync_failed),
+        )?;
+        // From here the writer is on the new file: appending to the old one after a
+        // newer file exists would put positions out of order across files.
         self.active += 1;
-        self.active_len = len;
-        Ok(())
+        self.mark = Mark {
+            counter: 1,
+            acked_len: header::HEADER_LEN as u64,
+            seq_end,
+        };
+        self.active_len = self.mark.acked_len;
+        match mark_head(self.disk.as_ref(), &next, &self.mark, Some(sync_failed)) {
+            Ok(mark) => {
+                self.mark = mark;
+                self.active_len = mark.acked_len;
+                Ok(())
+            }
+            Err(error) => {
+                // The begun mark keeps the head's position.
+                self.tail_dirty = true;
+                Err(error)
+            }
+        }
     }
 
     /// Segment `number` and its events, if the store holds it.
@@ -1265,16 +1202,21 @@ impl Writer {
         self.replace(&self.data_dir.join(SUPPRESSED_FILE), &bytes)
     }
 
-    /// Appends the blocks `fill` encodes to the active file, durably under
-    /// `Durability::Full`, beginning a new file first when the active one is full.
-    /// `fill` puts the next blocks in the buffer it is given, which is written before
-    /// it is called again, until it answers that none are left: a commit of many
-    /// events is encoded a block at a time (it took 16 MB encoded at once). A commit
-    /// whose write fails is cut off whole.
+    /// Appends the blocks `fill` encodes, which end at position `seq_end`, to the active
+    /// file, durably under `Durability::Full`, beginning a new file first when the
+    /// active one is full. `fill` puts the next blocks in the buffer it is given, which
+    /// is written before it is called again, until it answers that none are left: a
+    /// commit of many events is encoded a block at a time (it took 16 MB encoded at
+    /// once). A commit whose write fails is cut off whole.
+    ///
+    /// Under `Durability::Full` the commit also carries the mark of every commit before
+    /// it, which were synced: the one sync makes both durable, and a torn write of this
+    /// commit cannot touch the mark's sector.
     fn append_blocks(
         &mut self,
         table: &RwLock<State>,
         sync_failed: &AtomicBool,
+        seq_end: u64,
         mut fill: impl FnMut(&mut Vec<u8>, Option<&mut zstd::bulk::Compressor<'static>>) -> bool,
     ) -> Result<(), Error> {
         let sync = |disk: &dyn Disk, path: &Path| {
@@ -1290,6 +1232,14 @@ impl Writer {
             self.rotate(table, sync_failed)?;
         }
         let path = self.active_path();
+        let mark = (self.durability == Durability::Full && self.mark.acked_len < self.active_len)
+            .then(|| self.next_mark());
+        if let Some(mark) = &mark {
+            let (offset, slot) = header::encode_slot(mark);
+            self.disk
+                .write_at(&path, offset as u64, &slot)
+                .map_err(io_error(&path))?;
+        }
         let mut written = 0;
         loop {
             self.buffer.clear();
@@ -1310,8 +1260,45 @@ impl Writer {
         }
         if self.durability == Durability::Full {
             sync(self.disk.as_ref(), &path)?;
+            if let Some(mark) = mark {
+                self.mark = mark;
+            }
+            if let Some(signal) = &self.marker_signal {
+                signal.committed();
+            }
         }
         self.active_len += written;
+        self.seq_end = seq_end;
+        Ok(())
+    }
+
+    /// The mark of everything the active file holds now.
+    fn next_mark(&self) -> Mark {
+        Mark {
+            counter: self.mark.counter + 1,
+            acked_len: self.active_len,
+            seq_end: self.seq_end,
+        }
+    }
+
+    /// Marks everything the active file holds as acknowledged, if its mark is behind:
+    /// when commits pause, so that no commit answered stays unmarked for long, and at
+    /// `closing`, when the file is synced first under any durability.
+    fn mark_acknowledged(&mut self, sync_failed: &AtomicBool, closing: bool) -> Result<(), Error> {
+        let durable = self.durability == Durability::Full || closing;
+        if self.tail_dirty || !durable || self.mark.acked_len >= self.active_len {
+            return Ok(());
+        }
+        refusal(sync_failed)?;
+        let path = self.active_path();
+        // A failed sync refuses writes from then on (see `sync_failed`); a failed write
+        // leaves the mark as it was, for the next commit to carry.
+        if self.durability != Durability::Full {
+            sync_file(self.disk.as_ref(), &path, Some(sync_failed))?;
+        }
+        let mark = self.next_mark();
+        write_mark(self.disk.as_ref(), &path, &mark, Some(sync_failed))?;
+        self.mark = mark;
         Ok(())
     }
 
@@ -1333,11 +1320,19 @@ impl Writer {
         }
         let path = self.log_dir.join(file_name(number));
         let bytes = self.disk.read(&path).map_err(io_error(&path))?;
-        let blocks = read_blocks(&path, &bytes).map_err(|(offset, detail)| {
+        let (_, blocks) = read_blocks(&path, &bytes).map_err(|(offset, detail)| {
             Error::Corrupt(format!("{} at byte {offset}: {detail}", path.display()))
         })?;
+        let seq_end = blocks.last().map_or(self.seq_end, record::Block::seq_end);
+        // A fresh header: the whole file is synced before it is renamed into place,
+        // so all of it is marked acknowledged.
+        let mut mark = Mark {
+            counter: 1,
+            acked_len: header::HEADER_LEN as u64,
+            seq_end,
+        };
         let mut out = Vec::with_capacity(bytes.len());
-        out.extend_from_slice(FILE_MAGIC);
+        out.resize(header::HEADER_LEN, 0);
         for block in blocks {
             let kept: Vec<_> = block
                 .events
@@ -1352,9 +1347,12 @@ impl Writer {
                 self.compressor.as_mut(),
             );
         }
+        mark.acked_len = out.len() as u64;
+        out[..header::HEADER_LEN].copy_from_slice(&header::encode_header(&mark));
         self.replace(&path, &out)?;
         if number == self.active {
-            self.active_len = out.len() as u64;
+            self.active_len = mark.acked_len;
+            self.mark = mark;
         }
         Ok(())
     }
@@ -1447,7 +1445,8 @@ impl Store for LogStore {
                 _ => None,
             });
             let mut rest = new_events.as_slice();
-            writer.append_blocks(table, sync_failed, |buffer, compressor| {
+            let seq_end = new_events.last().map_or(0, |stored| stored.seq + 1);
+            writer.append_blocks(table, sync_failed, seq_end, |buffer, compressor| {
                 let (mut len, mut bytes) = (0, 0);
                 while bytes < COMMIT_BLOCK_BYTES
                     && let Some(submission_len) = submission_lens.next()

@@ -54,9 +54,10 @@ enum Command {
     /// Print the OpenAPI document of the API (also served at /openapi.json).
     Openapi,
     /// Read the whole embedded store back and check it: every page, every index, every
-    /// event's checksum. Exits non-zero when anything is damaged. The server must be
-    /// stopped.
-    Check(CheckArgs),
+    /// event's checksum. Changes nothing (but with --cut-damaged-tail); says what the
+    /// server would cut at start. Exits non-zero when anything is damaged. The server
+    /// must be stopped.
+    Check(RepairArgs),
     /// Write every event of the embedded store as NDJSON to standard output, in
     /// (timestamp, id) order, read from the files with no server (which must be stopped):
     /// the raw store, inspected. The lines are what `export` writes and `import` reads.
@@ -68,6 +69,17 @@ struct CheckArgs {
     /// Directory of the embedded store.
     #[arg(long, env = "EVENTLINE_DATA_DIR", default_value = "./eventline-data")]
     data_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    check: CheckArgs,
+    /// Cut the newest log file at damage inside what was acknowledged, giving up the
+    /// events from there on, so that the server starts with every event before it.
+    /// Copy the data directory aside first. Only the log store's newest file can be cut.
+    #[arg(long)]
+    cut_damaged_tail: bool,
 }
 
 #[derive(clap::Args)]
@@ -315,15 +327,46 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn check(args: &CheckArgs) -> anyhow::Result<()> {
+fn check(repair: &RepairArgs) -> anyhow::Result<()> {
+    use eventline_store::log::{LogOptions, LogStore, Recovery};
+    let args = &repair.check;
     let open_error = || format!("cannot open the data directory {}", args.data_dir.display());
     let verified = match EmbeddedFormat::of(&args.data_dir) {
-        Some(EmbeddedFormat::Log) => eventline_store::log::LogStore::open(
-            &args.data_dir,
-            &eventline_store::log::LogOptions::default(),
-        )
-        .with_context(open_error)?
-        .verify(),
+        Some(EmbeddedFormat::Log) => {
+            let recovery = if repair.cut_damaged_tail {
+                Recovery::CutDamagedTail
+            } else {
+                Recovery::Inspect
+            };
+            let options = LogOptions {
+                recovery,
+                ..LogOptions::default()
+            };
+            let store = LogStore::open(&args.data_dir, &options).with_context(open_error)?;
+            match store.cut() {
+                Some(cut) if cut.acknowledged => println!(
+                    "cut: {} at byte {}: {} damaged or later bytes, positions {} to {} given up",
+                    cut.path.display(),
+                    cut.offset,
+                    cut.len,
+                    cut.positions.start,
+                    cut.positions.end.saturating_sub(1)
+                ),
+                Some(cut) => println!(
+                    "{}: a torn, never-acknowledged tail of {} bytes at byte {}{}",
+                    cut.path.display(),
+                    cut.len,
+                    cut.offset,
+                    match recovery {
+                        Recovery::Inspect => " (the server cuts it at start; no event is lost)",
+                        _ => " was cut (no event was lost)",
+                    }
+                ),
+                None if repair.cut_damaged_tail => println!("nothing to cut"),
+                None => {}
+            }
+            store.verify()
+        }
         Some(EmbeddedFormat::Sqlite) => eventline_store::sqlite::SqliteStore::open(
             &args.data_dir,
             &eventline_store::sqlite::SqliteOptions::default(),
@@ -362,7 +405,10 @@ fn dump(args: &CheckArgs) -> anyhow::Result<()> {
         Some(EmbeddedFormat::Log) => Box::new(
             eventline_store::log::LogStore::open(
                 &args.data_dir,
-                &eventline_store::log::LogOptions::default(),
+                &eventline_store::log::LogOptions {
+                    recovery: eventline_store::log::Recovery::Inspect,
+                    ..Default::default()
+                },
             )
             .with_context(open_error)?,
         ),

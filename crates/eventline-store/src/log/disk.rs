@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -30,6 +30,8 @@ pub trait Disk: Send + Sync + 'static {
     }
     /// Appends to the file, creating it if it does not exist.
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Writes over bytes of the file that are already there (a mark slot).
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Makes what was appended to the file durable (`fdatasync`).
     fn sync(&self, path: &Path) -> io::Result<()>;
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
@@ -39,9 +41,10 @@ pub trait Disk: Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
-/// The real file system. Keeps the file last appended to open, since the writer appends
+/// The real file system. Keeps the file last written to open, since the writer appends
 /// to one file for a long time, and the files read from (segments), since an `open` per
-/// read cost as much as the read.
+/// read cost as much as the read. The written file is not opened to append: Linux's
+/// `pwrite` on such a file appends wherever it is asked to write.
 #[derive(Default)]
 pub struct RealDisk {
     open: Mutex<Option<(PathBuf, File)>>,
@@ -56,7 +59,11 @@ impl RealDisk {
     ) -> io::Result<T> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.as_ref().is_none_or(|(open_path, _)| open_path != path) {
-            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(path)?;
             *open = Some((path.to_owned(), file));
         }
         match open.as_mut() {
@@ -128,7 +135,14 @@ impl Disk for RealDisk {
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        self.with_file(path, |file| file.write_all(bytes))
+        self.with_file(path, |file| {
+            file.seek(SeekFrom::End(0))?;
+            file.write_all(bytes)
+        })
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.with_file(path, |file| file.write_all_at(bytes, offset))
     }
 
     fn sync(&self, path: &Path) -> io::Result<()> {

@@ -1,14 +1,13 @@
-//! The log's bytes: a file header, then commit blocks, each holding the events of one
-//! group commit. Pure functions; the file work is in `files`.
+//! The log's bytes after a file's header (`header`): commit blocks, each holding the
+//! events of one group commit. Pure functions.
 //!
 //! ```text
-//! file   = FILE_MAGIC (8 bytes) block*
 //! block  = magic u32 | payload_len u32 | seq_first u64 | seq_len u32
 //!          | payload_crc u32 | header_crc u32 | payload
 //! magic  = BLOCK_MAGIC (the payload as is) or COMPRESSED_BLOCK_MAGIC (one zstd frame
 //!          that holds it, with its length)
 //! payload = event*            (seq_len events, seq_first, seq_first + 1, …)
-//! event  = id [16] | timestamp_ms i64 | received_at_ms i64 | client_timestamp_ms flag u8, i64
+//! event  = seq_offset u32 | id [16] | timestamp_ms i64 | received_at_ms i64 | client_timestamp_ms flag u8, i64
 //!        | scope u8 | event_type len u16, bytes | contact_id flag u8, len u16, bytes
 //!        | content len u32, bytes
 //! ```
@@ -25,12 +24,8 @@ use eventline_core::event::{Event, Scope};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-/// The first bytes of every log file: what it is and the format's version.
-pub(crate) const FILE_MAGIC: &[u8; 8] = b"EVLOG\x00\x00\x01";
 const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"EVLB");
 const COMPRESSED_BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"EVLZ");
-/// The magic numbers' bytes, for a search of the next block in damaged bytes.
-pub(crate) const BLOCK_MAGICS: [&[u8; 4]; 2] = [b"EVLB", b"EVLZ"];
 /// Payloads shorter than this are written as they are: a lone event gains little from
 /// compression.
 const COMPRESS_FROM_BYTES: usize = 1_024;

@@ -7,6 +7,7 @@ mod multinode;
 mod outage;
 mod privacy;
 mod shutdown;
+mod torn;
 
 use std::path::Path;
 use std::process::Stdio;
