@@ -107,7 +107,7 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
     /// One more argument of `eventline serve`, as many times as needed: e.g.
-    /// `--serve-arg=--embedded-format --serve-arg=sqlite` measures the SQLite store.
+    /// `--serve-arg=--log-memtable-mb --serve-arg=64` measures a larger memtable.
     #[arg(long, allow_hyphen_values = true)]
     pub serve_arg: Vec<String>,
 }

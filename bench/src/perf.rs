@@ -624,7 +624,7 @@ fn rss_peak_mb(pid: u32) -> anyhow::Result<f64> {
 
 /// Waits until the log store in `data_dir` writes no segment (no temporary file in
 /// `log/` for ten polls a second apart), at most five minutes: how long that took, and
-/// the segments left. A store with no `log/` (SQLite) is settled at once. A merge that
+/// the segments left. A store with no `log/` is settled at once. A merge that
 /// ends usually begins the next within a second, but three quiet polls once ended the
 /// wait with 52 segments left, which the same import by hand merged into 8 within a
 /// minute.

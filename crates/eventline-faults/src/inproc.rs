@@ -1,7 +1,6 @@
-//! The server inside the test process, on the simulated disk of [`crate::vfs`]: its
-//! store's files go through the VFS (SQLite) or its log face ([`crate::log_disk`]), so a
-//! test can cut the power or fail the disk under it, then stop it abruptly and start it
-//! again on the same address and files.
+//! The server inside the test process, on the simulated disk of [`crate::sim_disk`]: its
+//! store's files go through it, so a test can cut the power or fail the disk under it,
+//! then stop it abruptly and start it again on the same address and files.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,11 +8,10 @@ use std::sync::Arc;
 
 use eventline_server::{App, Config};
 use eventline_store::log::{LogOptions, LogStore};
-use eventline_store::sqlite::{SqliteOptions, SqliteStore};
-use eventline_store::{Durability, EmbeddedFormat, Store};
+use eventline_store::{Durability, Store};
 use tokio::sync::oneshot;
 
-use crate::vfs;
+use crate::sim_disk;
 
 /// One server with its own runtime on its own thread.
 pub struct InProcess {
@@ -22,7 +20,6 @@ pub struct InProcess {
     address: SocketAddr,
     dir: PathBuf,
     durability: Durability,
-    format: EmbeddedFormat,
     running: Option<Running>,
 }
 
@@ -32,16 +29,10 @@ struct Running {
 }
 
 impl InProcess {
-    /// Starts a server on a free loopback port with the embedded SQLite store in `dir`.
+    /// Starts a server on a free loopback port with the embedded store in `dir`.
     pub async fn start(dir: &Path, durability: Durability) -> InProcess {
-        InProcess::start_as(dir, durability, EmbeddedFormat::Sqlite).await
-    }
-
-    /// Starts a server on a free loopback port with the embedded store of `format` in
-    /// `dir`.
-    pub async fn start_as(dir: &Path, durability: Durability, format: EmbeddedFormat) -> InProcess {
         let address = "127.0.0.1:0".parse().expect("address");
-        let (running, address) = launch(dir, durability, format, address)
+        let (running, address) = launch(dir, durability, address)
             .await
             .expect("start the server");
         InProcess {
@@ -49,18 +40,17 @@ impl InProcess {
             address,
             dir: dir.to_owned(),
             durability,
-            format,
             running: Some(running),
         }
     }
 
-    /// Cuts the power under the running server: the writes not synced are gone, or torn
-    /// (see [`vfs::PowerCut`]). The server stops at once (its requests end unanswered),
-    /// and the disk works again.
-    pub async fn power_cut(&mut self, cut: vfs::PowerCut) {
-        vfs::power_off(cut);
+    /// Cuts the power under the running server: the writes not synced are gone, or
+    /// scattered (see [`sim_disk::PowerCut`]). The server stops at once (its requests
+    /// end unanswered), and the disk works again.
+    pub async fn power_cut(&mut self, cut: sim_disk::PowerCut) {
+        sim_disk::power_off(cut);
         self.halt().await;
-        vfs::power_on();
+        sim_disk::power_on();
     }
 
     /// Stops the server at once: open requests end unanswered, nothing is drained, and
@@ -81,7 +71,7 @@ impl InProcess {
         self.halt().await;
         let mut attempts = 0;
         loop {
-            match launch(&self.dir, self.durability, self.format, self.address).await {
+            match launch(&self.dir, self.durability, self.address).await {
                 Ok((running, _)) => {
                     self.running = Some(running);
                     return;
@@ -105,14 +95,12 @@ impl Drop for InProcess {
 async fn launch(
     dir: &Path,
     durability: Durability,
-    format: EmbeddedFormat,
     address: SocketAddr,
 ) -> Result<(Running, SocketAddr), String> {
     let (ready, started) = oneshot::channel();
     let (stop, stopped) = oneshot::channel();
     let dir = dir.to_owned();
-    let thread =
-        std::thread::spawn(move || serve(dir, durability, format, address, ready, stopped));
+    let thread = std::thread::spawn(move || serve(dir, durability, address, ready, stopped));
     match started.await {
         Ok(Ok(address)) => Ok((Running { stop, thread }, address)),
         Ok(Err(error)) => {
@@ -123,13 +111,12 @@ async fn launch(
     }
 }
 
-/// The server thread: opens the store through the VFS, serves until `stopped`, then
+/// The server thread: opens the store on the simulated disk, serves until `stopped`, then
 /// drops the runtime, which ends every task and waits for the blocking ones, so the
 /// store's files are closed when the thread ends.
 fn serve(
     dir: PathBuf,
     durability: Durability,
-    format: EmbeddedFormat,
     address: SocketAddr,
     ready: oneshot::Sender<Result<SocketAddr, String>>,
     stopped: oneshot::Receiver<()>,
@@ -140,7 +127,7 @@ fn serve(
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let opened = open_store(&dir, durability, format)
+        let opened = open_store(&dir, durability)
             .map_err(|error| format!("open the store: {error}"))
             .and_then(|store| {
                 let mut config = Config::new(dir.clone());
@@ -173,30 +160,17 @@ fn serve(
     drop(runtime);
 }
 
-/// The embedded store of `format` in `dir`, on the simulated disk.
+/// The embedded store in `dir`, on the simulated disk.
 fn open_store(
     dir: &Path,
     durability: Durability,
-    format: EmbeddedFormat,
 ) -> Result<Arc<dyn Store>, eventline_store::Error> {
-    Ok(match format {
-        EmbeddedFormat::Sqlite => {
-            let options = SqliteOptions {
-                durability,
-                vfs: Some(vfs::register().to_owned()),
-                ..SqliteOptions::default()
-            };
-            Arc::new(SqliteStore::open(dir, &options)?)
-        }
-        EmbeddedFormat::Log => {
-            let options = LogOptions {
-                durability,
-                disk: Arc::new(crate::log_disk::LogDisk),
-                // A few hundred events: the faults strike flushes and segments too.
-                memtable_bytes_max: 256 << 10,
-                ..LogOptions::default()
-            };
-            Arc::new(LogStore::open(dir, &options)?)
-        }
-    })
+    let options = LogOptions {
+        durability,
+        disk: Arc::new(sim_disk::SimDisk),
+        // A few hundred events: the faults strike flushes and segments too.
+        memtable_bytes_max: 256 << 10,
+        ..LogOptions::default()
+    };
+    Ok(Arc::new(LogStore::open(dir, &options)?))
 }

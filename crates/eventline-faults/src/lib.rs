@@ -16,9 +16,8 @@ pub mod hostile;
 pub mod inproc;
 pub mod ledger;
 pub mod load;
-pub mod log_disk;
 pub mod node;
-pub mod vfs;
+pub mod sim_disk;
 
 /// How much work each test does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,19 +12,13 @@ use uuid::Uuid;
 
 /// Where a node keeps events.
 pub enum Storage {
-    /// The embedded SQLite store in a temporary directory.
-    SqliteDir(tempfile::TempDir),
-    /// The embedded log store, the default, in a temporary directory.
+    /// The embedded log store in a temporary directory.
     LogDir(tempfile::TempDir),
     /// A PostgreSQL database.
     Database(String),
 }
 
 impl Storage {
-    pub fn sqlite_dir() -> Storage {
-        Storage::SqliteDir(tempfile::tempdir().expect("temporary directory"))
-    }
-
     /// A fresh database in this process's throwaway cluster.
     pub async fn database() -> Storage {
         Storage::Database(eventline_testkit::database().await)
@@ -37,24 +31,14 @@ impl Storage {
 
     pub fn name(&self) -> &'static str {
         match self {
-            Storage::SqliteDir(_) => "embedded sqlite",
             Storage::LogDir(_) => "embedded log",
             Storage::Database(_) => "postgres",
         }
     }
 
     fn args(&self) -> Vec<String> {
-        let embedded = |dir: &tempfile::TempDir, format: &str| {
-            vec![
-                "--data-dir".to_owned(),
-                path_text(dir.path()),
-                "--embedded-format".to_owned(),
-                format.to_owned(),
-            ]
-        };
         match self {
-            Storage::SqliteDir(dir) => embedded(dir, "sqlite"),
-            Storage::LogDir(dir) => embedded(dir, "log"),
+            Storage::LogDir(dir) => vec!["--data-dir".to_owned(), path_text(dir.path())],
             Storage::Database(url) => vec!["--database".to_owned(), url.clone()],
         }
     }

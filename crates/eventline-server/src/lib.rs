@@ -11,11 +11,8 @@ use std::time::Duration;
 
 use eventline_core::access::Keys;
 use eventline_core::limits::Limits;
-use eventline_store::EmbeddedFormat;
-use eventline_store::log::upgrade as log_upgrade;
 use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::postgres::{PostgresOptions, PostgresStore};
-use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 use eventline_store::{Durability, Store};
 use tokio::net::TcpListener;
 
@@ -43,10 +40,6 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A `postgres://` URL: the events live in PostgreSQL and this server keeps no state.
     pub database_url: Option<String>,
-    /// The embedded store's format for a new data directory (SQLite when `None`); a
-    /// directory that holds a store is opened in its own format, but a SQLite one asked
-    /// for as `Log` is upgraded (`EmbeddedFormat::choose`).
-    pub embedded_format: Option<EmbeddedFormat>,
     /// The log store's bound on events held in memory, in bytes.
     pub log_memory_bytes_max: usize,
     /// The log store's memtable size at which it is written as a segment, in bytes.
@@ -159,7 +152,6 @@ impl Config {
         Config {
             data_dir,
             database_url: None,
-            embedded_format: None,
             log_memory_bytes_max: LogOptions::default().memory_bytes_max,
             log_memtable_bytes_max: LogOptions::default().memtable_bytes_max,
             durability: Durability::Full,
@@ -227,53 +219,17 @@ impl App {
             }
             None => {
                 let data_dir = config.data_dir.clone();
-                let format = EmbeddedFormat::choose(&data_dir, config.embedded_format)?;
-                tracing::info!(
-                    format = format.name(),
-                    data_dir = %data_dir.display(),
-                    "opening the embedded store"
-                );
-                match format {
-                    EmbeddedFormat::Sqlite => {
-                        if config.embedded_format.is_none() {
-                            tracing::info!(
-                                data_dir = %data_dir.display(),
-                                "this data directory holds the SQLite store, kept as it is; \
-                                 asking for the log store (--embedded-format log) upgrades it"
-                            );
-                        }
-                        let options = SqliteOptions {
-                            durability: config.durability,
-                            ..SqliteOptions::default()
-                        };
-                        Arc::new(
-                            tokio::task::spawn_blocking(move || {
-                                SqliteStore::open(&data_dir, &options)
-                            })
-                            .await??,
-                        )
-                    }
-                    EmbeddedFormat::Log => {
-                        let options = LogOptions {
-                            durability: config.durability,
-                            memory_bytes_max: config.log_memory_bytes_max,
-                            memtable_bytes_max: config.log_memtable_bytes_max,
-                            ..LogOptions::default()
-                        };
-                        let runtime = tokio::runtime::Handle::current();
-                        Arc::new(
-                            tokio::task::spawn_blocking(move || {
-                                let upgrade =
-                                    log_upgrade::from_sqlite(&data_dir, &options, &runtime)?;
-                                if upgrade != log_upgrade::Upgrade::Nothing {
-                                    tracing::info!(?upgrade, "the SQLite store is now a log store");
-                                }
-                                LogStore::open(&data_dir, &options)
-                            })
-                            .await??,
-                        )
-                    }
-                }
+                tracing::info!(data_dir = %data_dir.display(), "opening the embedded store");
+                let options = LogOptions {
+                    durability: config.durability,
+                    memory_bytes_max: config.log_memory_bytes_max,
+                    memtable_bytes_max: config.log_memtable_bytes_max,
+                    ..LogOptions::default()
+                };
+                Arc::new(
+                    tokio::task::spawn_blocking(move || LogStore::open(&data_dir, &options))
+                        .await??,
+                )
             }
         };
         App::with_store(config, store)

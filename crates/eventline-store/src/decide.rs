@@ -1,5 +1,5 @@
-//! What becomes of each submission of a group commit, decided the same way by every
-//! store that decides it in Rust (the log store and PostgreSQL; SQLite decides in SQL).
+//! What becomes of each submission of a group commit, decided the same way by both
+//! stores.
 
 use std::collections::HashMap;
 

@@ -1,7 +1,6 @@
 //! Where events live. [`Store`] is what the server needs from a store; [`log`] is the
-//! embedded store (`docs/storage-design.md`), [`sqlite`] the embedded store before it,
-//! [`postgres`] the shared one. This is the only crate that
-//! knows SQL.
+//! embedded store (`docs/storage-design.md`), [`postgres`] the shared one. This is the
+//! only crate that knows SQL.
 
 use async_trait::async_trait;
 use eventline_core::cursor::{StreamCursor, StreamStart};
@@ -14,7 +13,6 @@ mod decide;
 pub mod log;
 mod page_sql;
 pub mod postgres;
-pub mod sqlite;
 
 /// How hard a commit works to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,55 +26,13 @@ pub enum Durability {
     Normal,
 }
 
-/// The two forms of the embedded store: a data directory holds one or the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmbeddedFormat {
-    /// SQLite (`sqlite`): what data directories held before the log store, and still
-    /// can, asked for.
-    Sqlite,
-    /// The log store (`log`, `docs/storage-design.md`), the default.
-    Log,
-}
+/// The file a data directory of the SQLite store held: the store before the log store,
+/// retired. A directory holding it is refused rather than opened as an empty log store.
+pub const SQLITE_DATABASE_FILE: &str = "eventline.sqlite3";
 
-impl EmbeddedFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            EmbeddedFormat::Sqlite => "sqlite",
-            EmbeddedFormat::Log => "log",
-        }
-    }
-
-    /// The format of the store `data_dir` holds, if it holds one.
-    pub fn of(data_dir: &std::path::Path) -> Option<EmbeddedFormat> {
-        if data_dir.join(log::LOG_DIR).is_dir() {
-            Some(EmbeddedFormat::Log)
-        } else if data_dir.join(sqlite::DATABASE_FILE).exists() {
-            Some(EmbeddedFormat::Sqlite)
-        } else {
-            None
-        }
-    }
-
-    /// The format to open `data_dir` with: the one it holds, or `asked` (the log store if
-    /// not asked) for a new store. Asking for the log store on a SQLite store chooses the
-    /// log store, which the SQLite store is to be upgraded to (`log::upgrade`); the other
-    /// way is refused. Not asking keeps a SQLite store as it is: the upgrade cannot be
-    /// undone, so it is the operator's to choose.
-    pub fn choose(
-        data_dir: &std::path::Path,
-        asked: Option<EmbeddedFormat>,
-    ) -> Result<EmbeddedFormat, Error> {
-        match (EmbeddedFormat::of(data_dir), asked) {
-            (Some(EmbeddedFormat::Sqlite), Some(EmbeddedFormat::Log)) => Ok(EmbeddedFormat::Log),
-            (Some(found), Some(asked)) if found != asked => Err(Error::FormatMismatch {
-                path: data_dir.to_owned(),
-                found: found.name(),
-                asked: asked.name(),
-            }),
-            (Some(found), _) => Ok(found),
-            (None, asked) => Ok(asked.unwrap_or(EmbeddedFormat::Log)),
-        }
-    }
+/// Whether `data_dir` holds an embedded store (a log store, or a retired SQLite one).
+pub fn holds_store(data_dir: &std::path::Path) -> bool {
+    data_dir.join(log::LOG_DIR).is_dir() || data_dir.join(SQLITE_DATABASE_FILE).exists()
 }
 
 /// The events of one request. A store keeps all of them or none of them.
@@ -142,8 +98,6 @@ pub struct StreamChunk {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("sqlite")]
-    Sqlite(#[from] rusqlite::Error),
     #[error("postgres")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("no database connection")]
@@ -163,13 +117,6 @@ pub enum Error {
         "the data was written by a newer eventline (schema version {found}; this one knows up to {known})"
     )]
     SchemaTooNew { found: i64, known: i64 },
-    #[error(
-        "{path} is damaged at frame {frame}: a commit that later commits follow fails its checksum, so starting would silently drop acknowledged events; restore the data directory from a backup, or move the WAL file aside to start with what the database file holds"
-    )]
-    WalDamaged {
-        path: std::path::PathBuf,
-        frame: u64,
-    },
     #[error(
         "{path} is damaged at byte {offset} ({detail}): every byte of it was acknowledged, so starting would silently drop acknowledged events. Nothing was changed. Copy the data directory aside before anything else, then restore it from a backup"
     )]
@@ -200,17 +147,11 @@ pub enum Error {
     )]
     Full { bytes_max: usize },
     #[error(
-        "data directory {path} holds a {found} store, not a {asked} one; a log store is never converted back to SQLite"
+        "data directory {0} holds a SQLite store (eventline.sqlite3), which this eventline no longer reads: the SQLite store was retired before any release, so there is nothing to upgrade from; move the directory aside and start with an empty one"
     )]
-    FormatMismatch {
-        path: std::path::PathBuf,
-        found: &'static str,
-        asked: &'static str,
-    },
+    SqliteRetired(std::path::PathBuf),
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
-    #[error("page checksums: {0}")]
-    PageChecksums(String),
     #[error(
         "an fsync failed earlier: writes are refused until a restart reads back what is on disk"
     )]

@@ -5,8 +5,7 @@
 //! immutable [`segment`], sorted and compressed, and the log files they came from are
 //! removed. On start the segments' footers are read, and the log after them.
 //!
-//! It is chosen for a new data directory unless SQLite is asked for, and a directory
-//! that holds a log is always opened as one.
+//! The files' bytes are described in `docs/format.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
@@ -34,7 +33,6 @@ mod memtable;
 mod record;
 mod recovery;
 mod segment;
-pub mod upgrade;
 
 use disk::{Disk, RealDisk};
 pub use header::HEADER_LEN as FILE_HEADER_LEN;
@@ -86,6 +84,15 @@ impl Default for LogOptions {
             recovery: Recovery::Start,
         }
     }
+}
+
+/// What `LogStore::verify` found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// Events read back whole and matching their checksums.
+    pub events: u64,
+    /// Every problem found, in words; empty when the store is sound.
+    pub problems: Vec<String>,
 }
 
 /// What reads see: the memtable, the segments, and the segments' counts.
@@ -271,6 +278,9 @@ impl LogStore {
     /// Opens (creating if needed) the log store in `data_dir`, reading the whole log
     /// back. Blocks: call it at start-up.
     pub fn open(data_dir: &Path, options: &LogOptions) -> Result<LogStore, Error> {
+        if data_dir.join(crate::SQLITE_DATABASE_FILE).exists() && !data_dir.join(LOG_DIR).is_dir() {
+            return Err(Error::SqliteRetired(data_dir.to_owned()));
+        }
         let inspecting = options.recovery == Recovery::Inspect;
         let lock_path = data_dir.join(LOCK_FILE);
         let lock = if inspecting {
@@ -399,71 +409,12 @@ impl LogStore {
         .await?
     }
 
-    /// Appends events that already have their positions (the upgrade from SQLite), in
-    /// one block that also takes every position up to `seq_upto`, stored or not.
-    /// Blocks.
-    fn append_at(&self, events: Vec<(StreamCursor, Event)>, seq_upto: u64) -> Result<(), Error> {
-        let mut guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let writer = &mut *guard;
-        let seq_first = self.read().memtable.seq_end();
-        if seq_upto < seq_first {
-            return Ok(());
-        }
-        let seq_len = u32::try_from(seq_upto - seq_first + 1).map_err(|_| {
-            Error::Corrupt(format!(
-                "positions {seq_first} to {seq_upto} hold too few events for one block"
-            ))
-        })?;
-        let stored: Vec<record::Stored> = events
-            .into_iter()
-            .map(|(position, event)| record::Stored {
-                seq: position.commit,
-                event,
-            })
-            .collect();
-        if stored
-            .iter()
-            .any(|stored| stored.seq < seq_first || stored.seq > seq_upto)
-        {
-            return Err(Error::Corrupt(
-                "an event of the SQLite store lies outside its commit range".to_owned(),
-            ));
-        }
-        writer.append_blocks(
-            &self.table,
-            &self.sync_failed,
-            seq_upto + 1,
-            |buffer, compressor| {
-                record::encode_block(buffer, seq_first, seq_len, &stored, compressor);
-                false
-            },
-        )?;
-        {
-            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-            table.memtable.reserve(seq_upto + 1);
-            for stored in stored {
-                table
-                    .memtable
-                    .insert(stored.seq, writer.active, stored.event);
-            }
-        }
-        writer.flush_if_full(&self.table, &self.sync_failed);
-        Ok(())
-    }
-
-    /// Adds these contacts to the suppressed ones (the upgrade from SQLite). Blocks.
-    fn suppress_all(&self, contacts: Vec<String>) -> Result<(), Error> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        writer.suppressed.extend(contacts);
-        writer.write_suppressed()
-    }
-
     /// Reads every log file back and checks every block: what `eventline check` runs.
     /// Blocks, and reads every byte.
-    pub fn verify(&self) -> Result<crate::sqlite::Verified, Error> {
+    pub fn verify(&self) -> Result<Verified, Error> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         writer.settle(&self.table);
-        let mut verified = crate::sqlite::Verified::default();
+        let mut verified = Verified::default();
         for segment in &self.read().segments {
             match segment.verify(writer.disk.as_ref()) {
                 Ok(events) => verified.events += events,

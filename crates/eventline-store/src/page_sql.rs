@@ -1,18 +1,12 @@
-//! The SQL of a page, for both stores: keyset pagination on (timestamp_ms, id) over the
-//! index that fits the filter. Only the placeholders and the id's type differ.
+//! The SQL of the PostgreSQL store's reads (keyset pagination on (timestamp_ms, id) over
+//! the index that fits the filter, reads in commit order, stats), and what the log
+//! store shares with it: the split of a stats window into parts, pages cut from the rows
+//! read, positions in commit order.
 
 use eventline_core::cursor::{Cursor, StreamCursor};
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// `?` placeholders, bound in order.
-    Sqlite,
-    /// `$1`, `$2`… placeholders.
-    Postgres,
-}
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone)]
@@ -22,8 +16,9 @@ pub(crate) enum Param {
     Id(Uuid),
 }
 
+/// A statement's parameters, bound as `$1`, `$2`…
+#[derive(Default)]
 struct Sql {
-    dialect: Dialect,
     params: Vec<Param>,
 }
 
@@ -31,10 +26,7 @@ impl Sql {
     /// Binds `param` and returns its placeholder.
     fn bind(&mut self, param: Param) -> String {
         self.params.push(param);
-        match self.dialect {
-            Dialect::Sqlite => "?".to_owned(),
-            Dialect::Postgres => format!("${}", self.params.len()),
-        }
+        format!("${}", self.params.len())
     }
 }
 
@@ -42,14 +34,10 @@ impl Sql {
 ///
 /// Several event types without a contact are read as one ordered range per type: a range
 /// scan of the type index each that stops at the page's end, instead of a sort of every
-/// matching event, merged lazily: SQLite's `MERGE (UNION ALL)`, PostgreSQL's
-/// `Merge Append`. PostgreSQL merges only ranges that are ordered subqueries, so there
-/// each range is its own `ORDER BY … LIMIT`, cut at the page's end.
-pub(crate) fn page_sql(query: &PageQuery, columns: &str, dialect: Dialect) -> (String, Vec<Param>) {
-    let mut sql = Sql {
-        dialect,
-        params: Vec::new(),
-    };
+/// matching event, merged lazily (`Merge Append`). PostgreSQL merges only ranges that are
+/// ordered subqueries, so each range is its own `ORDER BY … LIMIT`, cut at the page's end.
+pub(crate) fn page_sql(query: &PageQuery, columns: &str) -> (String, Vec<Param>) {
+    let mut sql = Sql::default();
     let direction = match query.order {
         Order::Asc => "ASC",
         Order::Desc => "DESC",
@@ -74,13 +62,8 @@ pub(crate) fn page_sql(query: &PageQuery, columns: &str, dialect: Dialect) -> (S
                     "SELECT {columns} FROM events WHERE {}",
                     conditions.join(" AND ")
                 );
-                match dialect {
-                    Dialect::Sqlite => branch,
-                    Dialect::Postgres => {
-                        let cut = sql.bind(Param::Int(fetch.saturating_add(skip)));
-                        format!("({branch} {order_by} LIMIT {cut})")
-                    }
-                }
+                let cut = sql.bind(Param::Int(fetch.saturating_add(skip)));
+                format!("({branch} {order_by} LIMIT {cut})")
             })
             .collect();
         format!("{} {order_by}", parts.join(" UNION ALL "))
@@ -170,51 +153,29 @@ fn event_types_condition(event_types: &[String], sql: &mut Sql) -> Option<String
 /// The SQL of a read in commit order: the events matching `filter` after `after` and up
 /// to `head`, at most `limit`, each row `columns` then its commit position.
 ///
-/// The commit position is the embedded store's `seq` (one per event, given in commit
-/// order) and PostgreSQL's `commit_xid` (the writing transaction; its events are ordered
-/// by id), which is bound as text since the driver has no `xid8` type.
+/// The commit position is `commit_xid` (the writing transaction; its events are ordered
+/// by id), bound as text since the driver has no `xid8` type.
 pub(crate) fn stream_sql(
     filter: &Filter,
     after: StreamCursor,
     head: u64,
     limit: u32,
     columns: &str,
-    dialect: Dialect,
 ) -> (String, Vec<Param>) {
-    let mut sql = Sql {
-        dialect,
-        params: Vec::new(),
-    };
+    let mut sql = Sql::default();
     let mut conditions = filter_conditions(filter, &mut sql);
     conditions.extend(event_types_condition(&filter.event_types, &mut sql));
-    let (position, order_by) = match dialect {
-        Dialect::Sqlite => {
-            let after = sql.bind(Param::Int(i64::try_from(after.commit).unwrap_or(i64::MAX)));
-            let head = sql.bind(Param::Int(i64::try_from(head).unwrap_or(i64::MAX)));
-            conditions.push(format!("seq > {after} AND seq <= {head}"));
-            ("seq", "seq")
-        }
-        Dialect::Postgres => {
-            let after_commit = sql.bind(Param::Text(after.commit.to_string()));
-            let after_id = sql.bind(Param::Id(after.id));
-            let head = sql.bind(Param::Text(head.to_string()));
-            conditions.push(format!(
-                "(commit_xid, id) > ({after_commit}::text::xid8, {after_id}) AND commit_xid < {head}::text::xid8"
-            ));
-            // Named apart: `ORDER BY commit_xid` would sort by the text.
-            ("commit_xid::text AS commit_position", "commit_xid, id")
-        }
-    };
-    // SQLite would read a type's or a window's whole index range and sort it, not knowing
-    // that a stream's `seq` range is short; a contact's events are few, and its index wins.
-    let table = match dialect {
-        Dialect::Sqlite if filter.contact_id.is_none() => "events NOT INDEXED",
-        _ => "events",
-    };
+    let after_commit = sql.bind(Param::Text(after.commit.to_string()));
+    let after_id = sql.bind(Param::Id(after.id));
+    let head = sql.bind(Param::Text(head.to_string()));
+    conditions.push(format!(
+        "(commit_xid, id) > ({after_commit}::text::xid8, {after_id}) AND commit_xid < {head}::text::xid8"
+    ));
     let limit = sql.bind(Param::Int(i64::from(limit)));
     (
+        // The position named apart: `ORDER BY commit_xid` would sort by the text.
         format!(
-            "SELECT {columns}, {position} FROM {table} WHERE {} ORDER BY {order_by} LIMIT {limit}",
+            "SELECT {columns}, commit_xid::text AS commit_position FROM events WHERE {} ORDER BY commit_xid, id LIMIT {limit}",
             conditions.join(" AND ")
         ),
         sql.params,
@@ -236,7 +197,7 @@ pub(crate) fn into_stream_chunk(
     crate::StreamChunk { events, upto }
 }
 
-/// A place in an embedded store's commit order (SQLite's `seq`, the log's position):
+/// A place in the log store's commit order:
 /// the position alone orders events, so the id part is the largest there is, and the
 /// position of an event equals the head's at the same place.
 pub(crate) fn seq_position(seq: u64) -> StreamCursor {
@@ -384,18 +345,17 @@ pub(crate) fn stats_parts(
     parts
 }
 
-/// The queries of a stats request, for both SQL stores, one per part of
+/// The queries of a stats request, one per part of
 /// [`stats_parts`]; each returns rows of (bucket start ms, event type, count), and the
 /// caller sums them.
 pub(crate) fn stats_sql(
     query: &eventline_core::stats::StatsQuery,
-    dialect: Dialect,
     rollups: &Rollups<'_>,
 ) -> Vec<(String, Vec<Param>)> {
     let filter = &query.filter;
     let bucket_ms = query.bucket.ms();
     let events_part = |from_ms: i64, to_ms: i64| {
-        let (mut sql, bucket, bucket_again) = bucketed(dialect, bucket_ms);
+        let (mut sql, bucket, bucket_again) = bucketed(bucket_ms);
         let mut conditions = vec![
             format!("timestamp_ms >= {}", sql.bind(Param::Int(from_ms))),
             format!("timestamp_ms < {}", sql.bind(Param::Int(to_ms))),
@@ -418,19 +378,15 @@ pub(crate) fn stats_sql(
     };
     // Counts of `table`, whose key column `unit` counts `unit_ms` each, over [from, to).
     let rollup_part = |table: &str, unit: &str, unit_ms: i64, from: i64, to: i64| {
-        let (mut sql, bucket, bucket_again) = bucketed(dialect, bucket_ms);
+        let (mut sql, bucket, bucket_again) = bucketed(bucket_ms);
         let mut conditions = vec![
             format!("{unit} >= {}", sql.bind(Param::Int(from))),
             format!("{unit} < {}", sql.bind(Param::Int(to))),
         ];
         stats_conditions(filter, &mut sql, &mut conditions);
-        let sum = match dialect {
-            Dialect::Sqlite => "SUM(count)",
-            Dialect::Postgres => "SUM(count)::bigint",
-        };
         (
             format!(
-                "SELECT (({unit} * {unit_ms}) / {bucket}) * {bucket_again}, event_type, {sum} \
+                "SELECT (({unit} * {unit_ms}) / {bucket}) * {bucket_again}, event_type, SUM(count)::bigint \
                  FROM {table} WHERE {} GROUP BY 1, 2",
                 conditions.join(" AND ")
             ),
@@ -471,11 +427,8 @@ pub(crate) fn stats_sql(
 
 /// A statement's binder with the bucket width bound twice (`(t / B) * B`): the binder
 /// and the two placeholders.
-fn bucketed(dialect: Dialect, bucket_ms: i64) -> (Sql, String, String) {
-    let mut sql = Sql {
-        dialect,
-        params: Vec::new(),
-    };
+fn bucketed(bucket_ms: i64) -> (Sql, String, String) {
+    let mut sql = Sql::default();
     let bucket = sql.bind(Param::Int(bucket_ms));
     let bucket_again = sql.bind(Param::Int(bucket_ms));
     (sql, bucket, bucket_again)

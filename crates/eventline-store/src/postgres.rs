@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use crate::page_sql::{self, Dialect, Param};
+use crate::page_sql::{self, Param};
 use crate::{Appended, Durability, Error, Outcome, Store, StreamChunk, Submission};
 
 /// Migrations in order; the schema version is the number applied.
@@ -192,7 +192,7 @@ impl Store for PostgresStore {
     }
 
     async fn page(&self, query: PageQuery) -> Result<Page, Error> {
-        let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
+        let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS);
         let params = to_sql(params);
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(&sql).await?;
@@ -214,14 +214,7 @@ impl Store for PostgresStore {
         // The head first: every transaction below it has ended, so the rows read below it
         // are all there will ever be.
         let head = xmin(&client).await?;
-        let (sql, params) = page_sql::stream_sql(
-            filter,
-            after,
-            head.commit,
-            limit,
-            EVENT_COLUMNS,
-            Dialect::Postgres,
-        );
+        let (sql, params) = page_sql::stream_sql(filter, after, head.commit, limit, EVENT_COLUMNS);
         let params = to_sql(params);
         let statement = client.prepare_cached(&sql).await?;
         let rows = client.query(&statement, &borrowed(&params)).await?;
@@ -331,7 +324,6 @@ impl Store for PostgresStore {
         let mut rows = Vec::new();
         for (sql, params) in page_sql::stats_sql(
             &query,
-            Dialect::Postgres,
             &page_sql::Rollups {
                 minute: "event_count_deltas",
                 hour: None,
@@ -838,7 +830,7 @@ mod tests {
             .await
             .expect("set");
         for (query, index) in page_sql::query_shapes() {
-            let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS, Dialect::Postgres);
+            let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS);
             let plan = explain(&client, &sql, params).await;
             assert!(
                 plan.contains(index),
@@ -861,14 +853,7 @@ mod tests {
                 commit: 3,
                 id: Uuid::nil(),
             };
-            let (sql, params) = page_sql::stream_sql(
-                &query.filter,
-                after,
-                9,
-                100,
-                EVENT_COLUMNS,
-                Dialect::Postgres,
-            );
+            let (sql, params) = page_sql::stream_sql(&query.filter, after, 9, 100, EVENT_COLUMNS);
             let plan = explain(&client, &sql, params).await;
             assert!(plan.contains("events_by_commit"), "{query:?}:\n{plan}");
             assert!(!plan.contains("Sort"), "{query:?} sorts:\n{plan}");

@@ -16,7 +16,6 @@ use eventline_core::access;
 use eventline_core::event::Scope;
 use eventline_core::limits::Limits;
 use eventline_server::{App, Config, CorsOrigins, RateLimits};
-use eventline_store::EmbeddedFormat;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -130,13 +129,6 @@ struct ServeArgs {
     /// so that any number of servers can share the database. Default: the embedded store.
     #[arg(long, env = "EVENTLINE_DATABASE_URL")]
     database: Option<String>,
-    /// The embedded store's format for a new data directory: `log` (the default), the
-    /// log-structured store (docs/storage-design.md), or `sqlite`, the store before it. A
-    /// directory that holds a store is opened in its own format, except that `log` asked
-    /// of a SQLite directory upgrades it, one way (the database is kept as
-    /// `eventline.sqlite3.migrated`).
-    #[arg(long, env = "EVENTLINE_EMBEDDED_FORMAT", value_enum)]
-    embedded_format: Option<FormatArg>,
     /// The log store's bound on the events it holds in memory, in MiB, reached only when
     /// segments cannot be written (a full disk); writes past it answer 503.
     #[arg(long, env = "EVENTLINE_LOG_MEMORY_MAX_MB", default_value_t = 1024)]
@@ -248,12 +240,6 @@ enum Durability {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Sqlite,
-    Log,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum ScopeArg {
     App,
     Site,
@@ -331,61 +317,50 @@ fn check(repair: &RepairArgs) -> anyhow::Result<()> {
     use eventline_store::log::{LogOptions, LogStore, Recovery};
     let args = &repair.check;
     let open_error = || format!("cannot open the data directory {}", args.data_dir.display());
-    let verified = match EmbeddedFormat::of(&args.data_dir) {
-        Some(EmbeddedFormat::Log) => {
-            let recovery = if repair.cut_damaged_tail {
-                Recovery::CutDamagedTail
-            } else {
-                Recovery::Inspect
-            };
-            let options = LogOptions {
-                recovery,
-                ..LogOptions::default()
-            };
-            let store = LogStore::open(&args.data_dir, &options).with_context(open_error)?;
-            match store.cut() {
-                Some(cut) if cut.acknowledged => println!(
-                    "cut: {} at byte {}: {} damaged or later bytes, positions {} to {} given up",
-                    cut.path.display(),
-                    cut.offset,
-                    cut.len,
-                    cut.positions.start,
-                    cut.positions.end.saturating_sub(1)
-                ),
-                Some(cut) => println!(
-                    "{}: a torn, never-acknowledged tail of {} bytes at byte {}{}",
-                    cut.path.display(),
-                    cut.len,
-                    cut.offset,
-                    match recovery {
-                        Recovery::Inspect => " (the server cuts it at start; no event is lost)",
-                        _ => " was cut (no event was lost)",
-                    }
-                ),
-                None if repair.cut_damaged_tail => println!("nothing to cut"),
-                None => {}
+    // Opening would create a store where there is none to check.
+    anyhow::ensure!(
+        eventline_store::holds_store(&args.data_dir),
+        "{} holds no store",
+        args.data_dir.display()
+    );
+    let recovery = if repair.cut_damaged_tail {
+        Recovery::CutDamagedTail
+    } else {
+        Recovery::Inspect
+    };
+    let options = LogOptions {
+        recovery,
+        ..LogOptions::default()
+    };
+    let store = LogStore::open(&args.data_dir, &options).with_context(open_error)?;
+    match store.cut() {
+        Some(cut) if cut.acknowledged => println!(
+            "cut: {} at byte {}: {} damaged or later bytes, positions {} to {} given up",
+            cut.path.display(),
+            cut.offset,
+            cut.len,
+            cut.positions.start,
+            cut.positions.end.saturating_sub(1)
+        ),
+        Some(cut) => println!(
+            "{}: a torn, never-acknowledged tail of {} bytes at byte {}{}",
+            cut.path.display(),
+            cut.len,
+            cut.offset,
+            match recovery {
+                Recovery::Inspect => " (the server cuts it at start; no event is lost)",
+                _ => " was cut (no event was lost)",
             }
-            store.verify()
-        }
-        Some(EmbeddedFormat::Sqlite) => eventline_store::sqlite::SqliteStore::open(
-            &args.data_dir,
-            &eventline_store::sqlite::SqliteOptions::default(),
-        )
-        .with_context(open_error)?
-        .verify(),
-        // Opening would create a store where there is none to check.
-        None => anyhow::bail!("{} holds no store", args.data_dir.display()),
+        ),
+        None if repair.cut_damaged_tail => println!("nothing to cut"),
+        None => {}
     }
-    .context("cannot read the store")?;
+    let verified = store.verify().context("cannot read the store")?;
     for problem in &verified.problems {
         println!("damaged: {problem}");
     }
-    let unchecked = match verified.unchecked {
-        0 => String::new(),
-        unchecked => format!(", {unchecked} stored before checksums read unchecked"),
-    };
     println!(
-        "{} events checked{unchecked}, {} problems",
+        "{} events checked, {} problems",
         verified.events,
         verified.problems.len()
     );
@@ -401,26 +376,21 @@ fn dump(args: &CheckArgs) -> anyhow::Result<()> {
     use eventline_core::query::{Order, PageQuery, Start};
     use std::io::Write;
     let open_error = || format!("cannot open the data directory {}", args.data_dir.display());
-    let store: Box<dyn eventline_store::Store> = match EmbeddedFormat::of(&args.data_dir) {
-        Some(EmbeddedFormat::Log) => Box::new(
-            eventline_store::log::LogStore::open(
-                &args.data_dir,
-                &eventline_store::log::LogOptions {
-                    recovery: eventline_store::log::Recovery::Inspect,
-                    ..Default::default()
-                },
-            )
-            .with_context(open_error)?,
-        ),
-        Some(EmbeddedFormat::Sqlite) => Box::new(
-            eventline_store::sqlite::SqliteStore::open(
-                &args.data_dir,
-                &eventline_store::sqlite::SqliteOptions::default(),
-            )
-            .with_context(open_error)?,
-        ),
-        None => anyhow::bail!("{} holds no store", args.data_dir.display()),
-    };
+    use eventline_store::Store;
+    // Opening would create a store where there is none to read.
+    anyhow::ensure!(
+        eventline_store::holds_store(&args.data_dir),
+        "{} holds no store",
+        args.data_dir.display()
+    );
+    let store = eventline_store::log::LogStore::open(
+        &args.data_dir,
+        &eventline_store::log::LogOptions {
+            recovery: eventline_store::log::Recovery::Inspect,
+            ..Default::default()
+        },
+    )
+    .with_context(open_error)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     client_command(async {
         let mut start = Start::First;
@@ -558,10 +528,6 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         );
         config.database_url = Some(url.to_owned());
     }
-    config.embedded_format = args.embedded_format.map(|format| match format {
-        FormatArg::Sqlite => EmbeddedFormat::Sqlite,
-        FormatArg::Log => EmbeddedFormat::Log,
-    });
     anyhow::ensure!(
         args.log_memory_max_mb >= 1,
         "--log-memory-max-mb must be at least 1"

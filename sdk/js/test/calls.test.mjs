@@ -8,7 +8,7 @@ import { createServer } from 'node:net'
 import { once } from 'node:events'
 
 import { Builder } from '../dist/builder.mjs'
-import { countFetches, lockDatabase, startProxy, startServer } from './support.mjs'
+import { countFetches, startProxy, startServer } from './support.mjs'
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
@@ -234,61 +234,90 @@ describe('against a server', () => {
   })
 })
 
-test('errors: 429 and 503 from a server whose database is locked, with Retry-After honoured', async () => {
-  // A queue of one event: while one post waits on the lock, another is refused with 429.
-  // The lock is SQLite's, taken with the sqlite3 shell, so this server keeps the SQLite
-  // store rather than the default log store.
-  const server = await startServer([
-    '--embedded-format',
-    'sqlite',
-    '--ingest-queue-events-max',
-    '1',
-    '--batch-len-max',
-    '1',
-  ])
+test('errors: 503 from a server whose disk is full, with Retry-After honoured; reads go on; the call succeeds once there is room', async () => {
+  const server = await startServer([], { diskSize: '1m' })
   try {
-    await lockedDatabaseErrors(server)
-    // The lock gone, the same call succeeds.
-    Builder.configure(fast)
-    const stored = await Builder.postEvent(server.url('/api/events/post'), purchase())
-    assert.match(stored.id, UUID_V7)
+    // Fill the disk with events that do not compress, in batches until one is refused,
+    // then one at a time until a single event is.
+    const noise = () => Array.from({ length: 8 }, () => crypto.randomUUID()).join('')
+    let stored = 0
+    for (let batch = 0, len = 100; ; batch++) {
+      assert.ok(batch < 1000, 'a 1 MB disk was never full')
+      const events = Array.from({ length: len }, () => ({ event_type: 'filler', content: { noise: noise() } }))
+      const answer = await fetch(server.url('/api/events/batch'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(events),
+      })
+      await answer.arrayBuffer()
+      if (answer.status === 503 && len === 1) break
+      if (answer.status === 503) {
+        len = 1
+        continue
+      }
+      assert.equal(answer.status, 201)
+      stored += events.length
+    }
+
+    const counter = countFetches()
+    try {
+      // One retry inside a window of 3 s: after the server's Retry-After (1 s), not before.
+      Builder.configure({ ...fast, retries: 1, retryBaseMs: 1, retryWindowMs: 3000 })
+      const started = Date.now()
+      const event = { ...purchase(), id: crypto.randomUUID(), content: { noise: noise() } }
+      const error = await Builder.postEvent(server.url('/api/events/post'), event).catch((error) => error)
+      const elapsedMs = Date.now() - started
+      assert.equal(error.status, 503)
+      assert.equal(error.problem.code, 'storage-unavailable')
+      assert.equal(counter.calls.filter((call) => call.init.body && JSON.parse(call.init.body).id == event.id).length, 2)
+      assert.ok(elapsedMs >= 1000, `retried after ${elapsedMs} ms, before Retry-After`)
+      // Reads keep working while writes cannot.
+      const page = await Builder.getEvents(server.url('/api/events/get') + '?eventTypes=filler&limit=10')
+      assert.equal(page.events.length, 10)
+    } finally {
+      counter.restore()
+    }
+    assert.ok(stored > 0)
+
+    // Room again: the same call succeeds.
+    server.growDisk('64m')
+    Builder.configure({ ...fast, retries: 5, retryWindowMs: 10000 })
+    const posted = await Builder.postEvent(server.url('/api/events/post'), purchase())
+    assert.match(posted.id, UUID_V7)
   } finally {
     await server.stop()
   }
 })
 
-async function lockedDatabaseErrors(server) {
-  const lock = await lockDatabase(server.dataDir)
-  const counter = countFetches()
+test('errors: 429 from a rate-limited server, retried after its Retry-After', async () => {
+  // One post a second per write key, two at once: the third at once is refused.
+  const writeKey = 'wk_sdk_rate_limit_0123456789'
+  const server = await startServer(['--write-key', writeKey, '--key-rate-limit', '1'])
   try {
-    // One retry, inside a window of 3 s: the 429 (Retry-After: 1) is retried once after
-    // a second, the 503 (after the server's 5 s lock wait) is past the window at once.
-    Builder.configure({ ...fast, retries: 1, retryBaseMs: 1, retryWindowMs: 3000, timeoutMs: 20000 })
-    const url = server.url('/api/events/post')
-    const timed = async (event) => {
+    const url = server.url('/api/events/post?key=' + writeKey)
+    Builder.configure({ ...fast, retries: 0 })
+    await Builder.postEvent(url, purchase())
+    await Builder.postEvent(url, purchase())
+    const refused = await Builder.postEvent(url, purchase()).catch((error) => error)
+    assert.equal(refused.status, 429)
+    assert.equal(refused.problem.code, 'rate-limited')
+
+    const counter = countFetches()
+    try {
+      Builder.configure({ ...fast, retries: 1, retryBaseMs: 1, retryWindowMs: 5000 })
       const started = Date.now()
-      const error = await Builder.postEvent(url, event).catch((error) => error)
-      return { error, elapsedMs: Date.now() - started, id: event.id }
+      const stored = await Builder.postEvent(url, purchase())
+      const elapsedMs = Date.now() - started
+      assert.match(stored.id, UUID_V7)
+      assert.equal(counter.calls.length, 2)
+      assert.ok(elapsedMs >= 1000, `retried after ${elapsedMs} ms, before Retry-After`)
+    } finally {
+      counter.restore()
     }
-    const calls = [timed({ ...purchase(), id: crypto.randomUUID() }), timed({ ...purchase(), id: crypto.randomUUID() })]
-    // Reads keep working while writes cannot.
-    assert.deepEqual((await Builder.getEvents(server.url('/api/events/get'))).events, [])
-    const [overloaded, unavailable] = (await Promise.all(calls)).sort((a, b) => a.error.status - b.error.status)
-    const attempts = (id) => counter.calls.filter((call) => call.init.body && JSON.parse(call.init.body).id == id).length
-
-    assert.equal(overloaded.error.status, 429)
-    assert.equal(overloaded.error.problem.code, 'ingest-overloaded')
-    assert.equal(attempts(overloaded.id), 2)
-    assert.ok(overloaded.elapsedMs >= 1000, `retried after ${overloaded.elapsedMs} ms, before Retry-After`)
-
-    assert.equal(unavailable.error.status, 503)
-    assert.equal(unavailable.error.problem.code, 'storage-unavailable')
-    assert.equal(attempts(unavailable.id), 1)
   } finally {
-    counter.restore()
-    await lock.release()
+    await server.stop()
   }
-}
+})
 
 /** A loopback port that refuses connections: bound, then closed. */
 async function closedPort() {

@@ -1,7 +1,7 @@
 // Test support: starts the real Eventline binary on 127.0.0.1:0 with a temporary data
-// directory, and small loopback helpers (a fault proxy, a database lock).
+// directory, and small loopback helpers (a fault proxy, a small disk).
 
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { createServer, request as httpRequest } from 'node:http'
@@ -20,9 +20,22 @@ export function eventlineBinary() {
   return binary
 }
 
-/** Starts `eventline serve` and resolves once it prints its address. */
-export async function startServer(args = []) {
+/** Runs `mount` with `args`; the disk-full test mounts a tmpfs, which needs root. */
+function mount(args) {
+  const run = spawnSync('mount', args, { encoding: 'utf8' })
+  if (run.status !== 0) {
+    throw new Error(`mount ${args.join(' ')} failed (a tmpfs needs root, as CI runs): ${run.stderr || run.error}`)
+  }
+}
+
+/**
+ * Starts `eventline serve` and resolves once it prints its address. With `diskSize`
+ * (`'1m'`), the data directory is a tmpfs of that size: a real disk that fills up, and
+ * that `growDisk` makes room on.
+ */
+export async function startServer(args = [], { diskSize } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'eventline-sdk-'))
+  if (diskSize) mount(['-t', 'tmpfs', '-o', `size=${diskSize}`, 'tmpfs', dataDir])
   const child = spawn(eventlineBinary(), ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
@@ -56,11 +69,16 @@ export async function startServer(args = []) {
         offset = page.next_offset
       }
     },
+    /** Grows the data directory's tmpfs to `size` (`'64m'`) under the running server. */
+    growDisk(size) {
+      mount(['-o', `remount,size=${size}`, dataDir])
+    },
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM')
         await once(child, 'exit')
       }
+      if (diskSize) spawnSync('umount', [dataDir])
       await rm(dataDir, { recursive: true, force: true })
     },
   }
@@ -117,30 +135,6 @@ export async function startProxy(target, decide = () => 'forward') {
     async stop() {
       server.closeAllConnections()
       server.close()
-    },
-  }
-}
-
-/**
- * Holds SQLite's write lock on the server's database from another process (the sqlite3
- * shell, the standard tool a user inspects the data directory with), so that the
- * server's commits wait and then fail: a real storage fault, with reads still working.
- */
-export async function lockDatabase(dataDir) {
-  const shell = spawn('sqlite3', [join(dataDir, 'eventline.sqlite3')], { stdio: ['pipe', 'pipe', 'inherit'] })
-  shell.stdin.write("BEGIN IMMEDIATE;\nSELECT 'locked';\n")
-  await new Promise((resolvePromise, reject) => {
-    let output = ''
-    shell.stdout.on('data', (chunk) => {
-      output += chunk
-      if (output.includes('locked')) resolvePromise()
-    })
-    shell.once('exit', (code) => reject(new Error(`sqlite3 exited with ${code}`)))
-  })
-  return {
-    async release() {
-      shell.stdin.end('ROLLBACK;\n.quit\n')
-      if (shell.exitCode === null) await once(shell, 'exit')
     },
   }
 }

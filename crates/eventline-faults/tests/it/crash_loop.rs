@@ -50,11 +50,6 @@ async fn crash_loop(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_loop_sqlite() {
-    crash_loop(Storage::sqlite_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_log() {
     crash_loop(Storage::log_dir()).await;
 }

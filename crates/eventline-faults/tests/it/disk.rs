@@ -12,8 +12,8 @@ use eventline_faults::inproc::InProcess;
 use eventline_faults::ledger::{Fate, Ledger};
 use eventline_faults::load::{Answer, send_once};
 use eventline_faults::node::{Node, Storage, stored};
-use eventline_faults::vfs::{self, Fault, PowerCut};
-use eventline_store::{Durability, EmbeddedFormat};
+use eventline_faults::sim_disk::{self, Fault, PowerCut};
+use eventline_store::Durability;
 
 const BATCH_LEN: u64 = 500;
 
@@ -123,20 +123,15 @@ fn mount(args: &[&str], dir: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_full_refuses_writes_keeps_reads_and_resumes() {
-    disk_full(Storage::sqlite_dir(), "4m").await;
-}
-
 /// A smaller disk: the log store compresses the harness's events to about 10 bytes
 /// each, so 4 MB would take 400,000 of them to fill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_full_refuses_writes_keeps_reads_and_resumes_log() {
+async fn disk_full_refuses_writes_keeps_reads_and_resumes() {
     disk_full(Storage::log_dir(), "1m").await;
 }
 
 async fn disk_full(storage: Storage, size: &str) {
-    let (Storage::SqliteDir(dir) | Storage::LogDir(dir)) = &storage else {
+    let Storage::LogDir(dir) = &storage else {
         unreachable!()
     };
     let tmpfs = Tmpfs::mount(dir.path(), size);
@@ -170,19 +165,14 @@ async fn disk_full(storage: Storage, size: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes() {
-    read_only(EmbeddedFormat::Sqlite, "embedded sqlite").await;
+    read_only("embedded log").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_filesystem_refuses_writes_keeps_reads_and_resumes_log() {
-    read_only(EmbeddedFormat::Log, "embedded log").await;
-}
-
-async fn read_only(format: EmbeddedFormat, store: &str) {
-    let _disk = vfs::exclusive().await;
+async fn read_only(store: &str) {
+    let _disk = sim_disk::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = eventline_faults::node::client();
-    let mut server = InProcess::start_as(dir.path(), Durability::Full, format).await;
+    let mut server = InProcess::start(dir.path(), Durability::Full).await;
     let ledger = Ledger::default();
     for n in 0..20 {
         let ns: Vec<u64> = (n * 10..n * 10 + 10).collect();
@@ -191,13 +181,13 @@ async fn read_only(format: EmbeddedFormat, store: &str) {
             Fate::Acknowledged
         );
     }
-    vfs::set_fault(Fault::ReadOnly);
+    sim_disk::set_fault(Fault::ReadOnly);
     for n in 20..30 {
         let ns: Vec<u64> = (n * 10..n * 10 + 10).collect();
         assert_refused_quickly(&send_once(&client, &server.url, 1, &ns, &ledger).await);
     }
     assert_reads_work(&client, &server.url, &ledger).await;
-    vfs::set_fault(Fault::None);
+    sim_disk::set_fault(Fault::None);
     assert_writes_resume(&client, &server.url, &ledger, 300).await;
     server.power_cut(PowerCut::Clean).await;
     server.restart().await;

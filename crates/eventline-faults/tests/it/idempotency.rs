@@ -82,11 +82,6 @@ async fn idempotency(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotency_sqlite() {
-    idempotency(Storage::sqlite_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_log() {
     idempotency(Storage::log_dir()).await;
 }

@@ -10,8 +10,8 @@ use eventline_faults::inproc::InProcess;
 use eventline_faults::ledger::{Fate, Ledger};
 use eventline_faults::load::send_once;
 use eventline_faults::node::stored;
-use eventline_faults::vfs::{self, Fault, PowerCut};
-use eventline_store::{Durability, EmbeddedFormat};
+use eventline_faults::sim_disk::{self, Fault, PowerCut};
+use eventline_store::Durability;
 
 /// The same requests every run: singles and batches, one at a time so that each run
 /// makes the same writes and syncs.
@@ -37,17 +37,17 @@ struct Run {
 }
 
 /// One run of the workload under `fault`, then a power cut, a restart and the check.
-async fn run(fault: Fault, format: EmbeddedFormat) -> Run {
+async fn run(fault: Fault) -> Run {
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = eventline_faults::node::client();
-    let mut server = InProcess::start_as(dir.path(), Durability::Full, format).await;
-    vfs::set_fault(fault);
+    let mut server = InProcess::start(dir.path(), Durability::Full).await;
+    sim_disk::set_fault(fault);
     let ledger = Ledger::default();
     let mut fates = Vec::new();
     for ns in workload() {
         fates.push(send_once(&client, &server.url, 1, &ns, &ledger).await.fate);
     }
-    let (writes, syncs, fired) = vfs::counts();
+    let (writes, syncs, fired) = sim_disk::counts();
     server.power_cut(PowerCut::Clean).await;
     server.restart().await;
     let stored = stored(&client, &server.url).await;
@@ -73,18 +73,13 @@ fn ks(count: u64, spread: Option<u64>) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_writes_and_syncs_never_acknowledge_lost_events() {
-    io_errors(EmbeddedFormat::Sqlite, "embedded sqlite").await;
+    io_errors("embedded log").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_writes_and_syncs_never_acknowledge_lost_events_log() {
-    io_errors(EmbeddedFormat::Log, "embedded log").await;
-}
-
-async fn io_errors(format: EmbeddedFormat, store: &str) {
-    let _disk = vfs::exclusive().await;
+async fn io_errors(store: &str) {
+    let _disk = sim_disk::exclusive().await;
     let spread = Scale::from_env().pick(Some(12), None);
-    let clean = run(Fault::None, format).await;
+    let clean = run(Fault::None).await;
     assert!(clean.fates.iter().all(|fate| *fate == Fate::Acknowledged));
     let mut faults: Vec<Fault> = ks(clean.writes, spread)
         .into_iter()
@@ -94,7 +89,7 @@ async fn io_errors(format: EmbeddedFormat, store: &str) {
     let (mut acknowledged, mut refused, mut runs) = (0, 0, 0);
     let mut server_errors = 0;
     for fault in faults {
-        let run = run(fault, format).await;
+        let run = run(fault).await;
         runs += 1;
         if run.fired == 0 {
             continue;

@@ -206,11 +206,6 @@ async fn overload(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overload_sqlite() {
-    overload(Storage::sqlite_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_log() {
     overload(Storage::log_dir()).await;
 }

@@ -138,11 +138,6 @@ async fn pagination(storage: Storage) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pagination_sqlite() {
-    pagination(Storage::sqlite_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_log() {
     pagination(Storage::log_dir()).await;
 }

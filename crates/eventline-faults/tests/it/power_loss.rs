@@ -5,10 +5,9 @@
 //! there is one.
 //!
 //! Test 3, first half: the same with torn tails, the power going while the unsynced
-//! writes are part way to the disk: in order (`PowerCut::Torn`) for SQLite, in no order
-//! (`PowerCut::Scattered`: any subset of the sectors or pages written, as disks and
-//! LazyFS leave them) for the log store, whose control run is cut that way too. The
-//! second half, damage to what was synced, is in `corruption.rs`.
+//! writes are part way to the disk, in no order (`PowerCut::Scattered`: any subset of
+//! the sectors or pages written, as disks and LazyFS leave them); the control run is cut
+//! that way too. The second half, damage to what was synced, is in `corruption.rs`.
 
 use std::time::Duration;
 
@@ -16,21 +15,20 @@ use eventline_faults::Scale;
 use eventline_faults::inproc::InProcess;
 use eventline_faults::load::{Options, Writers};
 use eventline_faults::node::stored;
-use eventline_faults::vfs::PowerCut;
-use eventline_store::{Durability, EmbeddedFormat};
+use eventline_faults::sim_disk::PowerCut;
+use eventline_store::Durability;
 
 /// Cuts the power `cuts` times; returns the events acknowledged before a cut and gone
 /// after it, over all cuts, and the test's report.
 async fn power_loss(
-    format: EmbeddedFormat,
     durability: Durability,
     cut_kind: PowerCut,
     cuts: usize,
 ) -> (usize, eventline_faults::Report) {
-    let _disk = eventline_faults::vfs::exclusive().await;
+    let _disk = eventline_faults::sim_disk::exclusive().await;
     let dir = tempfile::tempdir().expect("temporary directory");
     let client = eventline_faults::node::client();
-    let mut server = InProcess::start_as(dir.path(), durability, format).await;
+    let mut server = InProcess::start(dir.path(), durability).await;
     let writers = Writers::start(&server.url, Options::default());
     let mut lost = 0;
     for cut in 0..cuts {
@@ -61,7 +59,6 @@ async fn power_loss(
     let check = ledger.check(&stored, None);
     let test = match cut_kind {
         PowerCut::Clean => format!("2 power loss ({durability:?})"),
-        PowerCut::Torn => format!("3 torn tail ({durability:?})"),
         PowerCut::Scattered => format!("3 scattered tail ({durability:?})"),
     };
     let notes = format!("{cuts} power cuts");
@@ -71,7 +68,7 @@ async fn power_loss(
         server_errors: ledger.server_errors_except(&[503]),
         ..eventline_faults::Report::new(
             &test,
-            store_name(format),
+            "embedded log",
             &ledger,
             &check,
             stored.len(),
@@ -82,53 +79,31 @@ async fn power_loss(
     (lost.max(check.lost.len()), report)
 }
 
-fn store_name(format: EmbeddedFormat) -> &'static str {
-    match format {
-        EmbeddedFormat::Sqlite => "embedded sqlite",
-        EmbeddedFormat::Log => "embedded log",
-    }
-}
-
-async fn loses_nothing(format: EmbeddedFormat, cut_kind: PowerCut) {
+async fn loses_nothing(cut_kind: PowerCut) {
     let cuts = Scale::from_env().pick(8, 50);
-    let (_, report) = power_loss(format, Durability::Full, cut_kind, cuts).await;
+    let (_, report) = power_loss(Durability::Full, cut_kind, cuts).await;
     crate::conclude(&report);
 }
 
 /// The control: the same cuts with commits that wait for no sync lose acknowledged
 /// events, so a clean run of the others is not the harness failing to look.
-async fn loses_without_sync(format: EmbeddedFormat, cut_kind: PowerCut) {
-    let (lost, report) = power_loss(format, Durability::Normal, cut_kind, 3).await;
+async fn loses_without_sync(cut_kind: PowerCut) {
+    let (lost, report) = power_loss(Durability::Normal, cut_kind, 3).await;
     eprintln!("{report}");
     assert!(lost > 0, "the control run lost nothing: {report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_loss_loses_nothing_acknowledged() {
-    loses_nothing(EmbeddedFormat::Sqlite, PowerCut::Clean).await;
+    loses_nothing(PowerCut::Clean).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn torn_tails_lose_nothing_acknowledged() {
-    loses_nothing(EmbeddedFormat::Sqlite, PowerCut::Torn).await;
+async fn scattered_tails_lose_nothing_acknowledged() {
+    loses_nothing(PowerCut::Scattered).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_loss_without_sync_is_seen_losing() {
-    loses_without_sync(EmbeddedFormat::Sqlite, PowerCut::Clean).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_loss_loses_nothing_acknowledged_log() {
-    loses_nothing(EmbeddedFormat::Log, PowerCut::Clean).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scattered_tails_lose_nothing_acknowledged_log() {
-    loses_nothing(EmbeddedFormat::Log, PowerCut::Scattered).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_loss_without_sync_is_seen_losing_log() {
-    loses_without_sync(EmbeddedFormat::Log, PowerCut::Scattered).await;
+    loses_without_sync(PowerCut::Scattered).await;
 }

@@ -2,8 +2,7 @@
 //! data directory and talks to it over loopback.
 //!
 //! With `EVENTLINE_TEST_STORE=postgres` every test runs on a fresh PostgreSQL database
-//! instead, and with `EVENTLINE_TEST_STORE=sqlite` on the embedded SQLite store rather
-//! than the default log store (scripts/test runs this binary all three ways).
+//! instead of the embedded log store (scripts/test runs this binary both ways).
 
 mod access;
 mod browser;
@@ -35,26 +34,20 @@ pub struct TestApp {
 pub struct Storage {
     data_dir: tempfile::TempDir,
     database_url: Option<String>,
-    embedded_format: Option<eventline_store::EmbeddedFormat>,
 }
 
 impl Storage {
     /// Fresh storage of the kind `EVENTLINE_TEST_STORE` asks for (default: embedded).
     pub async fn new() -> Storage {
         let data_dir = tempfile::tempdir().expect("temporary directory");
-        let (database_url, embedded_format) = match std::env::var("EVENTLINE_TEST_STORE").as_deref()
-        {
-            Ok("postgres") => (Some(eventline_testkit::database().await), None),
-            Ok("sqlite") => (None, Some(eventline_store::EmbeddedFormat::Sqlite)),
-            Ok("log") | Ok("") | Err(_) => (None, None),
-            Ok(other) => {
-                panic!("EVENTLINE_TEST_STORE={other}: expected sqlite, log or postgres")
-            }
+        let database_url = match std::env::var("EVENTLINE_TEST_STORE").as_deref() {
+            Ok("postgres") => Some(eventline_testkit::database().await),
+            Ok("log") | Ok("") | Err(_) => None,
+            Ok(other) => panic!("EVENTLINE_TEST_STORE={other}: expected log or postgres"),
         };
         Storage {
             data_dir,
             database_url,
-            embedded_format,
         }
     }
 }
@@ -79,7 +72,6 @@ impl TestApp {
         }
         let mut config = Config::new(storage.data_dir.path().to_owned());
         config.database_url = storage.database_url.clone();
-        config.embedded_format = storage.embedded_format;
         configure(&mut config);
         let app = App::open(config).await.expect("open app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

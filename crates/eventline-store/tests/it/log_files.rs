@@ -419,7 +419,7 @@ async fn retention_removes_whole_old_files_and_positions_are_never_reused() {
     assert!(store.stream_head().await.expect("head") > head);
 }
 
-/// Every event of a SQLite store, in commit order, at its position: what a reader of the
+/// Every event of a store, in commit order, at its position: what a reader of the
 /// stream sees.
 pub async fn stream_all(store: &dyn Store) -> Vec<(u64, Event)> {
     let head = store.stream_head().await.expect("head");
@@ -444,94 +444,16 @@ pub async fn stream_all(store: &dyn Store) -> Vec<(u64, Event)> {
     events
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_store_is_upgraded_with_its_positions_and_suppressions() {
-    use eventline_store::log::upgrade::{self, Upgrade};
-    use eventline_store::sqlite::{SqliteOptions, SqliteStore};
+#[tokio::test]
+async fn a_sqlite_directory_is_refused_with_a_message_that_says_so() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let sqlite = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("sqlite");
-    for chunk in crate::conformance::corpus().chunks(100) {
-        append_all(&sqlite, chunk.to_vec()).await;
-    }
-    // Gaps in the positions, the newest included, and a suppressed contact.
-    sqlite
-        .erase_contact("contact-3", true)
-        .await
-        .expect("erase");
-    let newest = event(1_000, "newest", 1);
-    append_all(&sqlite, vec![newest]).await;
-    sqlite.erase_contact("newest", false).await.expect("erase");
-    let head = sqlite.stream_head().await.expect("head");
-    let before = stream_all(&sqlite).await;
-    drop(sqlite);
-
-    let run = |dir: PathBuf| {
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            upgrade::from_sqlite(&dir, &LogOptions::default(), &runtime)
-        })
-    };
-    let done = run(dir.path().to_owned())
-        .await
-        .expect("join")
-        .expect("upgrade");
-    assert_eq!(
-        done,
-        Upgrade::Done {
-            events: before.len() as u64
+    std::fs::write(dir.path().join("eventline.sqlite3"), b"SQLite format 3\0").expect("write");
+    match open(dir.path()) {
+        Err(error @ Error::SqliteRetired(_)) => {
+            assert!(error.to_string().contains("SQLite store"), "{error}");
         }
-    );
-    let migrated = dir.path().join("eventline.sqlite3.migrated");
-    assert!(migrated.exists() && !dir.path().join("eventline.sqlite3").exists());
-
-    let log = open(dir.path()).expect("open the log store");
-    assert_eq!(log.stream_head().await.expect("head"), head);
-    let after = stream_all(&log).await;
-    assert_eq!(after.len(), before.len());
-    for ((at_before, before), (at_after, after)) in before.iter().zip(&after) {
-        assert_eq!(at_before, at_after);
-        assert_eq!(
-            (before.id, before.timestamp_ms, before.received_at_ms),
-            (after.id, after.timestamp_ms, after.received_at_ms)
-        );
-        assert_eq!(before.client_timestamp_ms, after.client_timestamp_ms);
-        assert_eq!(
-            (
-                before.content.get(),
-                &before.contact_id,
-                before.scope,
-                &before.event_type
-            ),
-            (
-                after.content.get(),
-                &after.contact_id,
-                after.scope,
-                &after.event_type
-            )
-        );
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a SQLite directory was opened as a log store"),
     }
-    let refused = log
-        .append(vec![eventline_store::Submission {
-            events: vec![event(2_000, "contact-3", 1)],
-        }])
-        .await
-        .expect("append");
-    assert!(matches!(
-        refused[0],
-        eventline_store::Outcome::Suppressed { .. }
-    ));
-    drop(log);
-
-    // An upgrade stopped after the log was in place, before the database was set aside.
-    std::fs::rename(&migrated, dir.path().join("eventline.sqlite3")).expect("rename back");
-    let finished = run(dir.path().to_owned())
-        .await
-        .expect("join")
-        .expect("finish");
-    assert_eq!(finished, Upgrade::Finished);
-    assert!(migrated.exists());
-    assert_eq!(
-        stream_all(&open(dir.path()).expect("open")).await.len(),
-        before.len()
-    );
+    assert!(!dir.path().join("log").exists(), "nothing was created");
 }

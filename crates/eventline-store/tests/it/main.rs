@@ -2,7 +2,6 @@
 
 mod conformance;
 mod log_files;
-mod page_checksums;
 mod segments;
 
 use std::sync::Arc;
@@ -10,23 +9,12 @@ use std::sync::Arc;
 use eventline_store::Store;
 use eventline_store::log::{LogOptions, LogStore};
 use eventline_store::postgres::{PostgresOptions, PostgresStore};
-use eventline_store::sqlite::{SqliteOptions, SqliteStore};
 
 /// A store on fresh storage: a temporary directory removed when dropped, or a new
 /// PostgreSQL database.
 pub struct TestStore {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
-}
-
-pub fn sqlite() -> TestStore {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store =
-        SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("open sqlite store");
-    TestStore {
-        store: Arc::new(store),
-        _dir: Some(dir),
-    }
 }
 
 pub fn log() -> TestStore {
@@ -67,15 +55,6 @@ pub async fn postgres() -> TestStore {
 #[macro_export]
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let test_store = $crate::sqlite();
-                    $crate::conformance::$name(test_store.store.as_ref()).await;
-                }
-            )*
-        }
         mod log {
             $(
                 #[tokio::test]
@@ -122,8 +101,8 @@ conformance!(
 #[test]
 fn second_process_on_same_directory_is_refused() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let _first = SqliteStore::open(dir.path(), &SqliteOptions::default()).expect("first open");
-    let second = SqliteStore::open(dir.path(), &SqliteOptions::default());
+    let _first = LogStore::open(dir.path(), &LogOptions::default()).expect("first open");
+    let second = LogStore::open(dir.path(), &LogOptions::default());
     assert!(matches!(
         second,
         Err(eventline_store::Error::DataDirLocked(_))

@@ -36,14 +36,6 @@ impl Server {
         Server::spawn(Server::command(data_dir, args)).await
     }
 
-    /// The server with no embedded format asked for, whatever this test's environment
-    /// asks for (scripts/test runs these tests again with `EVENTLINE_EMBEDDED_FORMAT`).
-    pub async fn start_unasked(data_dir: &Path) -> Server {
-        let mut command = Server::command(data_dir, &[]);
-        command.env_remove("EVENTLINE_EMBEDDED_FORMAT");
-        Server::spawn(command).await
-    }
-
     fn command(data_dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_eventline"));
         command
@@ -177,50 +169,31 @@ async fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     );
 }
 
-/// A new data directory gets the log store; one that holds a SQLite store keeps it, and
-/// serves it, until the log store is asked for, which upgrades it with every event.
+/// A new data directory gets the log store; one that holds a SQLite store (the store
+/// before it, retired before any release) is refused with a message that says so, and
+/// left as it is.
 #[tokio::test]
-async fn a_sqlite_directory_is_kept_until_the_log_store_is_asked_for() {
-    let client = reqwest::Client::new();
+async fn a_sqlite_directory_is_refused_and_left_as_it_is() {
     let fresh = tempfile::tempdir().expect("temporary directory");
-    let mut server = Server::start_unasked(fresh.path()).await;
+    let mut server = Server::start(fresh.path()).await;
     server.kill().await;
     assert!(
         fresh.path().join("log").is_dir(),
         "a new directory holds a log"
     );
-    assert!(!fresh.path().join("eventline.sqlite3").exists());
 
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut server = Server::start_with(dir.path(), &["--embedded-format", "sqlite"]).await;
-    let batch: serde_json::Value = (0..3)
-        .map(|n| serde_json::json!({"event_type": "kept", "content": {"n": n}}))
+    std::fs::write(dir.path().join("eventline.sqlite3"), b"SQLite format 3\0").expect("write");
+    let stderr = serve_refused(dir.path(), &["--listen", "127.0.0.1:0"]).await;
+    assert!(
+        stderr.contains("holds a SQLite store") && stderr.contains("no longer reads"),
+        "{stderr}"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read the directory")
+        .map(|entry| entry.expect("entry").file_name())
         .collect();
-    let stored = client
-        .post(server.url("/api/events/batch"))
-        .json(&batch)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(stored.status().as_u16(), 201);
-    let posted = server.all_events(&client).await;
-    assert_eq!(posted.len(), 3);
-    server.kill().await;
-
-    // Not asked: the SQLite store stays, with its events.
-    let mut server = Server::start_unasked(dir.path()).await;
-    assert_eq!(server.all_events(&client).await, posted);
-    server.kill().await;
-    assert!(dir.path().join("eventline.sqlite3").exists());
-    assert!(!dir.path().join("log").exists());
-
-    // Asked: the same events, now from the log, the database set aside.
-    let mut server = Server::start_with(dir.path(), &["--embedded-format", "log"]).await;
-    assert_eq!(server.all_events(&client).await, posted);
-    server.kill().await;
-    assert!(dir.path().join("log").is_dir());
-    assert!(dir.path().join("eventline.sqlite3.migrated").exists());
-    assert!(!dir.path().join("eventline.sqlite3").exists());
+    assert_eq!(names, ["eventline.sqlite3"]);
 }
 
 /// `check` and `dump` read a store; where there is none they say so and create nothing.
