@@ -130,7 +130,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     eprintln!("eventline: batches");
     let eventline_batch = batch_load(args, &eventline.url, &batches)?;
     drop(eventline);
-    let bytes_on_disk = crate::perf::dir_bytes(data_dir.path())?;
+    let bytes_on_disk = crate::disk::dir_bytes(data_dir.path())?;
     let postgres = if args.postgres {
         Some(postgres_figures(
             args,

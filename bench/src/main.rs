@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod baseline;
 mod dataset;
+mod disk;
 mod load;
 mod peers;
 mod perf;

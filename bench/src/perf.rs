@@ -305,7 +305,7 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
     );
     let rss_import_mb = rss_peak_mb(eventline.pid())?;
     eventline.terminate()?;
-    let eventline_bytes = dir_bytes(data_dir.path())?;
+    let eventline_bytes = crate::disk::dir_bytes(data_dir.path())?;
 
     eprintln!("eventline: timeline and stats queries, single posts");
     let eventline = Server::start(&mut serve())?;
@@ -652,19 +652,4 @@ fn settle_merges(data_dir: &Path) -> anyhow::Result<(Duration, usize)> {
         Err(_) => 0,
     };
     Ok((started.elapsed(), segments))
-}
-
-/// Every file's length under `dir`.
-pub fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let metadata = entry.metadata()?;
-        total += if metadata.is_dir() {
-            dir_bytes(&entry.path())?
-        } else {
-            metadata.len()
-        };
-    }
-    Ok(total)
 }

@@ -10,41 +10,11 @@ use uuid::Uuid;
 
 use crate::limits::Limits;
 use crate::problem::ErrorCode;
+pub use crate::scope::Scope;
 use crate::timestamp::{self, TIMESTAMP_MS_MAX};
 
 pub const EVENT_TYPE_CHARS_MAX: usize = 128;
 pub const CONTACT_ID_CHARS_MAX: usize = 256;
-
-/// Where an event happened: in an app or on a web site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    App,
-    Site,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::App => "app",
-            Scope::Site => "site",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Scope> {
-        match text {
-            "app" => Some(Scope::App),
-            "site" => Some(Scope::Site),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A validated event as a client sent it, before the server stamps it.
 #[derive(Debug, Clone)]

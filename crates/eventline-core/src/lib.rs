@@ -11,6 +11,7 @@ pub mod event;
 pub mod limits;
 pub mod problem;
 pub mod query;
+pub mod scope;
 pub mod stats;
 pub mod stream;
 pub mod timestamp;

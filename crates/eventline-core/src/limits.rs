@@ -1,7 +1,7 @@
 //! Every bound Eventline enforces on input, with its default. The server makes each one
 //! configurable; tests exceed each one.
 
-use crate::event::Scope;
+use crate::scope::Scope;
 
 #[derive(Debug, Clone)]
 pub struct Limits {

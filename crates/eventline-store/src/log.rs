@@ -1415,7 +1415,8 @@ impl Store for LogStore {
                 }
                 let (block, after) = rest.split_at(len);
                 if let Some(first) = block.first() {
-                    let seq_len = u32::try_from(block.len()).unwrap_or(u32::MAX);
+                    let seq_len = u32::try_from(block.len())
+                        .expect("a block holds at most a group commit's events");
                     record::encode_block(buffer, first.seq, seq_len, block, compressor);
                 }
                 rest = after;

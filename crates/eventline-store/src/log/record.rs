@@ -91,7 +91,14 @@ pub(crate) fn encode_block(
     out.extend_from_slice(&seq_len.to_le_bytes());
     out.extend_from_slice(&[0; 8]); // payload and header crc, set below
     out.extend_from_slice(payload);
-    let payload_len = u32::try_from(out.len() - start - BLOCK_HEADER_LEN).unwrap_or(u32::MAX);
+    let payload_len = out.len() - start - BLOCK_HEADER_LEN;
+    // A commit block holds whole submissions of about 1 MiB, one submission at most a
+    // batch body (10 MiB by default): far below what a reader accepts.
+    assert!(
+        payload_len <= BLOCK_PAYLOAD_LEN_MAX,
+        "a block's payload of {payload_len} bytes is over its bound"
+    );
+    let payload_len = payload_len as u32;
     out[start + 4..start + 8].copy_from_slice(&payload_len.to_le_bytes());
     let payload_crc = crc32fast::hash(&out[start + BLOCK_HEADER_LEN..]);
     out[start + 20..start + 24].copy_from_slice(&payload_crc.to_le_bytes());
@@ -252,7 +259,8 @@ pub(crate) fn decompress_into(
 
 /// Appends one event, with its position as an offset from its block's first.
 pub(crate) fn encode_event(out: &mut Vec<u8>, seq_offset: u64, event: &Event) {
-    out.extend_from_slice(&u32::try_from(seq_offset).unwrap_or(u32::MAX).to_le_bytes());
+    let seq_offset = u32::try_from(seq_offset).expect("an event's position lies in its block's");
+    out.extend_from_slice(&seq_offset.to_le_bytes());
     out.extend_from_slice(event.id.as_bytes());
     out.extend_from_slice(&event.timestamp_ms.to_le_bytes());
     out.extend_from_slice(&event.received_at_ms.to_le_bytes());

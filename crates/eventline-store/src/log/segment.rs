@@ -195,7 +195,10 @@ impl ContactChunks {
     fn new(chunks: Vec<ChunkRef<(String, i64, Uuid)>>) -> ContactChunks {
         let mut contacts =
             String::with_capacity(chunks.iter().map(|chunk| chunk.first.0.len()).sum());
-        let at = |contacts: &String| u32::try_from(contacts.len()).unwrap_or(u32::MAX);
+        // The ids come from a footer, whose encoding is capped at `FOOTER_LEN_MAX`.
+        let at = |contacts: &String| {
+            u32::try_from(contacts.len()).expect("a footer's contact ids fit in 4 GiB")
+        };
         let chunks = chunks
             .into_iter()
             .map(|chunk| {
@@ -222,7 +225,7 @@ impl ContactChunks {
         let contact = self
             .contacts
             .get(chunk.contact_start as usize..chunk.contact_end as usize)
-            .unwrap_or_default();
+            .expect("a chunk's range was cut from `contacts` by `ContactChunks::new`");
         (contact, chunk.first_ms)
     }
 }
