@@ -46,6 +46,16 @@ pub struct StreamCursor {
 }
 
 impl StreamCursor {
+    /// A place in the log store's commit order: the position alone orders events, so the
+    /// id part is the largest there is, and the position of an event equals the head's at
+    /// the same place.
+    pub fn at_seq(seq: u64) -> StreamCursor {
+        StreamCursor {
+            commit: seq,
+            id: Uuid::max(),
+        }
+    }
+
     pub fn encode(&self) -> String {
         encode(STREAM_CURSOR_PREFIX, self.commit.to_be_bytes(), self.id)
     }

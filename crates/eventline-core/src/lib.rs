@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod batch;
+pub mod commit;
 pub mod cursor;
 pub mod error_chain;
 pub mod event;

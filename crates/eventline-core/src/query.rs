@@ -230,3 +230,21 @@ fn parse_offset(value: &str, limits: &Limits) -> Result<Start, ParamError> {
         )
     })
 }
+
+impl Page {
+    /// The page from rows read in page order, one more than `limit` if there are: one
+    /// row more means another page exists, and the cursor is the last event shown.
+    pub fn from_rows(mut events: Vec<Event>, limit: u32) -> Page {
+        let limit = limit as usize;
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|event| Cursor {
+                timestamp_ms: event.timestamp_ms,
+                id: event.id,
+            })
+        } else {
+            None
+        };
+        Page { events, next }
+    }
+}

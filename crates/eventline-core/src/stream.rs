@@ -2,6 +2,7 @@
 //! start.
 
 use crate::cursor::StreamCursor;
+use crate::event::Event;
 use crate::limits::Limits;
 use crate::query::{Filter, PageQuery, ParamError};
 
@@ -116,5 +117,31 @@ mod tests {
                 .parameter,
             "colour"
         );
+    }
+}
+
+/// A read in commit order: the matching events after a position, and how far the read
+/// got. Every matching event in (`after`, `upto`] is in `events`, so the next read starts
+/// at `upto` whether or not anything matched.
+#[derive(Debug, Clone)]
+pub struct StreamChunk {
+    pub events: Vec<(StreamCursor, Event)>,
+    pub upto: StreamCursor,
+}
+
+impl StreamChunk {
+    /// A read in commit order from rows read in that order, at most `limit`: a full read
+    /// ends at its last event (more may follow), a short one at the head it read up to.
+    pub fn from_rows(
+        events: Vec<(StreamCursor, Event)>,
+        limit: u32,
+        after: StreamCursor,
+        head: StreamCursor,
+    ) -> StreamChunk {
+        let upto = match events.last() {
+            Some((position, _)) if events.len() >= limit as usize => *position,
+            _ => after.max(head),
+        };
+        StreamChunk { events, upto }
     }
 }

@@ -4,27 +4,15 @@
 
 use async_trait::async_trait;
 use eventline_core::cursor::{StreamCursor, StreamStart};
-use eventline_core::event::Event;
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
-use uuid::Uuid;
 
-mod decide;
+pub use eventline_core::commit::{Appended, Durability, Outcome, Submission};
+pub use eventline_core::stream::StreamChunk;
+
 pub mod log;
 mod page_sql;
 pub mod postgres;
-
-/// How hard a commit works to survive a crash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Every commit reaches the disk (fsync) before it is acknowledged: an acknowledged
-    /// event survives a crash of the process and of the machine.
-    #[default]
-    Full,
-    /// Commits reach the operating system before they are acknowledged, the disk a little
-    /// later: an acknowledged event survives a crash of the process, not of the machine.
-    Normal,
-}
 
 /// The file a data directory of the SQLite store held: the store before the log store,
 /// retired. A directory holding it is refused rather than opened as an empty log store.
@@ -33,67 +21,6 @@ pub const SQLITE_DATABASE_FILE: &str = "eventline.sqlite3";
 /// Whether `data_dir` holds an embedded store (a log store, or a retired SQLite one).
 pub fn holds_store(data_dir: &std::path::Path) -> bool {
     data_dir.join(log::LOG_DIR).is_dir() || data_dir.join(SQLITE_DATABASE_FILE).exists()
-}
-
-/// The events of one request. A store keeps all of them or none of them.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    pub events: Vec<Event>,
-}
-
-/// What became of one submission.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Every event is stored: newly, or already before (a replay), in submission order.
-    Stored(Vec<Appended>),
-    /// The event at `index` has the id of a stored event that differs from it; nothing of
-    /// the submission was stored.
-    Conflict { index: usize, id: Uuid },
-    /// The event at `index` belongs to a suppressed contact; nothing of the submission was
-    /// stored.
-    Suppressed { index: usize, contact_id: String },
-}
-
-/// One event of a stored submission.
-#[derive(Debug, Clone)]
-pub struct Appended {
-    pub id: Uuid,
-    /// For a replay, the copy stored first, which is what its answer shows; `None` for an
-    /// event stored now, as it was submitted. The submitted events are not copied into
-    /// the answer: a batch's answer needs only the ids, and under an import the copies
-    /// were tens of megabytes held through each commit.
-    pub replay_of: Option<Event>,
-}
-
-impl Appended {
-    /// An event stored now.
-    pub fn new(id: Uuid) -> Appended {
-        Appended {
-            id,
-            replay_of: None,
-        }
-    }
-
-    /// A replay of `stored`, the copy stored first.
-    pub fn replay(stored: Event) -> Appended {
-        Appended {
-            id: stored.id,
-            replay_of: Some(stored),
-        }
-    }
-
-    pub fn replayed(&self) -> bool {
-        self.replay_of.is_some()
-    }
-}
-
-/// A read in commit order: the matching events after a position, and how far the read
-/// got. Every matching event in (`after`, `upto`] is in `events`, so the next read starts
-/// at `upto` whether or not anything matched.
-#[derive(Debug, Clone)]
-pub struct StreamChunk {
-    pub events: Vec<(StreamCursor, Event)>,
-    pub upto: StreamCursor,
 }
 
 #[derive(Debug, thiserror::Error)]

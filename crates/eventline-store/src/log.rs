@@ -21,8 +21,8 @@ use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use uuid::Uuid;
 
-use crate::page_sql::{StatsPart, into_page, into_stream_chunk, seq_position, stats_parts};
 use crate::{Durability, Error, Outcome, Store, StreamChunk, Submission};
+use eventline_core::stats::{StatsPart, stats_parts};
 
 mod bloom;
 pub mod disk;
@@ -514,7 +514,7 @@ impl State {
             events.reverse();
         }
         let events: Vec<Event> = events.into_iter().skip(skip).take(fetch - skip).collect();
-        Ok(into_page(events, query.limit))
+        Ok(Page::from_rows(events, query.limit))
     }
 
     /// A segment's events in commit order, from the cache if it holds them.
@@ -558,7 +558,7 @@ impl State {
                 if events.len() == limit {
                     return Ok(StreamChunk { events, upto });
                 }
-                let position = seq_position(stored.seq);
+                let position = StreamCursor::at_seq(stored.seq);
                 if filter.matches(&stored.event) {
                     events.push((position, stored.event.clone()));
                 }
@@ -569,12 +569,12 @@ impl State {
                     return Ok(StreamChunk { events, upto });
                 }
             }
-            upto = upto.max(seq_position(segment.seq_end - 1));
+            upto = upto.max(StreamCursor::at_seq(segment.seq_end - 1));
         }
         // The frozen memtable's positions come before the memtable's.
         for memtable in self.frozen.as_deref().into_iter().chain([&self.memtable]) {
             if events.len() == limit {
-                return Ok(into_stream_chunk(events, limit as u32, after, upto));
+                return Ok(StreamChunk::from_rows(events, limit as u32, after, upto));
             }
             let rest = memtable.stream(filter, upto, (limit - events.len()) as u32);
             events.extend(rest.events);
@@ -1356,7 +1356,7 @@ impl Store for LogStore {
                         }
                     }
                 }
-                let (outcomes, new_events) = crate::decide::decide(
+                let (outcomes, new_events) = eventline_core::commit::decide(
                     &submissions,
                     |id| table.in_memory(id).or_else(|| in_segments.get(id)),
                     |contact_id| writer.suppressed.contains(contact_id),

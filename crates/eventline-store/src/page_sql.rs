@@ -1,11 +1,11 @@
-//! The SQL of the PostgreSQL store's reads (keyset pagination on (timestamp_ms, id) over
-//! the index that fits the filter, reads in commit order, stats), and what the log
-//! store shares with it: the split of a stats window into parts, pages cut from the rows
-//! read, positions in commit order.
+//! The SQL of the PostgreSQL store's reads: keyset pagination on (timestamp_ms, id) over
+//! the index that fits the filter, reads in commit order, and stats over the parts
+//! `eventline_core::stats::stats_parts` splits a window into.
 
-use eventline_core::cursor::{Cursor, StreamCursor};
+use eventline_core::cursor::StreamCursor;
 use eventline_core::event::Event;
-use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
+use eventline_core::query::{Filter, Order, PageQuery, Start};
+use eventline_core::stats::{StatsPart, stats_parts};
 use uuid::Uuid;
 
 /// A value bound to a placeholder.
@@ -182,47 +182,6 @@ pub(crate) fn stream_sql(
     )
 }
 
-/// A read in commit order from the rows of `stream_sql`: a full read ends at its last
-/// event (more may follow), a short one at the head it read up to.
-pub(crate) fn into_stream_chunk(
-    events: Vec<(StreamCursor, Event)>,
-    limit: u32,
-    after: StreamCursor,
-    head: StreamCursor,
-) -> crate::StreamChunk {
-    let upto = match events.last() {
-        Some((position, _)) if events.len() >= limit as usize => *position,
-        _ => after.max(head),
-    };
-    crate::StreamChunk { events, upto }
-}
-
-/// A place in the log store's commit order:
-/// the position alone orders events, so the id part is the largest there is, and the
-/// position of an event equals the head's at the same place.
-pub(crate) fn seq_position(seq: u64) -> StreamCursor {
-    StreamCursor {
-        commit: seq,
-        id: Uuid::max(),
-    }
-}
-
-/// The page from the rows of `page_sql`: one row more than `limit` means another page
-/// exists, and the cursor is the last event shown.
-pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
-    let limit = limit as usize;
-    let next = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|event| Cursor {
-            timestamp_ms: event.timestamp_ms,
-            id: event.id,
-        })
-    } else {
-        None
-    };
-    Page { events, next }
-}
-
 /// Every query shape, in both orders, with and without a cursor, and the index each
 /// should read: the cases of both stores' query-plan tests.
 #[cfg(test)]
@@ -248,7 +207,7 @@ pub(crate) fn query_shapes() -> Vec<(PageQuery, &'static str)> {
         (with_types(&["a"]), "events_by_type"),
         (with_types(&["a", "b"]), "events_by_type"),
     ];
-    let after = Start::After(Cursor {
+    let after = Start::After(eventline_core::cursor::Cursor {
         timestamp_ms: 5,
         id: Uuid::nil(),
     });
@@ -277,76 +236,8 @@ pub(crate) struct Rollups<'a> {
     pub hour: Option<&'a str>,
 }
 
-/// Where one part of a stats window is counted from: the events themselves, or the
-/// counts per minute or per hour. Bounds in Unix milliseconds, `[from_ms, to_ms)`,
-/// whole minutes or hours for the counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StatsPart {
-    Events { from_ms: i64, to_ms: i64 },
-    Minutes { from_ms: i64, to_ms: i64 },
-    Hours { from_ms: i64, to_ms: i64 },
-}
-
-/// How every store that keeps counts splits a stats window: whole hours from the hourly
-/// counts when `hourly` and the buckets are whole hours, whole minutes from the counts
-/// per minute, the partial minutes at the window's edges and a query for one contact
-/// from the events (a contact's events are few). Thirty days by hour read 720 hours per
-/// type and scope instead of 43,200 minutes.
-pub(crate) fn stats_parts(
-    query: &eventline_core::stats::StatsQuery,
-    hourly: bool,
-) -> Vec<StatsPart> {
-    const MINUTE_MS: i64 = 60_000;
-    const HOUR_MS: i64 = 3_600_000;
-    let filter = &query.filter;
-    let (since_ms, until_ms) = (filter.since_ms.unwrap_or(0), filter.until_ms.unwrap_or(0));
-    let first_minute =
-        since_ms.div_euclid(MINUTE_MS) + i64::from(since_ms.rem_euclid(MINUTE_MS) != 0);
-    let end_minute = until_ms.div_euclid(MINUTE_MS);
-    if filter.contact_id.is_some() || first_minute >= end_minute {
-        return vec![StatsPart::Events {
-            from_ms: since_ms,
-            to_ms: until_ms,
-        }];
-    }
-    let (minutes_from, minutes_to) = (first_minute * MINUTE_MS, end_minute * MINUTE_MS);
-    let mut parts = Vec::new();
-    let first_hour = first_minute.div_euclid(60) + i64::from(first_minute.rem_euclid(60) != 0);
-    let end_hour = end_minute.div_euclid(60);
-    if hourly && query.bucket.ms() % HOUR_MS == 0 && first_hour < end_hour {
-        let (hours_from, hours_to) = (first_hour * HOUR_MS, end_hour * HOUR_MS);
-        parts.push(StatsPart::Hours {
-            from_ms: hours_from,
-            to_ms: hours_to,
-        });
-        for (from_ms, to_ms) in [(minutes_from, hours_from), (hours_to, minutes_to)] {
-            if from_ms < to_ms {
-                parts.push(StatsPart::Minutes { from_ms, to_ms });
-            }
-        }
-    } else {
-        parts.push(StatsPart::Minutes {
-            from_ms: minutes_from,
-            to_ms: minutes_to,
-        });
-    }
-    if since_ms < minutes_from {
-        parts.push(StatsPart::Events {
-            from_ms: since_ms,
-            to_ms: minutes_from,
-        });
-    }
-    if minutes_to < until_ms {
-        parts.push(StatsPart::Events {
-            from_ms: minutes_to,
-            to_ms: until_ms,
-        });
-    }
-    parts
-}
-
 /// The queries of a stats request, one per part of
-/// [`stats_parts`]; each returns rows of (bucket start ms, event type, count), and the
+/// [`stats_parts`](eventline_core::stats::stats_parts); each returns rows of (bucket start ms, event type, count), and the
 /// caller sums them.
 pub(crate) fn stats_sql(
     query: &eventline_core::stats::StatsQuery,

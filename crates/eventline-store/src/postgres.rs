@@ -201,7 +201,7 @@ impl Store for PostgresStore {
             .iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(page_sql::into_page(events, query.limit))
+        Ok(Page::from_rows(events, query.limit))
     }
 
     async fn stream(
@@ -233,7 +233,7 @@ impl Store for PostgresStore {
                 event,
             ));
         }
-        Ok(page_sql::into_stream_chunk(events, limit, after, head))
+        Ok(StreamChunk::from_rows(events, limit, after, head))
     }
 
     async fn stream_head(&self) -> Result<StreamCursor, Error> {
@@ -444,7 +444,7 @@ async fn decide(
             .map(|row| row.get(0))
             .collect()
     };
-    Ok(crate::decide::decide(
+    Ok(eventline_core::commit::decide(
         submissions,
         |id| known.get(id),
         |contact_id| suppressed.contains(contact_id),

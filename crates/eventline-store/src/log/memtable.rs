@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::segment::Minutes;
 use crate::StreamChunk;
-use crate::page_sql::{StatsPart, into_stream_chunk, seq_position};
+use eventline_core::stats::StatsPart;
 
 /// A read in commit order looks at no more positions than this: a filter that matches
 /// nothing answers how far it got instead of walking every event.
@@ -472,7 +472,7 @@ impl Memtable {
 
     /// The position of the last event ever committed.
     pub fn head(&self) -> StreamCursor {
-        seq_position(self.seq_end - 1)
+        StreamCursor::at_seq(self.seq_end - 1)
     }
 
     pub fn stream(&self, filter: &Filter, after: StreamCursor, limit: u32) -> StreamChunk {
@@ -488,18 +488,18 @@ impl Memtable {
             if let Some(event) = self.get(id)
                 && filter.matches(event)
             {
-                events.push((seq_position(*seq), event.clone()));
+                events.push((StreamCursor::at_seq(*seq), event.clone()));
             }
             scanned += 1;
             if scanned == STREAM_SCAN_LEN_MAX && events.len() < limit as usize {
                 // Only what was looked at is answered for.
                 return StreamChunk {
                     events,
-                    upto: seq_position(*seq),
+                    upto: StreamCursor::at_seq(*seq),
                 };
             }
         }
-        into_stream_chunk(events, limit, after, self.head())
+        StreamChunk::from_rows(events, limit, after, self.head())
     }
 
     /// Adds the events in [`from_ms`, `to_ms`) matching the filter to `tally`.
