@@ -228,7 +228,8 @@ impl App {
                 };
                 Arc::new(
                     tokio::task::spawn_blocking(move || LogStore::open(&data_dir, &options))
-                        .await??,
+                        .await?
+                        .map_err(eventline_store::Error::from)?,
                 )
             }
         };

@@ -1,6 +1,6 @@
 //! Where events live. [`Store`] is what the server needs from a store; [`log`] is the
-//! embedded store (`docs/storage-design.md`), [`postgres`] the shared one. This is the
-//! only crate that knows SQL.
+//! embedded store (the `eventline-log` engine, `docs/format.md`), [`postgres`] the shared
+//! one. This is the only crate that knows SQL.
 
 use async_trait::async_trait;
 use eventline_core::cursor::{StreamCursor, StreamStart};
@@ -10,17 +10,16 @@ use eventline_core::stats::{StatsQuery, StatsRow};
 pub use eventline_core::commit::{Appended, Durability, Outcome, Submission};
 pub use eventline_core::stream::StreamChunk;
 
-pub mod log;
+/// The embedded store: the engine, served by this crate's `Store` (`embedded`).
+pub use eventline_log as log;
+
+mod embedded;
 mod page_sql;
 pub mod postgres;
 
-/// The file a data directory of the SQLite store held: the store before the log store,
-/// retired. A directory holding it is refused rather than opened as an empty log store.
-pub const SQLITE_DATABASE_FILE: &str = "eventline.sqlite3";
-
 /// Whether `data_dir` holds an embedded store (a log store, or a retired SQLite one).
 pub fn holds_store(data_dir: &std::path::Path) -> bool {
-    data_dir.join(log::LOG_DIR).is_dir() || data_dir.join(SQLITE_DATABASE_FILE).exists()
+    data_dir.join(log::LOG_DIR).is_dir() || data_dir.join(log::SQLITE_DATABASE_FILE).exists()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,56 +32,14 @@ pub enum Error {
     DatabaseUrl(String),
     #[error("other servers kept storing the same ids; the group was not committed")]
     Contended,
-    #[error("data directory {path}")]
-    DataDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("data directory {0} is used by another eventline process")]
-    DataDirLocked(std::path::PathBuf),
     #[error(
         "the data was written by a newer eventline (schema version {found}; this one knows up to {known})"
     )]
     SchemaTooNew { found: i64, known: i64 },
-    #[error(
-        "{path} is damaged at byte {offset} ({detail}): every byte of it was acknowledged, so starting would silently drop acknowledged events. Nothing was changed. Copy the data directory aside before anything else, then restore it from a backup"
-    )]
-    LogDamaged {
-        path: std::path::PathBuf,
-        offset: u64,
-        detail: String,
-    },
-    /// Damage inside the acknowledged part of the newest log file: the one place where
-    /// cutting it off loses only the events after it.
-    #[error(
-        "{path} is damaged at byte {offset} ({detail}), inside its first {acked_len} bytes, which were acknowledged: starting would drop up to {} acknowledged events (positions {} to {}; fewer if some were erased). Nothing was changed. Copy the data directory aside before anything else; then restore it from a backup, or give up those events: `eventline check --cut-damaged-tail` cuts the file at the damage, and the server starts with every event before it",
-        positions.end - positions.start,
-        positions.start,
-        positions.end.saturating_sub(1)
-    )]
-    LogTailDamaged {
-        path: std::path::PathBuf,
-        offset: u64,
-        detail: String,
-        acked_len: u64,
-        positions: std::ops::Range<u64>,
-    },
-    #[error("the store was opened to be inspected: it takes no writes")]
-    Inspecting,
-    #[error(
-        "the log store holds its memory bound ({bytes_max} bytes of events); writes are refused until retention or erasure makes room"
-    )]
-    Full { bytes_max: usize },
-    #[error(
-        "data directory {0} holds a SQLite store (eventline.sqlite3), which this eventline no longer reads: the SQLite store was retired before any release, so there is nothing to upgrade from; move the directory aside and start with an empty one"
-    )]
-    SqliteRetired(std::path::PathBuf),
+    #[error(transparent)]
+    Log(#[from] eventline_log::Error),
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
-    #[error(
-        "an fsync failed earlier: writes are refused until a restart reads back what is on disk"
-    )]
-    SyncFailed,
     #[error("the store is closed")]
     Closed,
     #[error("store task failed")]

@@ -304,8 +304,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
              could read every event. Set --secret-key (or EVENTLINE_SECRET_KEYS), or listen \
              on a loopback address such as 127.0.0.1"
         );
+        let shutdown = shutdown_signal();
         println!("listening on http://{address}");
-        app.serve(listener, shutdown_signal())
+        app.serve(listener, shutdown)
             .await
             .context("the server failed")?;
         tracing::info!("stopped; every accepted event is committed");
@@ -376,7 +377,6 @@ fn dump(args: &CheckArgs) -> anyhow::Result<()> {
     use eventline_core::query::{Order, PageQuery, Start};
     use std::io::Write;
     let open_error = || format!("cannot open the data directory {}", args.data_dir.display());
-    use eventline_store::Store;
     // Opening would create a store where there is none to read.
     anyhow::ensure!(
         eventline_store::holds_store(&args.data_dir),
@@ -546,25 +546,34 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Registered now, not when first polled: a signal sent as soon as the listening line
+    // is out must find the handler, not the default action that ends the process.
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+            (interrupt, terminate) => {
+                let error = interrupt.err().or(terminate.err());
+                tracing::warn!(error = ?error, "cannot listen for SIGINT and SIGTERM; Ctrl-C still stops the server");
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: answering open requests, then committing the queue");
     }
-    tracing::info!("shutting down: answering open requests, then committing the queue");
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use eventline_core::event::{Event, Scope};
 use eventline_core::query::{Filter, Order, PageQuery, Start};
-use eventline_store::log::{FILE_HEADER_LEN, LogOptions, LogStore, Recovery};
-use eventline_store::{Error, Outcome, Store, Submission};
+use eventline_store::log::{Error, FILE_HEADER_LEN, LogOptions, LogStore, Recovery};
+use eventline_store::{Outcome, Store, Submission};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 

@@ -105,6 +105,6 @@ fn second_process_on_same_directory_is_refused() {
     let second = LogStore::open(dir.path(), &LogOptions::default());
     assert!(matches!(
         second,
-        Err(eventline_store::Error::DataDirLocked(_))
+        Err(eventline_store::log::Error::DataDirLocked(_))
     ));
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_core::stats::{Bucket, StatsQuery};
-use eventline_store::log::{LogOptions, LogStore};
-use eventline_store::{Error, Store};
+use eventline_store::Store;
+use eventline_store::log::{Error, LogOptions, LogStore};
 
 use crate::conformance::{append_all, corpus, walk_events};
 use crate::log_files::{ids, log_files, stream_all};

@@ -41,6 +41,14 @@ pub trait Disk: Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
+/// Removes the file at `path`; a file that is not there is no error.
+pub(crate) fn remove_if_present(disk: &dyn Disk, path: &Path) -> io::Result<()> {
+    match disk.remove(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
 /// The real file system. Keeps the file last written to open, since the writer appends
 /// to one file for a long time, and the files read from (segments), since an `open` per
 /// read cost as much as the read. The written file is not opened to append: Linux's

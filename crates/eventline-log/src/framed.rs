@@ -21,8 +21,7 @@ use eventline_core::event::Event;
 use uuid::Uuid;
 use zstd::dict::DecoderDictionary;
 
-use super::record::{self, BadBlock, Reader, Stored};
-use super::segment::TimeKey;
+use crate::record::{self, BadBlock, Reader, Stored, TimeKey};
 
 /// Bytes of encoded events a frame holds, about. Measured on the bench's events
 /// (`docs/storage-design.md`): with a dictionary, 1 KiB frames take 3 % more room than

@@ -37,6 +37,9 @@ pub(crate) const BLOCK_HEADER_LEN: usize = 4 + 4 + 8 + 4 + 4 + 4;
 /// damaged length field must not make recovery read gigabytes.
 pub(crate) const BLOCK_PAYLOAD_LEN_MAX: usize = 256 << 20;
 
+/// (timestamp, id): the page order.
+pub(crate) type TimeKey = (i64, Uuid);
+
 /// One stored event and its position in commit order.
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {

@@ -46,12 +46,12 @@ use eventline_core::query::{Filter, Order};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::bloom::Bloom;
-use super::disk::Disk;
-use super::framed;
-use super::memtable::Counts;
-use super::record::{self, Reader, Stored};
-use crate::Error;
+use crate::bloom::Bloom;
+use crate::counts::{Counts, Minutes};
+use crate::disk::Disk;
+use crate::error::Error;
+use crate::framed;
+use crate::record::{self, Reader, Stored, TimeKey};
 
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x03";
 /// Format 2: log blocks, no dictionary.
@@ -84,13 +84,6 @@ const DICTIONARY_SAMPLE_BYTES: usize = 256 << 10;
 /// A segment whose events are fewer bytes than this has no dictionary: it would
 /// take milliseconds to train and be about as long as the events it saves on.
 const DICTIONARY_SAMPLE_BYTES_MIN: usize = 64 << 10;
-
-/// (timestamp, id): the page order.
-pub(crate) type TimeKey = (i64, Uuid);
-
-/// Events per event type and start of a minute, by scope: a segment's share of the
-/// store's counts, as its footer keeps them.
-pub(crate) type Minutes = Vec<(String, Vec<(i64, [u64; 2])>)>;
 
 pub(crate) fn segment_name(number: u32) -> String {
     format!("{number:08}.seg")
@@ -702,7 +695,7 @@ struct Written<'a> {
 
 impl<'a> Written<'a> {
     fn begin(disk: &'a dyn Disk, path: &'a Path) -> Result<Written<'a>, Error> {
-        super::remove_if_present(disk, path)?;
+        crate::disk::remove_if_present(disk, path).map_err(io_error(path))?;
         Ok(Written { disk, path })
     }
 

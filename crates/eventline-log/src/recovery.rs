@@ -14,15 +14,17 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::header::{self, BadHeader, Header, Mark};
-use super::memtable::{Counts, Memtable};
-use super::record::{self, BadBlock};
-use super::segment::{self, Segment, segment_name};
-use super::{
-    Disk, State, begin_file, file_name, io_error, mark_head, numbers_in, put_in_place, write_mark,
-    write_segment,
+use crate::counts::Counts;
+use crate::disk::Disk;
+use crate::error::Error;
+use crate::files::{
+    Stop, begin_file, file_name, io_error, log_files, mark_head, numbers_in, put_in_place,
+    walk_blocks, write_mark, write_segment,
 };
-use crate::Error;
+use crate::header::{self, BadHeader, Header, Mark};
+use crate::memtable::Memtable;
+use crate::segment::{self, Segment, segment_name};
+use crate::state::State;
 
 /// What opening does with the files it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,43 +75,6 @@ fn remove_temporaries(disk: &dyn Disk, log_dir: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-/// Where a walk through a log file stopped before its end, and why.
-pub(crate) type Stop = Option<(usize, BadBlock)>;
-
-/// The blocks of a log file from `from` on, each with its offset, up to the end or the
-/// first bad one; and where and why the walk stopped, if it stopped before the end.
-pub(crate) fn walk_blocks(bytes: &[u8], from: usize) -> (Vec<(usize, record::Block)>, Stop) {
-    let mut blocks = Vec::new();
-    let mut offset = from;
-    while offset < bytes.len() {
-        match record::decode_block(&bytes[offset..]) {
-            Ok((block, len)) => {
-                blocks.push((offset, block));
-                offset += len;
-            }
-            Err(bad) => return (blocks, Some((offset, bad))),
-        }
-    }
-    (blocks, None)
-}
-
-/// Every block of a whole log file and its header, or where and why it is not whole.
-pub(crate) fn read_blocks(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(Header, Vec<record::Block>), (usize, String)> {
-    let header = header::decode_header(bytes).map_err(|_| {
-        (
-            0,
-            format!("{} is not an eventline log file", path.display()),
-        )
-    })?;
-    match walk_blocks(bytes, header.blocks_from()) {
-        (blocks, None) => Ok((header, blocks.into_iter().map(|(_, block)| block).collect())),
-        (_, Some((offset, bad))) => Err((offset, bad.detail().to_owned())),
-    }
 }
 
 /// The segments in `log_dir`, by number, their counts per minute added to `counts` one
@@ -222,7 +187,7 @@ pub(crate) fn recover(
     if changes {
         remove_temporaries(disk, log_dir)?;
     }
-    let mut numbers = super::log_files(disk, log_dir)?;
+    let mut numbers = log_files(disk, log_dir)?;
     for segment in open_segments(disk, log_dir, &mut state.segment_counts, changes)? {
         state.memtable.reserve(segment.seq_end);
         state.segments.push(segment);
@@ -479,6 +444,7 @@ fn begin_active(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::BadBlock;
 
     const FROM: usize = header::HEADER_LEN;
 
