@@ -1,6 +1,10 @@
 //! A realistic, reproducible data set: 20 event types with a skewed mix, 100,000
 //! contacts, 80 % app and 20 % site, 3 to 8 content fields, 200 to 300 bytes per event.
 
+use std::path::Path;
+
+use anyhow::Context;
+use bytes::Bytes;
 use std::io::Write;
 
 use rand::rngs::StdRng;
@@ -143,4 +147,34 @@ pub fn write_ndjson(events: usize, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "{event}")?;
     }
     Ok(())
+}
+
+/// The lines of an NDJSON file in batches of `batch_len` lines, with each batch's length.
+pub fn ndjson_batches(path: &Path, batch_len: usize) -> anyhow::Result<Vec<(Bytes, usize)>> {
+    let data = Bytes::from(std::fs::read(path).with_context(|| path.display().to_string())?);
+    let mut batches = Vec::with_capacity(data.len() / 200 / batch_len + 1);
+    let (mut start, mut lines) = (0, 0);
+    for (index, byte) in data.iter().enumerate() {
+        if *byte == b'\n' {
+            lines += 1;
+            if lines == batch_len {
+                batches.push((data.slice(start..=index), lines));
+                (start, lines) = (index + 1, 0);
+            }
+        }
+    }
+    if lines > 0 {
+        batches.push((data.slice(start..), lines));
+    }
+    Ok(batches)
+}
+
+pub fn write_first_lines(from: &Path, to: &Path, lines: usize) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(std::fs::File::open(from)?);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
+    for line in reader.lines().take(lines) {
+        writeln!(out, "{}", line?)?;
+    }
+    Ok(out.flush()?)
 }

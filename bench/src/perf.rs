@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
@@ -210,7 +209,7 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
     let post_script = args.out_dir.join("post.lua");
     std::fs::write(&post_script, [load::WRK_POST, WRK_DONE].concat())?;
     let bodies = args.out_dir.join("bodies.ndjson");
-    write_first_lines(&files.eventline, &bodies, 20_000)?;
+    crate::dataset::write_first_lines(&files.eventline, &bodies, 20_000)?;
     let timeline_script = args.out_dir.join("timeline.lua");
     std::fs::write(&timeline_script, [WRK_TIMELINE, WRK_DONE].concat())?;
     let timeline_args = [
@@ -298,12 +297,12 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
     )?;
     // ClickHouse's parts are merged before its queries (`OPTIMIZE`); the log store's
     // segments get the same: its background merges are let finish.
-    let (settled_in, segments) = settle_merges(data_dir.path())?;
+    let (settled_in, segments) = crate::disk::settle_merges(data_dir.path())?;
     eprintln!(
         "eventline: merges settled in {:.0} s, {segments} segments",
         settled_in.as_secs_f64()
     );
-    let rss_import_mb = rss_peak_mb(eventline.pid())?;
+    let rss_import_mb = crate::disk::rss_peak_mb(eventline.pid())?;
     eventline.terminate()?;
     let eventline_bytes = crate::disk::dir_bytes(data_dir.path())?;
 
@@ -332,7 +331,7 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
         )
     })?;
     let eventline_post = posts(&eventline.url)?;
-    let rss_serve_mb = rss_peak_mb(eventline.pid())?;
+    let rss_serve_mb = crate::disk::rss_peak_mb(eventline.pid())?;
     drop(eventline);
 
     eprintln!("eventline: start after kill -9");
@@ -528,7 +527,7 @@ fn percentile(sorted: &[f64], percent: usize) -> f64 {
 /// a time; events per second. A batch refused with 429 or 503 (nothing of it stored) is
 /// sent again after 100 ms, as `eventline import` does; the wait counts.
 fn import(url: &str, path: &Path, batch_len: usize, parallel: usize) -> anyhow::Result<f64> {
-    let batches = Arc::new(ndjson_batches(path, batch_len)?);
+    let batches = Arc::new(crate::dataset::ndjson_batches(path, batch_len)?);
     let events: usize = batches.iter().map(|(_, len)| len).sum();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -578,78 +577,4 @@ fn import(url: &str, path: &Path, batch_len: usize, parallel: usize) -> anyhow::
         anyhow::Ok(())
     })?;
     Ok(events as f64 / started.elapsed().as_secs_f64())
-}
-
-/// The lines of an NDJSON file in batches of `batch_len` lines, with each batch's length.
-fn ndjson_batches(path: &Path, batch_len: usize) -> anyhow::Result<Vec<(Bytes, usize)>> {
-    let data = Bytes::from(std::fs::read(path).with_context(|| path.display().to_string())?);
-    let mut batches = Vec::with_capacity(data.len() / 200 / batch_len + 1);
-    let (mut start, mut lines) = (0, 0);
-    for (index, byte) in data.iter().enumerate() {
-        if *byte == b'\n' {
-            lines += 1;
-            if lines == batch_len {
-                batches.push((data.slice(start..=index), lines));
-                (start, lines) = (index + 1, 0);
-            }
-        }
-    }
-    if lines > 0 {
-        batches.push((data.slice(start..), lines));
-    }
-    Ok(batches)
-}
-
-fn write_first_lines(from: &Path, to: &Path, lines: usize) -> anyhow::Result<()> {
-    use std::io::BufRead;
-    let reader = std::io::BufReader::new(std::fs::File::open(from)?);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
-    for line in reader.lines().take(lines) {
-        writeln!(out, "{}", line?)?;
-    }
-    Ok(out.flush()?)
-}
-
-/// The process's peak resident set (`VmHWM`), in MB.
-fn rss_peak_mb(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .context("no VmHWM")?;
-    Ok(kb / 1024.0)
-}
-
-/// Waits until the log store in `data_dir` writes no segment (no temporary file in
-/// `log/` for ten polls a second apart), at most five minutes: how long that took, and
-/// the segments left. A store with no `log/` is settled at once. A merge that
-/// ends usually begins the next within a second, but three quiet polls once ended the
-/// wait with 52 segments left, which the same import by hand merged into 8 within a
-/// minute.
-fn settle_merges(data_dir: &Path) -> anyhow::Result<(Duration, usize)> {
-    const QUIET_POLLS: u32 = 10;
-    let log_dir = data_dir.join("log");
-    let started = Instant::now();
-    let mut quiet = 0;
-    while log_dir.is_dir() && quiet < QUIET_POLLS {
-        ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "the log store was still merging after five minutes"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-        let writing = std::fs::read_dir(&log_dir)?
-            .filter_map(Result::ok)
-            .any(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"));
-        quiet = if writing { 0 } else { quiet + 1 };
-    }
-    let segments = match std::fs::read_dir(&log_dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".seg"))
-            .count(),
-        Err(_) => 0,
-    };
-    Ok((started.elapsed(), segments))
 }
