@@ -40,6 +40,8 @@ pub mod disk;
 mod error;
 mod files;
 mod framed;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod memtable;
 mod operations;

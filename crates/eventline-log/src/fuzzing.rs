@@ -1,0 +1,93 @@
+//! Entry points for the fuzz targets (`fuzz/`) and their corpus replay in CI: each
+//! decoder of bytes read back from disk, given arbitrary bytes. None may panic, loop or
+//! allocate without bound; whatever it answers must have passed its checks. Each says
+//! whether the bytes were read whole, so that a replay can tell its seeds are real. Not
+//! part of the engine's API.
+
+use std::path::Path;
+
+use crate::disk::RealDisk;
+use crate::segment::Segment;
+use crate::{LogOptions, LogStore, Recovery, header, record};
+
+/// A log file's header and its blocks after it, as recovery walks them.
+pub fn log_header_and_blocks(bytes: &[u8]) -> bool {
+    let Ok(header) = header::decode_header(bytes) else {
+        return false;
+    };
+    let mut offset = header.blocks_from().min(bytes.len());
+    while offset < bytes.len() {
+        match record::decode_block(&bytes[offset..]) {
+            Ok((block, len)) => {
+                assert!(
+                    len > 0 && offset + len <= bytes.len(),
+                    "a block has a length"
+                );
+                assert!(
+                    block.events.len() <= block.seq_len as usize,
+                    "a block's events fit its positions"
+                );
+                offset += len;
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// One commit block.
+pub fn log_block(bytes: &[u8]) -> bool {
+    let Ok((block, len)) = record::decode_block(bytes) else {
+        return false;
+    };
+    assert!(len <= bytes.len());
+    for stored in &block.events {
+        assert!(stored.seq >= block.seq_first && stored.seq < block.seq_end());
+    }
+    true
+}
+
+/// A data directory whose last log file is `bytes`: opened to inspect, as
+/// `eventline check` does, then read whole.
+pub fn log_file(dir: &Path, bytes: &[u8]) -> bool {
+    write_store_file(dir, "00000001.log", bytes).is_ok() && inspect(dir)
+}
+
+/// A data directory holding one segment file of `bytes`: its footer opened, every block
+/// verified, its events read.
+pub fn segment_file(dir: &Path, bytes: &[u8]) -> bool {
+    let Ok(path) = write_store_file(dir, "00000001.seg", bytes) else {
+        return false;
+    };
+    let disk = RealDisk::default();
+    let whole = match Segment::open(&disk, 1, path, 1) {
+        Ok((segment, _)) => segment.verify(&disk).is_ok() && segment.events(&disk).is_ok(),
+        Err(_) => false,
+    };
+    inspect(dir) && whole
+}
+
+fn write_store_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    let log_dir = dir.join(crate::LOG_DIR);
+    if log_dir.exists() {
+        std::fs::remove_dir_all(&log_dir)?;
+    }
+    std::fs::create_dir_all(&log_dir)?;
+    let path = log_dir.join(name);
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// Opens the store to inspect it and reads it whole: whether it found nothing wrong.
+fn inspect(dir: &Path) -> bool {
+    let options = LogOptions {
+        recovery: Recovery::Inspect,
+        ..LogOptions::default()
+    };
+    match LogStore::open(dir, &options) {
+        Ok(store) => store
+            .verify()
+            .is_ok_and(|verified| verified.problems.is_empty() && verified.events > 0),
+        Err(_) => false,
+    }
+}
