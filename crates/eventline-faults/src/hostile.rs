@@ -4,13 +4,13 @@
 //! 2xx or a 4xx: a 5xx or a panic is a failure.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use eventline_server::{App, Config};
-use eventline_store::Durability;
-use eventline_store::log::{LogOptions, LogStore};
+use eventline_store::log::LogOptions;
+use eventline_store::{Durability, StoreConfig};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -32,14 +32,18 @@ fn target() -> &'static Target {
         let dir = tempfile::tempdir().expect("temporary directory");
         let app = runtime.block_on(async {
             // The default embedded store. Durability is not under test here; speed is.
-            let options = LogOptions {
-                durability: Durability::Normal,
-                ..LogOptions::default()
-            };
-            let store = LogStore::open(dir.path(), &options).expect("store");
+            let store = eventline_store::open(StoreConfig::Embedded {
+                data_dir: dir.path().to_owned(),
+                options: LogOptions {
+                    durability: Durability::Normal,
+                    ..LogOptions::default()
+                },
+            })
+            .await
+            .expect("store");
             let mut config = Config::new(dir.path().to_owned());
             config.rate_limits.per_ip_per_second = 0;
-            App::with_store(config, Arc::new(store)).expect("app")
+            App::with_store(config, store).expect("app")
         });
         let router = app.router();
         Target {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eventline_server::{App, Config};
-use eventline_store::log::{LogOptions, LogStore};
-use eventline_store::{Durability, Store};
+use eventline_store::log::LogOptions;
+use eventline_store::{Durability, Store, StoreConfig};
 use tokio::sync::oneshot;
 
 use crate::sim_disk;
@@ -128,6 +128,7 @@ fn serve(
         .expect("runtime");
     runtime.block_on(async move {
         let opened = open_store(&dir, durability)
+            .await
             .map_err(|error| format!("open the store: {error}"))
             .and_then(|store| {
                 let mut config = Config::new(dir.clone());
@@ -161,16 +162,19 @@ fn serve(
 }
 
 /// The embedded store in `dir`, on the simulated disk.
-fn open_store(
+async fn open_store(
     dir: &Path,
     durability: Durability,
 ) -> Result<Arc<dyn Store>, eventline_store::Error> {
-    let options = LogOptions {
-        durability,
-        disk: Arc::new(sim_disk::SimDisk),
-        // A few hundred events: the faults strike flushes and segments too.
-        memtable_bytes_max: 256 << 10,
-        ..LogOptions::default()
-    };
-    Ok(Arc::new(LogStore::open(dir, &options)?))
+    eventline_store::open(StoreConfig::Embedded {
+        data_dir: dir.to_owned(),
+        options: LogOptions {
+            durability,
+            disk: Arc::new(sim_disk::SimDisk),
+            // A few hundred events: the faults strike flushes and segments too.
+            memtable_bytes_max: 256 << 10,
+            ..LogOptions::default()
+        },
+    })
+    .await
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use eventline_core::access::Keys;
 use eventline_core::limits::Limits;
-use eventline_store::log::{LogOptions, LogStore};
-use eventline_store::postgres::{PostgresOptions, PostgresStore};
+use eventline_store::StoreConfig;
+use eventline_store::log::LogOptions;
+use eventline_store::postgres::PostgresOptions;
 use eventline_store::{Durability, Store};
 use tokio::net::TcpListener;
 
@@ -207,32 +208,25 @@ impl App {
     /// Opens the store the configuration names (PostgreSQL or the embedded store).
     pub async fn open(config: Config) -> Result<App, Error> {
         check(&config)?;
-        let store: Arc<dyn Store> = match &config.database_url {
-            Some(url) => {
-                // The URL is not logged: it may hold a password.
-                tracing::info!("opening the PostgreSQL store");
-                let options = PostgresOptions {
+        let store_config = match &config.database_url {
+            Some(url) => StoreConfig::Postgres {
+                url: url.clone(),
+                options: PostgresOptions {
                     durability: config.durability,
                     ..PostgresOptions::default()
-                };
-                Arc::new(PostgresStore::connect(url, &options).await?)
-            }
-            None => {
-                let data_dir = config.data_dir.clone();
-                tracing::info!(data_dir = %data_dir.display(), "opening the embedded store");
-                let options = LogOptions {
+                },
+            },
+            None => StoreConfig::Embedded {
+                data_dir: config.data_dir.clone(),
+                options: LogOptions {
                     durability: config.durability,
                     memory_bytes_max: config.log_memory_bytes_max,
                     memtable_bytes_max: config.log_memtable_bytes_max,
                     ..LogOptions::default()
-                };
-                Arc::new(
-                    tokio::task::spawn_blocking(move || LogStore::open(&data_dir, &options))
-                        .await?
-                        .map_err(eventline_store::Error::from)?,
-                )
-            }
+                },
+            },
         };
+        let store = eventline_store::open(store_config).await?;
         App::with_store(config, store)
     }
 

@@ -17,6 +17,40 @@ mod embedded;
 mod page_sql;
 pub mod postgres;
 
+/// Which store to open, and how.
+#[derive(Clone)]
+pub enum StoreConfig {
+    /// The embedded store in `data_dir`.
+    Embedded {
+        data_dir: std::path::PathBuf,
+        options: log::LogOptions,
+    },
+    /// PostgreSQL at a `postgres://` URL.
+    Postgres {
+        url: String,
+        options: postgres::PostgresOptions,
+    },
+}
+
+/// Opens the store `config` names: the one way every caller (the server, the fault
+/// harness) opens one. The embedded store is read back off the async threads.
+pub async fn open(config: StoreConfig) -> Result<std::sync::Arc<dyn Store>, Error> {
+    Ok(match config {
+        StoreConfig::Embedded { data_dir, options } => {
+            tracing::info!(data_dir = %data_dir.display(), "opening the embedded store");
+            let store =
+                tokio::task::spawn_blocking(move || log::LogStore::open(&data_dir, &options))
+                    .await??;
+            std::sync::Arc::new(store)
+        }
+        StoreConfig::Postgres { url, options } => {
+            // The URL is not logged: it may hold a password.
+            tracing::info!("opening the PostgreSQL store");
+            std::sync::Arc::new(postgres::PostgresStore::connect(&url, &options).await?)
+        }
+    })
+}
+
 /// Whether `data_dir` holds an embedded store (a log store, or a retired SQLite one).
 pub fn holds_store(data_dir: &std::path::Path) -> bool {
     data_dir.join(log::LOG_DIR).is_dir() || data_dir.join(log::SQLITE_DATABASE_FILE).exists()
