@@ -45,7 +45,8 @@ fn read_footer(
     offset.copy_from_slice(&trailer[..8]);
     let footer_offset = u64::from_le_bytes(offset);
     let footer_len = u32_at(&trailer, 8) as usize;
-    if footer_len > FOOTER_LEN_MAX || footer_offset + footer_len as u64 > trailer_at {
+    let footer_end = footer_offset.checked_add(footer_len as u64);
+    if footer_len > FOOTER_LEN_MAX || footer_end.is_none_or(|end| end > trailer_at) {
         return Err(damaged(
             path,
             trailer_at,
@@ -74,8 +75,38 @@ fn read_footer(
     };
     let encoded = zstd::bulk::decompress(&compressed, encoded_len)
         .map_err(|_| damaged(path, footer_offset, "the footer cannot be decompressed"))?;
-    let footer = postcard::from_bytes(&encoded)
+    let footer: Footer = postcard::from_bytes(&encoded)
         .map_err(|_| damaged(path, footer_offset, "the footer cannot be read"))?;
+    // Every place the footer names lies between the magic and the footer: a read of a
+    // block or chunk never runs past the file, nor allocates more than it holds.
+    let places = footer
+        .blocks
+        .iter()
+        .map(|block| (block.offset, block.len))
+        .chain(
+            footer
+                .id_chunks
+                .iter()
+                .map(|chunk| (chunk.offset, chunk.len)),
+        )
+        .chain(
+            footer
+                .contact_chunks
+                .iter()
+                .map(|chunk| (chunk.offset, chunk.len)),
+        );
+    for (offset, len) in places {
+        let end = offset.checked_add(u64::from(len));
+        if offset < SEGMENT_MAGIC.len() as u64 || end.is_none_or(|end| end > footer_offset) {
+            return Err(damaged(
+                path,
+                footer_offset,
+                format!(
+                    "the footer names bytes {offset} to {offset} + {len}, outside the segment's data"
+                ),
+            ));
+        }
+    }
     Ok((footer, version))
 }
 
