@@ -123,8 +123,10 @@ fn mount(args: &[&str], dir: &Path) {
     );
 }
 
-/// A smaller disk: the log store compresses the harness's events to about 10 bytes
-/// each, so 4 MB would take 400,000 of them to fill.
+/// A 1 MB disk, and a memtable larger than it: with no flush or merge running, nothing
+/// but the test gives space back, so the disk stays full until it is grown. (With the
+/// harness's 1 MB memtable a merge finishing in the background freed space and let the
+/// next write through: right for a server, a race for this test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_refuses_writes_keeps_reads_and_resumes() {
     disk_full(Storage::log_dir(), "1m").await;
@@ -136,7 +138,7 @@ async fn disk_full(storage: Storage, size: &str) {
     };
     let tmpfs = Tmpfs::mount(dir.path(), size);
     let client = eventline_faults::node::client();
-    let node = Node::start(&storage, &[]).await;
+    let node = Node::start(&storage, &["--log-memtable-mb", "64"]).await;
     let ledger = Ledger::default();
     let n = post_until_refused(&client, &node.url, &ledger, 0).await;
     for _ in 0..5 {
