@@ -45,6 +45,8 @@ pub mod fuzzing;
 mod header;
 mod memtable;
 mod operations;
+#[cfg(test)]
+mod properties;
 mod record;
 mod recovery;
 mod segment;
