@@ -1,7 +1,8 @@
 // Eventline's dashboard: one page, no build step. The filter bar mirrors the getEvents
-// parameters and lives in the URL; the table reads /api/events, the chart /api/stats,
-// and the live toggle follows /api/events/stream. Event data is only ever set as text,
-// never as HTML.
+// parameters and lives in the URL, content filters too, as the API writes them
+// (`content.PATH[op]=V`); the table reads /api/events, the chart /api/stats, and the
+// live toggle follows /api/events/stream. Event data is only ever set as text, never as
+// HTML.
 'use strict'
 ;(() => {
   const $ = (selector) => document.querySelector(selector)
@@ -27,6 +28,54 @@
   // The state a test or a curious user can look at from the console.
   const dashboard = (window.eventlineDashboard = { stats: null, chartData: null, liveEvents: 0, liveOpen: false })
 
+  // ---- content filters -------------------------------------------------------------
+
+  /** Adds a content filter row; its fields are set as text. */
+  function addCondition(path = '', op = 'eq', value = '') {
+    const element = $('#condition').content.firstElementChild.cloneNode(true)
+    element.querySelector('.path').value = path
+    element.querySelector('.op').value = op
+    element.querySelector('.value').value = value
+    element.querySelector('.remove').addEventListener('click', () => {
+      element.remove()
+      apply(true)
+    })
+    $('#conditions').append(element)
+    return element
+  }
+
+  /** The rows with a path, as API parameters: `content.PATH[op]` and the value. */
+  function conditions() {
+    return [...document.querySelectorAll('#conditions .condition')]
+      .map((element) => [
+        element.querySelector('.path').value.trim(),
+        element.querySelector('.op').value,
+        element.querySelector('.value').value,
+      ])
+      .filter(([path]) => path)
+      .map(([path, op, value]) => [`content.${path}[${op}]`, value])
+  }
+
+  /** Offers the content paths of the events shown, in the path fields' list. */
+  function learnPaths(events) {
+    const list = $('#known-paths')
+    const known = new Set([...list.options].map((option) => option.value))
+    const walk = (value, prefix) => {
+      if (!value || typeof value !== 'object' || Array.isArray(value)) return
+      for (const [name, inner] of Object.entries(value)) {
+        // A key holding a dot or a bracket has no URL-form path.
+        if (/[.[\]]/.test(name)) continue
+        const path = prefix ? `${prefix}.${name}` : name
+        if (known.size < 500 && !known.has(path)) {
+          known.add(path)
+          list.append(Object.assign(document.createElement('option'), { value: path }))
+        }
+        walk(inner, path)
+      }
+    }
+    for (const event of events) walk(event.content, '')
+  }
+
   // ---- URL ⇄ form ----------------------------------------------------------------
 
   function readUrl() {
@@ -34,6 +83,11 @@
     for (const name of FILTERS) form.elements[name].value = params.get(name) ?? DEFAULTS[name] ?? ''
     $('#bucket').value = params.get('bucket') || DEFAULTS.bucket
     $('#live').checked = params.get('live') === '1'
+    $('#conditions').replaceChildren()
+    for (const [name, value] of params) {
+      const match = /^content\.(.+?)(?:\[(\w+)\])?$/.exec(name)
+      if (match) addCondition(match[1], match[2] || 'eq', value)
+    }
   }
 
   function writeUrl(push) {
@@ -42,6 +96,7 @@
       const value = form.elements[name].value.trim()
       if (value && value !== DEFAULTS[name]) params.set(name, value)
     }
+    for (const [name, value] of conditions()) params.append(name, value)
     if ($('#bucket').value !== DEFAULTS.bucket) params.set('bucket', $('#bucket').value)
     if ($('#live').checked) params.set('live', '1')
     const url = params.size ? `?${params}` : location.pathname
@@ -64,6 +119,7 @@
       if (name === 'since' || name === 'until') value = value && time(value)
       if (value) params.set(name, value)
     }
+    for (const [name, value] of conditions()) params.append(name, value)
     return params
   }
 
@@ -149,6 +205,7 @@
       shown = 0
     }
     for (const event of page.events) tbody.append(row(event, false))
+    learnPaths(page.events)
     shown += page.events.length
     nextOffset = page.next_offset
     countShown()
@@ -310,8 +367,10 @@
   })
   $('#clear').addEventListener('click', () => {
     for (const name of FILTERS) form.elements[name].value = DEFAULTS[name] ?? ''
+    $('#conditions').replaceChildren()
     apply(true)
   })
+  $('#add-condition').addEventListener('click', () => addCondition().querySelector('.path').focus())
   $('#live').addEventListener('change', () => {
     writeUrl(false)
     if ($('#live').checked) startLive()

@@ -127,6 +127,88 @@ test('live rows, click to filter, and chart counts that match what was posted', 
   }
 })
 
+test('content filters: added, edited and removed over the table, the chart, live and the URL', async () => {
+  const server = await startServer()
+  try {
+    const order = (store, total, city) => ({ event_type: 'order', contact_id: 'c-1', content: { store_id: store, total, address: { city } } })
+    await post(server, [
+      order('appmachine', 10, 'Paris'),
+      order('appmachine', 120, 'Lyon'),
+      order('other', 300, 'Paris'),
+      order('other', 40, 'Lyon'),
+    ])
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+    const errors = []
+    page.on('pageerror', (error) => errors.push(error))
+    await page.goto(server.url('/?live=1'))
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 4)
+    // The paths of the events shown are offered.
+    const paths = await page.$$eval('#known-paths option', (options) => options.map((option) => option.value).sort())
+    assert.deepEqual(paths, ['address', 'address.city', 'store_id', 'total'])
+
+    // Added: store_id = appmachine.
+    await page.click('#add-condition')
+    await page.fill('.condition .path', 'store_id')
+    await page.fill('.condition .value', 'appmachine')
+    await page.click('#filters button[type=submit]')
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 2)
+    await page.waitForFunction(() => window.eventlineDashboard.stats?.total === 2)
+    assert.equal(new URL(page.url()).searchParams.get('content.store_id[eq]'), 'appmachine')
+
+    // A second one, a comparison: total ≥ 100.
+    await page.click('#add-condition')
+    await page.locator('.condition .path').nth(1).fill('total')
+    await page.locator('.condition .op').nth(1).selectOption('gte')
+    await page.locator('.condition .value').nth(1).fill('100')
+    await page.click('#filters button[type=submit]')
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 1)
+    await page.waitForFunction(() => window.eventlineDashboard.stats?.total === 1)
+    assert.match(await page.textContent('#events tbody'), /"total":120/)
+
+    // Live follows the filters: only a matching event shows.
+    await page.waitForFunction(() => window.eventlineDashboard.liveOpen === true)
+    await post(server, [order('appmachine', 5, 'Paris'), order('appmachine', 500, 'Nice')])
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 2)
+    assert.match(await page.textContent('#events tbody tr.fresh'), /"total":500/)
+    await screenshot(page, '6-content-filters')
+
+    // Edited: the first becomes address.city = Paris, over every store.
+    await page.locator('.condition .path').first().fill('address.city')
+    await page.locator('.condition .value').first().fill('Paris')
+    await page.click('#filters button[type=submit]')
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 1)
+    assert.match(await page.textContent('#events tbody'), /"total":300/)
+
+    // The URL is the page: reopened, the same filters and rows.
+    const reopened = await browser.newPage()
+    await reopened.goto(page.url())
+    await reopened.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 1)
+    assert.deepEqual(await reopened.$$eval('.condition .path', (inputs) => inputs.map((input) => input.value)), ['address.city', 'total'])
+    await reopened.close()
+
+    // Removed, one then the other: every event again.
+    await page.locator('.condition .remove').nth(1).click()
+    // Paris: 10, 300 and 5.
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 3)
+    await page.locator('.condition .remove').first().click()
+    await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 6)
+    await page.waitForFunction(() => window.eventlineDashboard.stats?.total === 6)
+    assert.ok(!new URL(page.url()).search.includes('content.'))
+
+    // A bad filter is explained, naming it.
+    await page.click('#add-condition')
+    await page.fill('.condition .path', 'total')
+    await page.locator('.condition .op').selectOption('in')
+    await page.fill('.condition .value', 'not a list')
+    await page.click('#filters button[type=submit]')
+    await page.waitForFunction(() => document.querySelector('#message').textContent.includes('content.total[in]'))
+    assert.deepEqual(errors, [])
+    await page.close()
+  } finally {
+    await server.stop()
+  }
+})
+
 test('a server with keys asks for the secret key, and the dashboard works once given', async () => {
   const server = await startServer(['--secret-key', SECRET])
   try {

@@ -40,6 +40,34 @@ export interface EventsPage {
   next_offset: string | null
 }
 
+/** A condition on an event's `content`: the value at `path` (a dot path, or its keys)
+ * compared by `op` (default `eq`) with `value`, by JSON type. */
+export interface ContentCondition {
+  path: string | string[]
+  op?: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'in' | 'exists' | 'contains' | 'icontains'
+  value: unknown
+}
+
+/** Conditions that all hold, or a tree of them. */
+export type ContentFilter =
+  | ContentCondition
+  | { and: ContentFilter[] }
+  | { or: ContentFilter[] }
+  | { not: ContentFilter }
+
+/** The read of `queryEvents`: the parameters of `getEvents`, `order` and `where`. */
+export interface EventsQuery {
+  since?: number | string | Date | null
+  until?: number | string | Date | null
+  contactId?: string | null
+  scope?: Scope | '' | null
+  eventTypes?: string | string[] | null
+  offset?: string | number | null
+  limit?: number | null
+  order?: 'asc' | 'desc' | null
+  where?: ContentFilter[] | ContentFilter | null
+}
+
 /** What a post resolves with in queued mode: the answer of the batch that carried it,
  * or, for events sent by beacon as the page went away, their ids. */
 export type QueuedAnswer =
@@ -136,6 +164,16 @@ export interface BuilderApi {
     eventTypes: string | string[] | null | undefined,
     offset: string | number | null | undefined,
     limit: number | null | undefined,
+    onSuccess: OnSuccess<EventsPage> | null | undefined,
+    onError: OnError,
+  ): Promise<EventsPage | undefined>
+
+  /** Query events with content filters: POSTs the query as JSON to `url` (the server's
+   * `/api/events/query`). */
+  queryEvents(url: string, query?: EventsQuery | null, onSuccess?: OnSuccess<EventsPage> | null): Promise<EventsPage>
+  queryEvents(
+    url: string,
+    query: EventsQuery | null | undefined,
     onSuccess: OnSuccess<EventsPage> | null | undefined,
     onError: OnError,
   ): Promise<EventsPage | undefined>

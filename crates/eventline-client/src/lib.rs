@@ -121,9 +121,92 @@ pub struct Query {
     pub limit: Option<u32>,
     /// `asc` or `desc`.
     pub order: Option<String>,
+    /// Conditions on `content`, all of which hold.
+    pub content: Vec<ContentCondition>,
+}
+
+/// One condition on an event's `content`, sent as `content.PATH[op]=VALUE`
+/// (`docs/api.md`, "Content filters").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentCondition {
+    /// A dot path of object keys: `address.city`.
+    pub path: String,
+    /// `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in`, `exists`, `contains` or `icontains`.
+    pub op: String,
+    /// As the URL form takes it: text, or a JSON array for `in`.
+    pub value: String,
+}
+
+impl ContentCondition {
+    /// Reads `store_id=appmachine`, `total>=100`, `plan!=free`, `total<5`, or any
+    /// operator as `tags[contains]=vip`. What the server refuses it names.
+    pub fn parse(expression: &str) -> Result<ContentCondition, String> {
+        let at = expression.find(['=', '!', '<', '>']).ok_or_else(|| {
+            format!(
+                "{expression:?} has no comparison: write PATH=VALUE, PATH>=N, or PATH[op]=VALUE"
+            )
+        })?;
+        let (path, rest) = expression.split_at(at);
+        let (path, op, value) = match path
+            .strip_suffix(']')
+            .and_then(|path| path.rsplit_once('['))
+        {
+            Some((path, op)) => {
+                let value = rest
+                    .strip_prefix('=')
+                    .ok_or_else(|| format!("{expression:?}: PATH[{op}] is followed by =VALUE"))?;
+                (path, op, value)
+            }
+            None => {
+                let (op, value) = [
+                    ("!=", "ne"),
+                    (">=", "gte"),
+                    ("<=", "lte"),
+                    ("=", "eq"),
+                    (">", "gt"),
+                    ("<", "lt"),
+                ]
+                .into_iter()
+                .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|value| (op, value)))
+                .ok_or_else(|| format!("{expression:?}: unknown comparison"))?;
+                (path, op, value)
+            }
+        };
+        let path = path.trim();
+        if path.is_empty() {
+            return Err(format!("{expression:?} names no path"));
+        }
+        Ok(ContentCondition {
+            path: path.to_owned(),
+            op: op.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+
+    fn pair(&self) -> (String, String) {
+        (
+            format!("content.{}[{}]", self.path, self.op),
+            self.value.clone(),
+        )
+    }
 }
 
 impl Query {
+    /// Adds a condition on `content`.
+    pub fn content(
+        mut self,
+        path: impl Into<String>,
+        op: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Query {
+        self.content.push(ContentCondition {
+            path: path.into(),
+            op: op.into(),
+            value: value.into(),
+        });
+        self
+    }
+
     pub fn since(mut self, since: impl Into<String>) -> Query {
         self.since = Some(since.into());
         self
@@ -150,17 +233,17 @@ impl Query {
     }
 
     /// The filters alone, for the live stream.
-    fn filter_pairs(&self) -> Vec<(&'static str, String)> {
+    fn filter_pairs(&self) -> Vec<(String, String)> {
         let mut pairs = self.pairs(false);
-        pairs.retain(|(name, _)| !matches!(*name, "offset" | "order"));
+        pairs.retain(|(name, _)| !matches!(name.as_str(), "offset" | "order"));
         pairs
     }
 
-    fn pairs(&self, with_limit: bool) -> Vec<(&'static str, String)> {
-        let mut pairs = Vec::new();
-        let mut add = |name, value: Option<&String>| {
+    fn pairs(&self, with_limit: bool) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut add = |name: &str, value: Option<&String>| {
             if let Some(value) = value.filter(|value| !value.is_empty()) {
-                pairs.push((name, value.clone()));
+                pairs.push((name.to_owned(), value.clone()));
             }
         };
         add("since", self.since.as_ref());
@@ -170,11 +253,12 @@ impl Query {
         add("offset", self.offset.as_ref());
         add("order", self.order.as_ref());
         if !self.event_types.is_empty() {
-            pairs.push(("event_types", self.event_types.join(",")));
+            pairs.push(("event_types".to_owned(), self.event_types.join(",")));
         }
         if let (true, Some(limit)) = (with_limit, self.limit) {
-            pairs.push(("limit", limit.to_string()));
+            pairs.push(("limit".to_owned(), limit.to_string()));
         }
+        pairs.extend(self.content.iter().map(ContentCondition::pair));
         pairs
     }
 }
@@ -445,4 +529,47 @@ async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Re
     let response = checked(response).await?;
     let bytes = response.bytes().await?;
     Ok(serde_json::from_slice(&bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ContentCondition;
+
+    fn parsed(expression: &str) -> (String, String, String) {
+        let condition = ContentCondition::parse(expression).expect("a condition");
+        let (name, value) = condition.pair();
+        (name, value, condition.path)
+    }
+
+    #[test]
+    fn conditions_read_as_the_url_form() {
+        let cases = [
+            ("store_id=appmachine", "content.store_id[eq]", "appmachine"),
+            ("total>=100", "content.total[gte]", "100"),
+            ("total>100", "content.total[gt]", "100"),
+            ("total<=5", "content.total[lte]", "5"),
+            ("total<5", "content.total[lt]", "5"),
+            ("plan!=free", "content.plan[ne]", "free"),
+            ("address.city=Paris", "content.address.city[eq]", "Paris"),
+            ("tags[contains]=vip", "content.tags[contains]", "vip"),
+            (
+                r#"store_id[in]=["a","b"]"#,
+                "content.store_id[in]",
+                r#"["a","b"]"#,
+            ),
+            ("note=a=b", "content.note[eq]", "a=b"),
+            ("empty=", "content.empty[eq]", ""),
+        ];
+        for (expression, name, value) in cases {
+            let (got_name, got_value, _) = parsed(expression);
+            assert_eq!(
+                (got_name.as_str(), got_value.as_str()),
+                (name, value),
+                "{expression}"
+            );
+        }
+        for bad in ["total", "=5", "total[gt]5", "total!5"] {
+            assert!(ContentCondition::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod batch;
 pub mod commit;
+pub mod content_filter;
 pub mod cursor;
 pub mod error_chain;
 pub mod event;

@@ -1,5 +1,6 @@
 //! What a read asks for: the filters of `getEvents`, the order, and where the page starts.
 
+use crate::content_filter::{self, ContentFilter};
 use crate::cursor::Cursor;
 use crate::event::{Event, Scope};
 use crate::limits::Limits;
@@ -35,6 +36,8 @@ pub struct Filter {
     pub scope: Option<Scope>,
     /// Empty means every type.
     pub event_types: Vec<String>,
+    /// Conditions on `content` (SPEC §8); `None` means any content.
+    pub content: Option<ContentFilter>,
 }
 
 impl Filter {
@@ -49,6 +52,18 @@ impl Filter {
                 .is_none_or(|contact| event.contact_id.as_ref() == Some(contact))
             && self.scope.is_none_or(|scope| event.scope == scope)
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+            && self
+                .content
+                .as_ref()
+                .is_none_or(|content| content.matches_json(event.content.get()))
+    }
+
+    /// The filter without its content conditions: what indexes and counts can answer.
+    pub fn without_content(&self) -> Filter {
+        Filter {
+            content: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -92,6 +107,7 @@ impl PageQuery {
         limits: &Limits,
     ) -> Result<PageQuery, ParamError> {
         let mut seen: Vec<&'static str> = Vec::new();
+        let mut conditions = Vec::new();
         let mut query = PageQuery {
             filter: Filter::default(),
             order: Order::Asc,
@@ -109,12 +125,18 @@ impl PageQuery {
                 "limit" => "limit",
                 "order" => "order",
                 "key" => continue,
-                unknown => {
-                    return Err(ParamError::new(
-                        unknown,
-                        "unknown parameter; known are since, until, contact_id, scope, event_types, offset, limit, order",
-                    ));
-                }
+                name => match content_filter::from_url_param(name, value) {
+                    Some(condition) => {
+                        conditions.push(ContentFilter::Condition(condition?));
+                        continue;
+                    }
+                    None => {
+                        return Err(ParamError::new(
+                            name,
+                            "unknown parameter; known are since, until, contact_id, scope, event_types, offset, limit, order and content.PATH[op]",
+                        ));
+                    }
+                },
             };
             if seen.contains(&canonical) {
                 return Err(ParamError::new(canonical, "is given more than once"));
@@ -126,6 +148,11 @@ impl PageQuery {
             && since > until
         {
             return Err(ParamError::new("since", "is later than until"));
+        }
+        if !conditions.is_empty() {
+            let content = ContentFilter::And(conditions);
+            content_filter::check_count(&content, "content")?;
+            query.filter.content = Some(content);
         }
         Ok(query)
     }
@@ -198,6 +225,80 @@ impl PageQuery {
             _ => unreachable!("parameter names are canonical here"),
         }
         Ok(())
+    }
+}
+
+impl PageQuery {
+    /// The JSON form of a read (`POST /api/events/query`): the parameters of
+    /// [`PageQuery::from_pairs`] as JSON values (`event_types` an array, numbers as
+    /// numbers) and `where`, the content filters as a list or a tree
+    /// ([`content_filter::from_json`]).
+    pub fn from_json(body: &serde_json::Value, limits: &Limits) -> Result<PageQuery, ParamError> {
+        use serde_json::Value;
+        let Value::Object(fields) = body else {
+            return Err(ParamError::new(
+                "body",
+                "must be a JSON object of read parameters and where",
+            ));
+        };
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        let mut content = None;
+        for (name, value) in fields {
+            let name = name.as_str();
+            let text = match (name, value) {
+                ("where", value) => {
+                    content = Some(content_filter::from_json(value)?);
+                    continue;
+                }
+                (_, Value::Null) => String::new(),
+                ("event_types" | "eventTypes", Value::Array(types)) => {
+                    let mut names = Vec::with_capacity(types.len());
+                    for event_type in types {
+                        match event_type.as_str() {
+                            Some(event_type) if !event_type.contains(',') => names.push(event_type),
+                            _ => {
+                                return Err(ParamError::new(
+                                    name,
+                                    "must be an array of event type names",
+                                ));
+                            }
+                        }
+                    }
+                    names.join(",")
+                }
+                ("since" | "until" | "offset" | "limit", Value::Number(number)) => {
+                    number.to_string()
+                }
+                (_, Value::String(text)) if !name.starts_with("content.") && name != "key" => {
+                    text.clone()
+                }
+                ("key", _) => {
+                    return Err(ParamError::new(
+                        name,
+                        "send a key as `Authorization: Bearer <key>`, not in the body",
+                    ));
+                }
+                (name, _) if name.starts_with("content.") => {
+                    return Err(ParamError::new(
+                        name,
+                        "content filters of the JSON form are written in where",
+                    ));
+                }
+                (name, _) => {
+                    return Err(ParamError::new(
+                        name,
+                        "must be a string (a number for since, until, offset and limit; an array for event_types)",
+                    ));
+                }
+            };
+            pairs.push((name, text));
+        }
+        let mut query = PageQuery::from_pairs(
+            pairs.iter().map(|(name, text)| (*name, text.as_str())),
+            limits,
+        )?;
+        query.filter.content = content.filter(|content| content != &ContentFilter::And(Vec::new()));
+        Ok(query)
     }
 }
 

@@ -113,7 +113,8 @@ pub enum StatsPart {
 /// counts when `hourly` and the buckets are whole hours, whole minutes from the counts
 /// per minute, the partial minutes at the window's edges and a query for one contact
 /// from the events (a contact's events are few). Thirty days by hour read 720 hours per
-/// type and scope instead of 43,200 minutes.
+/// type and scope instead of 43,200 minutes. Counts know nothing of `content`: a query
+/// with content filters is counted from the events.
 pub fn stats_parts(query: &StatsQuery, hourly: bool) -> Vec<StatsPart> {
     const MINUTE_MS: i64 = 60_000;
     const HOUR_MS: i64 = 3_600_000;
@@ -122,7 +123,7 @@ pub fn stats_parts(query: &StatsQuery, hourly: bool) -> Vec<StatsPart> {
     let first_minute =
         since_ms.div_euclid(MINUTE_MS) + i64::from(since_ms.rem_euclid(MINUTE_MS) != 0);
     let end_minute = until_ms.div_euclid(MINUTE_MS);
-    if filter.contact_id.is_some() || first_minute >= end_minute {
+    if filter.contact_id.is_some() || filter.content.is_some() || first_minute >= end_minute {
         return vec![StatsPart::Events {
             from_ms: since_ms,
             to_ms: until_ms,

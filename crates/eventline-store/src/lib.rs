@@ -13,6 +13,7 @@ pub use eventline_core::stream::StreamChunk;
 /// The embedded store: the engine, served by this crate's `Store` (`embedded`).
 pub use eventline_log as log;
 
+mod content_sql;
 mod embedded;
 mod page_sql;
 pub mod postgres;

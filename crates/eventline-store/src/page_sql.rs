@@ -8,6 +8,8 @@ use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_core::stats::{StatsPart, stats_parts};
 use uuid::Uuid;
 
+use crate::content_sql::content_condition;
+
 /// A value bound to a placeholder.
 #[derive(Debug, Clone)]
 pub(crate) enum Param {
@@ -18,13 +20,13 @@ pub(crate) enum Param {
 
 /// A statement's parameters, bound as `$1`, `$2`…
 #[derive(Default)]
-struct Sql {
+pub(crate) struct Sql {
     params: Vec<Param>,
 }
 
 impl Sql {
     /// Binds `param` and returns its placeholder.
-    fn bind(&mut self, param: Param) -> String {
+    pub(crate) fn bind(&mut self, param: Param) -> String {
         self.params.push(param);
         format!("${}", self.params.len())
     }
@@ -127,6 +129,9 @@ fn filter_conditions(filter: &Filter, sql: &mut Sql) -> Vec<String> {
     }
     if let Some(scope) = filter.scope {
         conditions.push(scope_condition(scope, sql));
+    }
+    if let Some(content) = &filter.content {
+        conditions.push(content_condition(content, sql));
     }
     conditions
 }
@@ -258,6 +263,10 @@ pub(crate) fn stats_sql(
             ));
         }
         stats_conditions(filter, &mut sql, &mut conditions);
+        // Only the events know their content: counts are never read with it (`stats_parts`).
+        if let Some(content) = &filter.content {
+            conditions.push(content_condition(content, &mut sql));
+        }
         (
             format!(
                 "SELECT (timestamp_ms / {bucket}) * {bucket_again}, event_type, COUNT(*) FROM events \

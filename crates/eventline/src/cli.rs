@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use eventline_client::{Client, Error as ClientError, Query};
+use eventline_client::{Client, ContentCondition, Error as ClientError, Query};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -49,6 +49,10 @@ pub struct FilterArgs {
     /// Event types (repeatable, or comma-separated).
     #[arg(long = "type", value_delimiter = ',')]
     event_types: Vec<String>,
+    /// A condition on the events' content (repeatable; all hold): `store_id=appmachine`,
+    /// `total>=100`, `plan!=free`, `tags[contains]=vip`, `store_id[in]=["a","b"]`.
+    #[arg(long = "where", value_name = "CONDITION")]
+    conditions: Vec<String>,
     /// Newest first.
     #[arg(long)]
     desc: bool,
@@ -63,6 +67,11 @@ impl FilterArgs {
             scope: self.scope.clone(),
             event_types: self.event_types.clone(),
             order: self.desc.then(|| "desc".to_owned()),
+            content: self
+                .conditions
+                .iter()
+                .map(|condition| ContentCondition::parse(condition).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?,
             ..Query::default()
         })
     }

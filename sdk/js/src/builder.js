@@ -1,5 +1,6 @@
 // Eventline's JavaScript SDK: `Builder.postEvent` and `Builder.getEvents`, with the
-// argument order of the Builder events documentation, each also returning a Promise.
+// argument order of the Builder events documentation, each also returning a Promise;
+// and `Builder.queryEvents`, the same read with content filters, as one JSON object.
 //
 // Delivery rules (README.md has the long form):
 // - An event gets its id once, before the first attempt, so no retry can store it twice:
@@ -223,6 +224,38 @@ function getEvents(url, since, until, contactId, scope, eventTypes, offset, limi
   return settle(request(target, () => ({ method: 'GET' })), onSuccess, onError)
 }
 
+/**
+ * Query events with content filters: POSTs `query` as JSON to `url` (the server's
+ * `/api/events/query`). `query` holds the read parameters of `getEvents` (`since`,
+ * `until`, `contactId`, `scope`, `eventTypes`, `offset`, `limit`) and `order` and
+ * `where`: a list of `{path, op, value}` that hold together, or a tree of `{and: [...]}`,
+ * `{or: [...]}` and `{not: {...}}`. Pass the answer's `next_offset` as `offset` for the
+ * next page.
+ */
+function queryEvents(url, query, onSuccess, onError) {
+  const body = {}
+  const add = (name, value) => {
+    if (value instanceof Date) value = value.getTime()
+    if (value != null && value !== '') body[name] = value
+  }
+  const read = query || {}
+  add('since', read.since)
+  add('until', read.until)
+  add('contact_id', read.contactId)
+  add('scope', read.scope)
+  const types = read.eventTypes
+  add('event_types', typeof types == 'string' ? types.split(',').filter((name) => name) : types)
+  add('offset', read.offset)
+  add('limit', read.limit)
+  add('order', read.order)
+  add('where', read.where)
+  const text = JSON.stringify(body)
+  // As a simple request (text/plain): a page on another origin sends it without a
+  // preflight, as it does a post.
+  const init = () => ({ method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' }, body: text })
+  return settle(request(url, init), onSuccess, onError)
+}
+
 /** Changes options for the calls that follow; returns the options in force. */
 function configure(changes) {
   options = { ...options, ...changes }
@@ -397,5 +430,5 @@ function beacon() {
   dequeue(sent, () => ['resolve', { beacon: true, ids }])
 }
 
-export const Builder = { postEvent, getEvents, configure, flush }
+export const Builder = { postEvent, getEvents, queryEvents, configure, flush }
 export default Builder

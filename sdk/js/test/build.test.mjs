@@ -18,7 +18,7 @@ test('the classic script is at most 3 KB minified and gzipped', async () => {
 })
 
 test('every build exposes the same API', async () => {
-  const api = ['configure', 'flush', 'getEvents', 'postEvent']
+  const api = ['configure', 'flush', 'getEvents', 'postEvent', 'queryEvents']
   const esm = await import('../dist/builder.mjs')
   assert.deepEqual(Object.keys(esm.Builder).sort(), api)
   assert.equal(esm.default, esm.Builder)

@@ -179,6 +179,46 @@ describe('against a server', () => {
     )
   })
 
+  test('queryEvents: content filters as a list and as a tree, callbacks and Promise', async () => {
+    Builder.configure({ ...fast, sentAt: false })
+    const base = Date.UTC(2019, 1, 1)
+    for (const [minutes, content] of [
+      [0, { store_id: 'appmachine', total: 10 }],
+      [1, { store_id: 'appmachine', total: 120 }],
+      [2, { store_id: 'other', total: 500, address: { city: 'Paris' } }],
+      [3, { total: '120' }],
+    ]) {
+      await Builder.postEvent(server.url('/api/events/post'), { event_type: 'new_order', content, timestamp: base + minutes * 60000 })
+    }
+    const url = server.url('/api/events/query')
+    const window = { since: new Date(base), until: base + 60 * 60000, eventTypes: 'new_order' }
+    const minutes = (page) => page.events.map((event) => (event.timestamp - base) / 60000)
+
+    const { success, returned } = await callbacks((onSuccess, onError) =>
+      Builder.queryEvents(url, { ...window, where: [{ path: 'store_id', value: 'appmachine' }, { path: 'total', op: 'gte', value: 100 }] }, onSuccess, onError),
+    )
+    assert.deepEqual(minutes(success), [1])
+    assert.deepEqual(await returned, success)
+    // A tree; typed values: the string "120" is not the number 120.
+    let page = await Builder.queryEvents(url, {
+      ...window,
+      order: 'desc',
+      where: { or: [{ path: ['address', 'city'], value: 'Paris' }, { path: 'total', value: 120 }] },
+    })
+    assert.deepEqual(minutes(page), [2, 1])
+    // Pages continue with next_offset.
+    page = await Builder.queryEvents(url, { ...window, limit: 1, where: [{ path: 'total', op: 'exists', value: true }] })
+    assert.deepEqual(minutes(page), [0])
+    page = await Builder.queryEvents(url, { ...window, limit: 3, offset: page.next_offset, where: [{ path: 'total', op: 'exists', value: true }] })
+    assert.deepEqual(minutes(page), [1, 2, 3])
+    // A bad filter is an error naming it.
+    await assert.rejects(Builder.queryEvents(url, { where: [{ path: 'total', op: 'between', value: 1 }] }), (error) => {
+      assert.equal(error.status, 400)
+      assert.equal(error.problem.parameter, 'where[0].op')
+      return true
+    })
+  })
+
   test('errors: 400 with the field, not retried; callbacks and rejection', async () => {
     Builder.configure(fast)
     const counter = countFetches()

@@ -13,6 +13,20 @@ const log = (response: unknown) => console.log(response)
 Builder.postEvent(url, event, log, log)
 Builder.getEvents(url, new Date(2017, 6, 6).getTime(), new Date().getTime(), '', 'app', 'new_order,new_contact', '0', 50, log, log)
 
+// Content filters: a list, or a tree.
+async function queries(): Promise<void> {
+  const page: EventsPage = await Builder.queryEvents('/api/events/query', {
+    since: new Date(2017, 6, 6),
+    eventTypes: ['store_purchase'],
+    where: [{ path: 'store_id', value: 'appmachine' }, { path: ['order', 'total'], op: 'gte', value: 100 }],
+  })
+  await Builder.queryEvents('/api/events/query', { where: { or: [{ not: { path: 'a', op: 'exists', value: true } }] } })
+  // @ts-expect-error an operator the server does not know
+  await Builder.queryEvents('/api/events/query', { where: [{ path: 'a', op: 'between', value: 1 }] })
+  void page
+}
+void queries
+
 // The Promise forms.
 async function promises(): Promise<void> {
   const answer = await Named.postEvent(url, { ...event, contact_id: null, scope: 'site', timestamp: '2026-01-01T00:00:00Z' })

@@ -19,8 +19,37 @@ use super::{ApiError, AppState};
 pub(super) enum Need {
     Post,
     Read,
+    /// A read whose parameters are in the body (`POST /api/events/query`): a contact
+    /// token's contact is left in the request's [`ContactGrant`] for the handler to check.
+    ReadInBody,
     /// Erasure and metrics: a secret key only.
     Admin,
+}
+
+/// The contact a contact token grants, on a read that checks it in its handler.
+#[derive(Debug, Clone)]
+pub(super) struct ContactGrant(pub String);
+
+impl ContactGrant {
+    /// Refuses a read of anything but the granted contact's events.
+    pub(super) fn check(grant: Option<&ContactGrant>, asked: Option<&str>) -> Result<(), ApiError> {
+        match grant {
+            Some(ContactGrant(contact_id)) if asked != Some(contact_id.as_str()) => {
+                Err(contact_only(contact_id))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn contact_only(contact_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "this contact token reads only the events of contact {contact_id:?}; \
+             add contact_id={contact_id} to the query"
+        ),
+    )
 }
 
 pub(super) async fn post(state: State<AppState>, request: Request, next: Next) -> Response {
@@ -31,6 +60,10 @@ pub(super) async fn read(state: State<AppState>, request: Request, next: Next) -
     authorize(state, Need::Read, request, next).await
 }
 
+pub(super) async fn read_in_body(state: State<AppState>, request: Request, next: Next) -> Response {
+    authorize(state, Need::ReadInBody, request, next).await
+}
+
 pub(super) async fn admin(state: State<AppState>, request: Request, next: Next) -> Response {
     authorize(state, Need::Admin, request, next).await
 }
@@ -38,28 +71,38 @@ pub(super) async fn admin(state: State<AppState>, request: Request, next: Next) 
 async fn authorize(
     State(state): State<AppState>,
     need: Need,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     match check(&state, need, &request) {
-        Ok(()) => next.run(request).await,
+        Ok(grant) => {
+            if let Some(grant) = grant {
+                request.extensions_mut().insert(grant);
+            }
+            next.run(request).await
+        }
         Err(error) => error.into_response(),
     }
 }
 
-fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError> {
+/// Whether the request may go on; with the contact its handler must check, if any.
+fn check(
+    state: &AppState,
+    need: Need,
+    request: &Request,
+) -> Result<Option<ContactGrant>, ApiError> {
     let keys = &state.config.keys;
     let Some(credential) = credential(request)? else {
         let required = match need {
             Need::Post => keys.has_write_keys(),
-            Need::Read | Need::Admin => keys.has_secret_keys(),
+            Need::Read | Need::ReadInBody | Need::Admin => keys.has_secret_keys(),
         };
         if !required {
-            return Ok(());
+            return Ok(None);
         }
         let what = match need {
             Need::Post => "posting needs a write key",
-            Need::Read => "reading needs a secret key or a contact token",
+            Need::Read | Need::ReadInBody => "reading needs a secret key or a contact token",
             Need::Admin => "this needs a secret key",
         };
         return Err(ApiError::new(
@@ -71,9 +114,11 @@ fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError
         .check(&credential, crate::now_ms() / 1000)
         .map_err(|error| ApiError::new(ErrorCode::KeyInvalid, error.to_string()))?;
     match (grant, need) {
-        (Grant::Secret | Grant::Write, Need::Post) => state.limiters.check_key(&credential),
-        (Grant::Secret, _) => Ok(()),
-        (Grant::Write, Need::Read | Need::Admin) => Err(ApiError::new(
+        (Grant::Secret | Grant::Write, Need::Post) => {
+            state.limiters.check_key(&credential).map(|()| None)
+        }
+        (Grant::Secret, _) => Ok(None),
+        (Grant::Write, Need::Read | Need::ReadInBody | Need::Admin) => Err(ApiError::new(
             ErrorCode::Forbidden,
             "a write key may only post; this needs a secret key",
         )),
@@ -84,17 +129,12 @@ fn check(state: &AppState, need: Need, request: &Request) -> Result<(), ApiError
         (Grant::Contact(contact_id), Need::Read) => {
             let asked = asked_contacts(request);
             if !asked.is_empty() && asked.iter().all(|asked| *asked == contact_id) {
-                Ok(())
+                Ok(None)
             } else {
-                Err(ApiError::new(
-                    ErrorCode::Forbidden,
-                    format!(
-                        "this contact token reads only the events of contact {contact_id:?}; \
-                         add contact_id={contact_id} to the query"
-                    ),
-                ))
+                Err(contact_only(&contact_id))
             }
         }
+        (Grant::Contact(contact_id), Need::ReadInBody) => Ok(Some(ContactGrant(contact_id))),
     }
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -17,12 +17,18 @@ use eventline_store::Outcome;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::auth::ContactGrant;
 use super::body::{self, Accepts, BodyFormat};
 use super::{ApiError, AppState, auth};
+
+/// A query's JSON body: its read parameters and up to 20 content filters, whose `in`
+/// lists hold up to 1,000 values each.
+const QUERY_BODY_BYTES_MAX: usize = 1 << 20;
 
 pub(super) fn router(state: &AppState) -> Router<AppState> {
     let posting = || middleware::from_fn_with_state(state.clone(), auth::post);
     let reading = || middleware::from_fn_with_state(state.clone(), auth::read);
+    let reading_in_body = || middleware::from_fn_with_state(state.clone(), auth::read_in_body);
     // Every type across every contact: not for a contact token.
     let admin = || middleware::from_fn_with_state(state.clone(), auth::admin);
     Router::new()
@@ -37,6 +43,10 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
         // The path in the seed SDK documentation's `getEvents` example.
         .route("/api/contacts/get", get(get_events).route_layer(reading()))
         .route("/api/events/batch", post(post_batch).route_layer(posting()))
+        .route(
+            "/api/events/query",
+            post(query_events).route_layer(reading_in_body()),
+        )
         .route(
             "/api/events/export",
             get(super::export::export).route_layer(reading()),
@@ -180,6 +190,33 @@ async fn get_events(
             .map(|(name, value)| (name.as_str(), value.as_str())),
         &state.config.limits,
     )?;
+    answer_page(&state, query).await
+}
+
+/// `POST /api/events/query`: a read in the JSON form, answered as `GET /api/events`.
+async fn query_events(
+    State(state): State<AppState>,
+    grant: Option<Extension<ContactGrant>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    body::format(&headers, Accepts::Json)?;
+    let bytes = body::read(body, QUERY_BODY_BYTES_MAX).await?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("the query is not JSON: {error}"),
+        )
+    })?;
+    let query = PageQuery::from_json(&json, &state.config.limits)?;
+    ContactGrant::check(
+        grant.as_ref().map(|Extension(grant)| grant),
+        query.filter.contact_id.as_deref(),
+    )?;
+    answer_page(&state, query).await
+}
+
+async fn answer_page(state: &AppState, query: PageQuery) -> Result<Response, ApiError> {
     let page = state
         .store
         .page(query)

@@ -47,11 +47,11 @@ pub(super) async fn export(
         .await
         .map_err(|error| ApiError::storage(&error))?;
     let pages = futures::stream::unfold(
-        Some(Export::Send(Step {
+        Some(Export::Send(Box::new(Step {
             store: Arc::clone(&state.store),
             query,
             page: first,
-        })),
+        }))),
         next_chunk,
     )
     // The body may be polled once more after its end.
@@ -71,8 +71,8 @@ struct Step {
 
 /// Where the export stands between chunks.
 enum Export {
-    /// A page read, to send; then the next.
-    Send(Step),
+    /// A page read, to send; then the next. Boxed: a query with content filters is large.
+    Send(Box<Step>),
     /// The store failed after some events were sent: end the body with an error, so the
     /// client sees an incomplete transfer, never a silently short export.
     Fail,
@@ -86,7 +86,7 @@ async fn next_chunk(
         mut query,
         page,
     } = match export? {
-        Export::Send(step) => step,
+        Export::Send(step) => *step,
         Export::Fail => return Some((Err(std::io::Error::other("the store failed")), None)),
     };
     let mut chunk = Vec::with_capacity(page.events.len() * 320);
@@ -101,7 +101,7 @@ async fn next_chunk(
         Some(cursor) => {
             query.start = Start::After(cursor);
             match store.page(query.clone()).await {
-                Ok(page) => Some(Export::Send(Step { store, query, page })),
+                Ok(page) => Some(Export::Send(Box::new(Step { store, query, page }))),
                 Err(error) => {
                     tracing::error!(error = %ErrorChain(&error), "export stopped: the store failed");
                     Some(Export::Fail)

@@ -139,7 +139,38 @@ pub struct ProblemItemDoc {
     detail: String,
 }
 
-/// The parameters of a read (and of an export, without `limit`).
+/// A read in the JSON form: the parameters of `GET /api/events` as JSON values, and
+/// `where`. Answered as `GET /api/events`; `next_offset` continues the same query.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Query)]
+pub struct QueryDoc {
+    /// Unix seconds or milliseconds (a number), or RFC 3339.
+    #[schema(value_type = Option<Object>)]
+    since: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    until: Option<serde_json::Value>,
+    contact_id: Option<String>,
+    /// `app` or `site`.
+    scope: Option<String>,
+    event_types: Option<Vec<String>>,
+    /// A count of events to skip or a `next_offset` cursor.
+    #[schema(value_type = Option<Object>)]
+    offset: Option<serde_json::Value>,
+    /// 1–1,000; default 50.
+    limit: Option<u32>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+    /// Content filters: a list that holds together, or a tree of `{"and": […]}`,
+    /// `{"or": […]}` and `{"not": …}` (4 deep at most); each filter is `{"path": "a.b"
+    /// or ["a", "b"], "op": "eq|ne|gt|gte|lt|lte|in|exists|contains|icontains", "value":
+    /// …}`, values compared with their JSON type; at most 20 filters.
+    #[serde(rename = "where")]
+    #[schema(value_type = Option<Object>)]
+    where_: Option<serde_json::Value>,
+}
+
+/// The parameters of a read (and of an export, without `limit`). Content filters are
+/// parameters too, `content.PATH[op]=V` (`docs/api.md`), not listed here.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
@@ -318,6 +349,18 @@ fn post_batch() {}
     ),
     security((), ("bearer" = []), ("key" = [])))]
 fn get_events() {}
+
+#[utoipa::path(post, path = "/api/events/query", tag = "reading",
+    description = "A read in the JSON form, with content filters as a list or a tree of and, or and not.",
+    request_body(content = QueryDoc),
+    responses(
+        (status = 200, description = "A page in (timestamp, id) order", body = PageDoc),
+        (status = 413, description = "The body is over 1 MiB", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        ReadErrors,
+    ),
+    security((), ("bearer" = []), ("key" = [])))]
+fn query_events() {}
 
 #[utoipa::path(get, path = "/api/events/get", tag = "reading", params(ReadParams),
     description = "The path of the Builder SDK documentation; the same as GET /api/events.",
@@ -523,11 +566,11 @@ impl Modify for Security {
         description = "A self-hostable events service: post business events, read them back by time window, contact, scope and event type. Keys travel as `Authorization: Bearer` or `?key=`; see docs/access.md.",
     ),
     paths(
-        post_event, post_event_seed_path, post_batch, get_events, get_events_seed_path,
+        post_event, post_event_seed_path, post_batch, get_events, query_events, get_events_seed_path,
         get_events_example_path, export, stream, stats, event_types, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
     ),
     components(schemas(
-        NewEventDoc, EventDoc, PageDoc, StatsDoc, BucketCountsDoc, EventTypesDoc, EventTypeCountDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,
+        NewEventDoc, EventDoc, PageDoc, QueryDoc, StatsDoc, BucketCountsDoc, EventTypesDoc, EventTypeCountDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,
         ProblemDoc, ProblemItemDoc, ScopeDoc,
     )),
     modifiers(&Security),

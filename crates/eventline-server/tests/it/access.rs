@@ -81,7 +81,7 @@ enum Kind {
     Public,
 }
 
-const ENDPOINTS: [(&str, &str, Kind); 19] = [
+const ENDPOINTS: [(&str, &str, Kind); 21] = [
     ("POST", "/api/events/post", Kind::Post),
     ("POST", "/api/events", Kind::Post),
     ("POST", "/api/events/batch", Kind::Post),
@@ -93,6 +93,9 @@ const ENDPOINTS: [(&str, &str, Kind); 19] = [
         Kind::ReadOwnContact,
     ),
     ("GET", "/api/events", Kind::ReadAll),
+    // The query string only tells the two bodies apart: the contact is in the body.
+    ("POST", "/api/events/query?own", Kind::ReadOwnContact),
+    ("POST", "/api/events/query?all", Kind::ReadAll),
     (
         "GET",
         "/api/events/export?contact_id=c-1",
@@ -147,6 +150,10 @@ fn body_for(path: &str) -> Option<Value> {
     match path {
         "/api/events/batch" => Some(json!([event])),
         "/api/events/post" | "/api/events" => Some(event),
+        "/api/events/query?own" => Some(
+            json!({"contact_id": "c-1", "where": [{"path": "a", "op": "exists", "value": false}]}),
+        ),
+        "/api/events/query?all" => Some(json!({"where": []})),
         _ => None,
     }
 }
@@ -169,7 +176,8 @@ async fn send(
     if let (Some(credential), false) = (credential, by_query) {
         request = request.bearer_auth(credential);
     }
-    if let Some(body) = body_for(path.split('?').next().unwrap_or_default()) {
+    let body = body_for(&path).or_else(|| body_for(path.split('?').next().unwrap_or_default()));
+    if let Some(body) = body {
         request = request.json(&body);
     }
     path.clear();

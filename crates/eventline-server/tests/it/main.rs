@@ -6,6 +6,7 @@
 
 mod access;
 mod browser;
+mod content;
 mod export;
 mod openapi;
 mod paging;

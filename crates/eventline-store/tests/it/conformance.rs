@@ -51,7 +51,7 @@ pub async fn append_all(store: &dyn Store, events: Vec<Event>) {
     assert!(matches!(outcomes.as_slice(), [Outcome::Stored(_)]));
 }
 
-async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> Vec<Uuid> {
+pub async fn walk(store: &dyn Store, filter: &Filter, order: Order, limit: u32) -> Vec<Uuid> {
     let events = walk_events(store, filter, order, limit).await;
     events.iter().map(|event| event.id).collect()
 }
@@ -86,7 +86,7 @@ pub async fn walk_events(
     panic!("the walk did not end");
 }
 
-fn expected(events: &[Event], filter: &Filter, order: Order) -> Vec<Uuid> {
+pub fn expected(events: &[Event], filter: &Filter, order: Order) -> Vec<Uuid> {
     let mut matching: Vec<&Event> = events
         .iter()
         .filter(|event| filter.matches(event))
@@ -277,6 +277,7 @@ pub async fn filters_match_the_reference(store: &dyn Store) {
             contact_id: Some("contact-2".to_owned()),
             scope: Some(Scope::App),
             event_types: vec!["new_contact".to_owned(), "store_purchase".to_owned()],
+            content: None,
         },
         Filter {
             since_ms: Some(1_010_000),
@@ -398,7 +399,7 @@ pub async fn numeric_offset_skips(store: &dyn Store) {
 }
 
 /// Counts per bucket and type, computed from the events themselves.
-fn expected_stats(
+pub fn expected_stats(
     events: &[Event],
     query: &eventline_core::stats::StatsQuery,
 ) -> Vec<eventline_core::stats::StatsRow> {
@@ -501,7 +502,7 @@ pub async fn stats_match_the_reference(store: &dyn Store) {
 }
 
 /// Every event once, in commit order, read from `after` `limit` at a time.
-async fn stream_walk(
+pub async fn stream_walk(
     store: &dyn Store,
     filter: &Filter,
     mut after: StreamCursor,
@@ -529,7 +530,7 @@ async fn stream_walk(
 /// [`stream_walk`] until `len` events came. PostgreSQL shows a commit to streams once
 /// every transaction older than it has ended, and other tests share the cluster: their
 /// transactions can hold ours back for a moment.
-async fn stream_walk_len(
+pub async fn stream_walk_len(
     store: &dyn Store,
     filter: &Filter,
     after: StreamCursor,

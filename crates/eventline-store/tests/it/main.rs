@@ -1,6 +1,7 @@
 //! The store conformance suite: one set of behaviours, run against every store.
 
 mod conformance;
+mod content;
 mod log_files;
 mod segments;
 
@@ -54,13 +55,13 @@ pub async fn postgres() -> TestStore {
 /// Runs one conformance check against every store.
 #[macro_export]
 macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
+    ($module:ident: $($name:ident),* $(,)?) => {
         mod log {
             $(
                 #[tokio::test]
                 async fn $name() {
                     let test_store = $crate::log();
-                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                    $crate::$module::$name(test_store.store.as_ref()).await;
                 }
             )*
         }
@@ -69,7 +70,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     let test_store = $crate::log_segments();
-                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                    $crate::$module::$name(test_store.store.as_ref()).await;
                 }
             )*
         }
@@ -78,7 +79,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     let test_store = $crate::postgres().await;
-                    $crate::conformance::$name(test_store.store.as_ref()).await;
+                    $crate::$module::$name(test_store.store.as_ref()).await;
                 }
             )*
         }
@@ -86,6 +87,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    conformance:
     stores_and_reads_back,
     replay_returns_stored_event_and_conflict_stores_nothing,
     conflict_in_a_submission_undoes_only_that_submission,
@@ -97,6 +99,14 @@ conformance!(
     stream_reads_in_commit_order,
     stream_positions_survive_deleting_the_newest,
 );
+
+/// Content filters (SPEC §8).
+mod content_filters {
+    crate::conformance!(
+        content: content_filters_match_the_reference,
+        content_cursors_hold_while_events_arrive,
+    );
+}
 
 #[test]
 fn second_process_on_same_directory_is_refused() {

@@ -207,6 +207,52 @@ async fn post_and_get_as_table_and_json() {
     let page: Value = serde_json::from_slice(&json.stdout).expect("JSON page");
     assert_eq!(page["events"][0]["id"], stored["id"]);
 
+    // Content filters: the shorthand comparisons and the bracketed operators.
+    for total in [50, 150, 250] {
+        let body = json!({"event_type": "cli_order", "content": {"total": total, "tags": ["t"]}});
+        let posted = eventline(&server, &["post", &body.to_string()]).await;
+        assert!(posted.status.success());
+    }
+    let totals = |output: std::process::Output| -> Vec<i64> {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let page: Value = serde_json::from_slice(&output.stdout).expect("JSON page");
+        page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|event| event["content"]["total"].as_i64().expect("total"))
+            .collect()
+    };
+    let filtered = eventline(
+        &server,
+        &[
+            "get",
+            "--json",
+            "--where",
+            "total>=50",
+            "--where",
+            "total!=150",
+            "--where",
+            "tags[contains]=t",
+        ],
+    )
+    .await;
+    assert_eq!(totals(filtered), [50, 250]);
+    let below = eventline(&server, &["get", "--json", "--where", "total<10"]).await;
+    assert_eq!(totals(below), [9]);
+    let unknown = eventline(&server, &["get", "--where", "total[between]=1"]).await;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("content.total[between]"),
+        "the server names the filter"
+    );
+    let malformed = eventline(&server, &["get", "--where", "total"]).await;
+    assert!(!malformed.status.success());
+
     let refused = eventline(&server, &["post", r#"{"event_typ":"x","content":{}}"#]).await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
