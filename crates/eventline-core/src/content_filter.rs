@@ -119,21 +119,22 @@ pub enum ContentFilter {
 }
 
 impl ContentFilter {
-    /// Whether an event's `content` (its JSON text) passes. Text that is not JSON passes
-    /// nothing: stored content always is.
+    /// Whether an event's `content`, as its JSON text, passes. Only the values at the
+    /// conditions' paths are parsed (`json_path`); stored content is always JSON.
     pub fn matches_json(&self, content: &str) -> bool {
-        match serde_json::from_str::<Value>(content) {
-            Ok(content) => self.matches(&content),
-            Err(_) => false,
-        }
+        self.holds(&|condition: &Condition| condition.matches_json(content))
     }
 
     pub fn matches(&self, content: &Value) -> bool {
+        self.holds(&|condition: &Condition| condition.matches(content))
+    }
+
+    fn holds(&self, condition_holds: &impl Fn(&Condition) -> bool) -> bool {
         match self {
-            ContentFilter::Condition(condition) => condition.matches(content),
-            ContentFilter::And(all) => all.iter().all(|filter| filter.matches(content)),
-            ContentFilter::Or(any) => any.iter().any(|filter| filter.matches(content)),
-            ContentFilter::Not(filter) => !filter.matches(content),
+            ContentFilter::Condition(condition) => condition_holds(condition),
+            ContentFilter::And(all) => all.iter().all(|filter| filter.holds(condition_holds)),
+            ContentFilter::Or(any) => any.iter().any(|filter| filter.holds(condition_holds)),
+            ContentFilter::Not(filter) => !filter.holds(condition_holds),
         }
     }
 
@@ -163,7 +164,22 @@ pub fn value_at<'v>(content: &'v Value, path: &[String]) -> Option<&'v Value> {
 
 impl Condition {
     pub fn matches(&self, content: &Value) -> bool {
-        let value = value_at(content, &self.path);
+        self.passes(value_at(content, &self.path))
+    }
+
+    /// [`Condition::matches`] on `content`'s JSON text, parsing only the value at the path.
+    pub fn matches_json(&self, content: &str) -> bool {
+        match crate::json_path::value_at(content, &self.path) {
+            None => self.passes(None),
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => self.passes(Some(&value)),
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// Whether the value at the path (`None`: absent) passes the test.
+    pub fn passes(&self, value: Option<&Value>) -> bool {
         match (&self.test, value) {
             (Test::Exists(wanted), value) => value.is_some() == *wanted,
             (_, None) => false,
@@ -489,6 +505,7 @@ fn single<'v>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
     use serde_json::json;
 
     use super::*;
@@ -598,6 +615,37 @@ mod tests {
         let dotted = from_json(&json!([{"path": ["a.b"], "value": 1}])).expect("valid");
         assert!(dotted.matches(&json!({"a.b": 1})));
         assert!(!dotted.matches(&json!({"a": {"b": 1}})));
+    }
+
+    proptest::proptest! {
+        /// Matching the JSON text, which parses only the values at the paths, agrees with
+        /// matching the parsed document.
+        #[test]
+        fn matching_the_text_agrees_with_matching_the_value(
+            document in proptest::collection::btree_map(
+                "[ab]",
+                proptest::prop_oneof![
+                    proptest::strategy::Just(json!(null)),
+                    proptest::prelude::any::<i32>().prop_map(|n| json!(n)),
+                    "[ab1]{0,2}".prop_map(|text| json!(text)),
+                    proptest::prelude::any::<bool>().prop_map(|flag| json!(flag)),
+                    proptest::strategy::Just(json!({"a": 1, "b": ["a", 1]})),
+                    proptest::strategy::Just(json!(["a", "b1", 1])),
+                ],
+                0..3,
+            ),
+            path in "[ab](\\.[ab])?",
+            op in proptest::sample::select(Op::ALL.to_vec()),
+            operand in proptest::sample::select(vec!["a", "1", "b1", "true", "null", "[\"a\",1]", "[]"]),
+        ) {
+            let document = Value::Object(document.into_iter().collect());
+            if let Some(Ok(condition)) = from_url_param(&format!("content.{path}[{}]", op.name()), operand) {
+                let filter = ContentFilter::Not(Box::new(ContentFilter::Condition(condition)));
+                for text in [document.to_string(), serde_json::to_string_pretty(&document).expect("json")] {
+                    proptest::prop_assert_eq!(filter.matches_json(&text), filter.matches(&document));
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod content_filter;
 pub mod cursor;
 pub mod error_chain;
 pub mod event;
+pub mod json_path;
 pub mod limits;
 pub mod problem;
 pub mod query;
