@@ -1,7 +1,11 @@
 //! A realistic, reproducible data set: 20 event types with a skewed mix, 100,000
-//! contacts, 80 % app and 20 % site, 3 to 8 content fields, 200 to 300 bytes per event.
+//! contacts, 80 % app and 20 % site, 200 to 300 bytes per event, and content worth
+//! asking about: a `store_id` of 1,000 stores (Zipf), a `plan` of 5, a `currency`, a
+//! numeric `amount`, a nested `address`, a rare `coupon`, and filler fields of random
+//! text, as order numbers and session ids are.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -10,6 +14,10 @@ use std::io::Write;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Map, Value, json};
+
+/// Names the data set's files: a change to the generator changes it, so that a run never
+/// reuses files of another generator.
+pub const VERSION: u32 = 2;
 
 const EVENT_TYPES: [&str; 20] = [
     "page_view",
@@ -34,23 +42,41 @@ const EVENT_TYPES: [&str; 20] = [
     "account_deleted",
 ];
 pub const CONTACTS: u32 = 100_000;
-const FIELDS: [&str; 16] = [
-    "store_id",
-    "card_id",
+/// `store-0001` … `store-1000`.
+pub const STORES: usize = 1_000;
+/// Each plan and its share of events: `pro` is the filter that matches about 11 %.
+const PLANS: [(&str, f64); 5] = [
+    ("free", 0.45),
+    ("starter", 0.25),
+    ("pro", 0.11),
+    ("business", 0.12),
+    ("enterprise", 0.07),
+];
+const CURRENCIES: [(&str, f64); 4] = [("EUR", 0.5), ("USD", 0.35), ("GBP", 0.1), ("JPY", 0.05)];
+const CITIES: [(&str, &str); 10] = [
+    ("Paris", "FR"),
+    ("Lyon", "FR"),
+    ("Berlin", "DE"),
+    ("Munich", "DE"),
+    ("London", "GB"),
+    ("Madrid", "ES"),
+    ("Amsterdam", "NL"),
+    ("New York", "US"),
+    ("Austin", "US"),
+    ("Tokyo", "JP"),
+];
+/// Fields of random text that fill an event to its drawn size.
+const FILLERS: [&str; 10] = [
     "order_number",
-    "amount",
-    "currency",
     "sku",
-    "quantity",
-    "page",
+    "session_id",
     "referrer",
     "campaign",
     "device",
-    "os",
     "app_version",
     "locale",
-    "session_id",
     "variant",
+    "card_id",
 ];
 const BYTES_MIN: usize = 200;
 const BYTES_MAX: usize = 300;
@@ -75,30 +101,73 @@ fn event_type(rng: &mut StdRng) -> &'static str {
     EVENT_TYPES[0]
 }
 
-fn field_value(rng: &mut StdRng, field: &str) -> Value {
-    match field {
-        "amount" => json!((rng.random_range(100..100_000) as f64) / 100.0),
-        "quantity" => json!(rng.random_range(1..10)),
-        "currency" => json!(["EUR", "USD", "GBP"][rng.random_range(0..3)]),
-        _ => {
-            let len = rng.random_range(6..18);
-            let text: String = (0..len)
-                .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-                .collect();
-            json!(text)
+fn weighted<T: Copy>(rng: &mut StdRng, choices: &[(T, f64)]) -> T {
+    let mut pick = rng.random::<f64>() * choices.iter().map(|(_, weight)| weight).sum::<f64>();
+    for (choice, weight) in choices {
+        if pick < *weight {
+            return *choice;
         }
+        pick -= weight;
     }
+    choices[choices.len() - 1].0
+}
+
+/// A store under a Zipf skew of exponent 2: the first in about 61 % of events, the last
+/// few hundred in at most a handful each of 10,000,000, which is what a needle is.
+pub fn store_id(rng: &mut StdRng) -> String {
+    static CUMULATIVE: OnceLock<Vec<f64>> = OnceLock::new();
+    let cumulative = CUMULATIVE.get_or_init(|| {
+        let mut sum = 0.0;
+        (1..=STORES)
+            .map(|rank| {
+                sum += 1.0 / (rank * rank) as f64;
+                sum
+            })
+            .collect()
+    });
+    let pick = rng.random::<f64>() * cumulative[STORES - 1];
+    let rank = cumulative
+        .partition_point(|sum| *sum <= pick)
+        .min(STORES - 1)
+        + 1;
+    format!("store-{rank:04}")
+}
+
+fn text(rng: &mut StdRng, len: usize) -> String {
+    (0..len)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
+}
+
+fn content(rng: &mut StdRng) -> Map<String, Value> {
+    let mut content = Map::new();
+    content.insert("store_id".to_owned(), json!(store_id(rng)));
+    content.insert("plan".to_owned(), json!(weighted(rng, &PLANS)));
+    if rng.random_bool(0.7) {
+        content.insert("currency".to_owned(), json!(weighted(rng, &CURRENCIES)));
+    }
+    if rng.random_bool(0.6) {
+        let cents: u32 = rng.random_range(0..=100_000);
+        content.insert("amount".to_owned(), json!(f64::from(cents) / 100.0));
+    }
+    if rng.random_bool(0.4) {
+        let (city, country) = CITIES[rng.random_range(0..CITIES.len())];
+        content.insert(
+            "address".to_owned(),
+            json!({"city": city, "country": country}),
+        );
+    }
+    if rng.random_bool(0.01) {
+        content.insert(
+            "coupon".to_owned(),
+            json!(format!("SPRING-{}", rng.random_range(100..1000))),
+        );
+    }
+    content
 }
 
 pub fn event(rng: &mut StdRng) -> Value {
     let target = rng.random_range(BYTES_MIN..=BYTES_MAX);
-    let field_count = rng.random_range(3..=8);
-    let mut content = Map::new();
-    let mut fields = FIELDS.to_vec();
-    for _ in 0..field_count {
-        let field = fields.swap_remove(rng.random_range(0..fields.len()));
-        content.insert(field.to_owned(), field_value(rng, field));
-    }
     let contact_id = if rng.random_bool(0.9) {
         json!(format!("contact-{}", rng.random_range(0..CONTACTS)))
     } else {
@@ -107,25 +176,22 @@ pub fn event(rng: &mut StdRng) -> Value {
     let scope = if rng.random_bool(0.8) { "app" } else { "site" };
     let mut event = json!({
         "event_type": event_type(rng),
-        "content": content,
+        "content": content(rng),
         "contact_id": contact_id,
         "scope": scope,
         "timestamp": TIME_START_MS + rng.random_range(0..TIME_SPAN_MS),
     });
-    // Pad or trim the content to the drawn size, so sizes spread over 200–300 bytes.
-    let len = event.to_string().len();
-    if len < target {
-        let pad: String = "x".repeat(target.saturating_sub(len + 10).max(1));
-        event["content"]["note"] = json!(pad);
-    }
-    while event.to_string().len() > BYTES_MAX {
-        let Some(content) = event["content"].as_object_mut() else {
+    // Filler fields up to the drawn size, so sizes spread over 200–300 bytes.
+    for filler in FILLERS {
+        let len = event.to_string().len();
+        // A field's name, quotes, colon and comma.
+        let room = target.saturating_sub(len + filler.len() + 6);
+        if room < 6 {
             break;
-        };
-        let Some(key) = content.keys().next().cloned() else {
-            break;
-        };
-        content.remove(&key);
+        }
+        let len = room.min(rng.random_range(6..18));
+        let value = text(rng, len);
+        event["content"][filler] = json!(value);
     }
     event
 }

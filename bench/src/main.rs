@@ -10,9 +10,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod baseline;
+mod content_queries;
 mod dataset;
 mod disk;
 mod load;
+mod measure;
 mod peers;
 mod perf;
 mod prototype;

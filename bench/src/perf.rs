@@ -1,4 +1,4 @@
-//! `eventline-bench perf`: each target of the performance issue (P1–P6) measured for
+//! `eventline-bench perf`: each target of the performance issues (P1–P9) measured for
 //! Eventline and, where the target is a ratio, for its reference in the same run on the
 //! same events: a bare axum handler, ClickHouse, PostgreSQL with `pgbench`.
 //!
@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::PerfArgs;
 use crate::dataset::{self, CONTACTS, TIME_SPAN_MS, TIME_START_MS};
 use crate::load::{self, Server, WRK_DONE};
+use crate::measure::{Goal, Row, latencies, percentile};
 use crate::peers::{ClickHouse, Postgres};
 
 const WEEK_MS: i64 = 7 * 24 * 3_600_000;
@@ -30,8 +31,6 @@ const TIMELINE_SINCE_SPAN_S: i64 = (TIME_SPAN_MS - WEEK_MS) / 1000;
 const TIMELINE_LIMIT: u32 = 50;
 /// Sequential timeline queries for the one-connection latency.
 const TIMELINE_QUERIES: usize = 2_000;
-/// Queries sent before those measured one at a time.
-const WARM_UP_QUERIES: usize = 200;
 /// Runs of the stats query; the median is the figure.
 const STATS_RUNS: usize = 21;
 
@@ -59,9 +58,12 @@ struct DataFiles {
 impl DataFiles {
     fn ensure(out_dir: &Path, events: usize) -> anyhow::Result<DataFiles> {
         let files = DataFiles {
-            eventline: out_dir.join(format!("perf-{events}.ndjson")),
-            clickhouse: out_dir.join(format!("perf-{events}.clickhouse.ndjson")),
-            postgres: out_dir.join(format!("perf-{events}.postgres.csv")),
+            eventline: out_dir.join(format!("perf-v{}-{events}.ndjson", dataset::VERSION)),
+            clickhouse: out_dir.join(format!(
+                "perf-v{}-{events}.clickhouse.ndjson",
+                dataset::VERSION
+            )),
+            postgres: out_dir.join(format!("perf-v{}-{events}.postgres.csv", dataset::VERSION)),
         };
         let all = [&files.eventline, &files.clickhouse, &files.postgres];
         if all.iter().all(|path| path.exists()) {
@@ -121,74 +123,6 @@ impl DataFiles {
 /// A CSV field, always quoted: an empty unquoted field is `NULL` to PostgreSQL.
 fn csv_field(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
-}
-
-/// One line of the table: a figure for Eventline, its reference, and the goal.
-struct Row {
-    target: &'static str,
-    figure: String,
-    eventline: f64,
-    reference: Option<(String, f64)>,
-    goal: Goal,
-}
-
-#[derive(Clone, Copy)]
-enum Goal {
-    /// Eventline ÷ reference at least this.
-    RatioAtLeast(f64),
-    /// Eventline ÷ reference at most this.
-    RatioAtMost(f64),
-    /// Eventline's figure at most this, in the figure's unit.
-    AtMost(f64),
-}
-
-impl Row {
-    fn ratio(&self) -> Option<f64> {
-        self.reference
-            .as_ref()
-            .map(|(_, reference)| self.eventline / reference)
-    }
-
-    fn met(&self) -> bool {
-        match (self.goal, self.ratio()) {
-            (Goal::RatioAtLeast(goal), Some(ratio)) => ratio >= goal,
-            (Goal::RatioAtMost(goal), Some(ratio)) => ratio <= goal,
-            (Goal::AtMost(goal), _) => self.eventline <= goal,
-            (_, None) => false,
-        }
-    }
-
-    fn render(&self) -> String {
-        let number = |value: f64| {
-            if value >= 100.0 {
-                format!("{value:.0}")
-            } else {
-                format!("{value:.2}")
-            }
-        };
-        let (reference, ratio) = match (&self.reference, self.ratio()) {
-            (Some((name, value)), Some(ratio)) => (
-                format!("{} ({name})", number(*value)),
-                format!("{ratio:.3}"),
-            ),
-            _ => ("–".to_owned(), "–".to_owned()),
-        };
-        let goal = match self.goal {
-            Goal::RatioAtLeast(goal) => format!("ratio ≥ {goal}"),
-            Goal::RatioAtMost(goal) => format!("ratio ≤ {goal}"),
-            Goal::AtMost(goal) => format!("≤ {}", number(goal)),
-        };
-        format!(
-            "{:<4} {:<44} {:>12} {:>28} {:>7} {:>12} {:>4}\n",
-            self.target,
-            self.figure,
-            number(self.eventline),
-            reference,
-            ratio,
-            goal,
-            if self.met() { "yes" } else { "no" }
-        )
-    }
 }
 
 pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
@@ -274,6 +208,8 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
         );
         clickhouse.query_url(&sql)
     })?;
+    eprintln!("clickhouse: content filters");
+    let clickhouse_content = crate::content_queries::clickhouse(&clickhouse)?;
     drop(clickhouse);
 
     eprintln!("eventline: import");
@@ -330,6 +266,11 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
             TIME_START_MS + TIME_SPAN_MS
         )
     })?;
+    eprintln!(
+        "eventline: content filters (the needle: {}, {} events)",
+        clickhouse_content.needle, clickhouse_content.needle_events
+    );
+    let eventline_content = crate::content_queries::eventline(&eventline.url, &clickhouse_content)?;
     let eventline_post = posts(&eventline.url)?;
     let rss_serve_mb = crate::disk::rss_peak_mb(eventline.pid())?;
     drop(eventline);
@@ -441,6 +382,10 @@ pub fn run(args: &PerfArgs) -> anyhow::Result<()> {
             goal: Goal::AtMost(1_000.0),
         },
     ]);
+    rows.extend(crate::content_queries::rows(
+        &clickhouse_content,
+        &eventline_content,
+    ));
     let table = [
         format!(
             "\nEventline performance: {} events; {} s per load; {} parallel import requests; eventline serve {}\n",
@@ -481,46 +426,6 @@ fn timeline_draw(rng: &mut StdRng) -> (u32, i64) {
         rng.random_range(0..CONTACTS),
         TIME_START_MS + rng.random_range(0..=TIMELINE_SINCE_SPAN_S) * 1000,
     )
-}
-
-/// `count` GETs one after the other on one connection, after [`WARM_UP_QUERIES`] more
-/// that are not counted (the first queries after a start open connections and fill
-/// caches, for every system alike); their latencies in ms, sorted. The client runs on
-/// this thread: no hand-off to a client thread in the figure. Any answer but 2xx fails
-/// the run.
-fn latencies(count: usize, mut url: impl FnMut(&mut StdRng) -> String) -> anyhow::Result<Vec<f64>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut rng = StdRng::seed_from_u64(0x71e);
-        let mut latencies = Vec::with_capacity(count);
-        for query in 0..WARM_UP_QUERIES + count {
-            let url = url(&mut rng);
-            let sent = Instant::now();
-            let response = client.get(&url).send().await?;
-            let status = response.status();
-            let body = response.bytes().await?;
-            if query >= WARM_UP_QUERIES {
-                latencies.push(sent.elapsed().as_secs_f64() * 1e3);
-            }
-            ensure!(
-                status.is_success(),
-                "{url} answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        latencies.sort_unstable_by(f64::total_cmp);
-        Ok(latencies)
-    })
-}
-
-fn percentile(sorted: &[f64], percent: usize) -> f64 {
-    sorted
-        .get((sorted.len() * percent / 100).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(f64::NAN)
 }
 
 /// Posts every line of `path` to `url` as NDJSON batches of `batch_len`, `parallel` at

@@ -182,9 +182,10 @@ impl State {
                 ..filter.clone()
             };
             for segment in &self.segments {
-                for event in segment.page(disk, &window, Order::Asc, None, usize::MAX)? {
+                segment.for_each(disk, &window, Order::Asc, None, |event| {
                     tally.add(event.timestamp_ms, &event.event_type, 1);
-                }
+                    true
+                })?;
             }
         }
         Ok(tally.rows())

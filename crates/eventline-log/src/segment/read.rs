@@ -486,6 +486,27 @@ impl Segment {
         fetch: usize,
     ) -> Result<Vec<Event>, Error> {
         let mut events = Vec::new();
+        if fetch > 0 {
+            self.for_each(disk, filter, order, after, |event| {
+                events.push(event);
+                events.len() < fetch
+            })?;
+        }
+        Ok(events)
+    }
+
+    /// Hands `visit` each event matching `filter` in `order`, after `after` (exclusive,
+    /// in that order), until it answers `false`; a block at a time, so that a count over
+    /// millions of events holds one block.
+    pub fn for_each(
+        &self,
+        disk: &dyn Disk,
+        filter: &Filter,
+        order: Order,
+        after: Option<TimeKey>,
+        mut visit: impl FnMut(Event) -> bool,
+    ) -> Result<(), Error> {
+        let mut more = true;
         // A segment whose time range misses the window has nothing to read.
         if filter
             .until_ms
@@ -494,7 +515,7 @@ impl Segment {
                 .since_ms
                 .is_some_and(|since| self.timestamp_max < since)
         {
-            return Ok(events);
+            return Ok(());
         }
         let beyond = |key: TimeKey| match (after, order) {
             (None, _) => true,
@@ -511,7 +532,7 @@ impl Segment {
             // The contact's events block by block, each block read once and only its
             // events of the contact built; then in the page's order.
             let mut at = 0;
-            while at < keys.len() && events.len() < fetch {
+            while at < keys.len() && more {
                 let index = keys[at].1;
                 let run = keys[at..]
                     .iter()
@@ -523,13 +544,13 @@ impl Segment {
                     found.reverse();
                 }
                 for stored in found {
-                    if events.len() < fetch && filter.matches(&stored.event) {
-                        events.push(stored.event);
+                    if more && filter.matches(&stored.event) {
+                        more = visit(stored.event);
                     }
                 }
                 at += run;
             }
-            return Ok(events);
+            return Ok(());
         }
         let since = filter.since_ms.unwrap_or(i64::MIN);
         let until = filter.until_ms.unwrap_or(i64::MAX);
@@ -544,7 +565,7 @@ impl Segment {
             Order::Desc => Box::new(overlapping.into_iter().rev()),
         };
         for index in ordered {
-            if events.len() >= fetch {
+            if !more {
                 break;
             }
             let block = &self.index.blocks[index];
@@ -558,17 +579,17 @@ impl Segment {
                 continue;
             }
             let stored = self.read_block(disk, index)?;
-            let mut visit = |stored: Stored| {
+            let mut offer = |stored: Stored| {
                 let key = (stored.event.timestamp_ms, stored.event.id);
-                if events.len() < fetch && beyond(key) && filter.matches(&stored.event) {
-                    events.push(stored.event);
+                if more && beyond(key) && filter.matches(&stored.event) {
+                    more = visit(stored.event);
                 }
             };
             match order {
-                Order::Asc => stored.into_iter().for_each(&mut visit),
-                Order::Desc => stored.into_iter().rev().for_each(&mut visit),
+                Order::Asc => stored.into_iter().for_each(&mut offer),
+                Order::Desc => stored.into_iter().rev().for_each(&mut offer),
             }
         }
-        Ok(events)
+        Ok(())
     }
 }
