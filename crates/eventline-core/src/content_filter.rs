@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
 
-use crate::query::ParamError;
+use crate::param::ParamError;
 
 /// Conditions in one request, counted over the whole tree.
 pub const CONDITIONS_MAX: usize = 20;
@@ -434,7 +434,7 @@ fn json_node(node: &Value, field: &str, depth: usize) -> Result<ContentFilter, P
     };
     if let Some((name, inner)) = single(node, &["and", "or", "not"]) {
         let field = format!("{field}.{name}");
-        if depth >= DEPTH_MAX {
+        if depth > DEPTH_MAX {
             return Err(ParamError::new(
                 &field,
                 format!("and, or and not nest at most {DEPTH_MAX} deep"),
@@ -710,8 +710,10 @@ mod tests {
             error(json!({"or": {"path": "a", "value": 1}})).parameter,
             "where.or"
         );
-        let deep = json!({"not": {"not": {"not": {"not": {"path": "a", "value": 1}}}}});
-        assert_eq!(error(deep).parameter, "where.not.not.not.not");
+        let four = json!({"not": {"not": {"not": {"not": {"path": "a", "value": 1}}}}});
+        assert!(from_json(&four).is_ok(), "four deep");
+        let deep = json!({"not": {"not": {"not": {"not": {"not": {"path": "a", "value": 1}}}}}});
+        assert_eq!(error(deep).parameter, "where.not.not.not.not.not");
         let many: Vec<Value> = (0..21).map(|n| json!({"path": "a", "value": n})).collect();
         assert!(error(json!(many)).detail.contains("at most 20"));
         let spread = json!([{"or": (0..11).map(|n| json!({"path": "a", "value": n})).collect::<Vec<_>>()},

@@ -12,6 +12,7 @@ pub mod error_chain;
 pub mod event;
 pub mod json_path;
 pub mod limits;
+pub mod param;
 pub mod problem;
 pub mod query;
 pub mod scope;

@@ -4,6 +4,7 @@ use crate::content_filter::{self, ContentFilter};
 use crate::cursor::Cursor;
 use crate::event::{Event, Scope};
 use crate::limits::Limits;
+pub use crate::param::ParamError;
 use crate::timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,22 +82,6 @@ pub struct PageQuery {
 pub struct Page {
     pub events: Vec<Event>,
     pub next: Option<Cursor>,
-}
-
-/// A query parameter that cannot be used, named.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamError {
-    pub parameter: String,
-    pub detail: String,
-}
-
-impl ParamError {
-    pub fn new(parameter: &str, detail: impl Into<String>) -> ParamError {
-        ParamError {
-            parameter: parameter.to_owned(),
-            detail: detail.into(),
-        }
-    }
 }
 
 impl PageQuery {

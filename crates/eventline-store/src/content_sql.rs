@@ -13,7 +13,7 @@
 use eventline_core::content_filter::{Condition, ContentFilter, Op, Test};
 use serde_json::Value;
 
-use crate::page_sql::{Param, Sql};
+use crate::sql::{Param, Sql};
 
 /// More values than this in one `eq`/`in` are not spelled out as containments: the
 /// planner's time grows with each.
@@ -44,6 +44,10 @@ fn join(filters: &[ContentFilter], operator: &str, empty: &str, sql: &mut Sql) -
 }
 
 fn condition_sql(condition: &Condition, sql: &mut Sql) -> String {
+    // `in []` holds nowhere; nothing is bound, since a placeholder no SQL uses has no type.
+    if matches!(&condition.test, Test::OneOf(values) if values.is_empty()) {
+        return "false".to_owned();
+    }
     let keys: Vec<String> = condition
         .path
         .iter()

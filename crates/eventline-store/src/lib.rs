@@ -17,6 +17,7 @@ mod content_sql;
 mod embedded;
 mod page_sql;
 pub mod postgres;
+mod sql;
 
 /// Which store to open, and how.
 #[derive(Clone)]

@@ -6,31 +6,9 @@ use eventline_core::cursor::StreamCursor;
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_core::stats::{StatsPart, stats_parts};
-use uuid::Uuid;
 
 use crate::content_sql::content_condition;
-
-/// A value bound to a placeholder.
-#[derive(Debug, Clone)]
-pub(crate) enum Param {
-    Int(i64),
-    Text(String),
-    Id(Uuid),
-}
-
-/// A statement's parameters, bound as `$1`, `$2`…
-#[derive(Default)]
-pub(crate) struct Sql {
-    params: Vec<Param>,
-}
-
-impl Sql {
-    /// Binds `param` and returns its placeholder.
-    pub(crate) fn bind(&mut self, param: Param) -> String {
-        self.params.push(param);
-        format!("${}", self.params.len())
-    }
-}
+use crate::sql::{Param, Sql};
 
 /// The page's SQL (reading `columns` from `events`) and its parameters.
 ///
@@ -214,7 +192,7 @@ pub(crate) fn query_shapes() -> Vec<(PageQuery, &'static str)> {
     ];
     let after = Start::After(eventline_core::cursor::Cursor {
         timestamp_ms: 5,
-        id: Uuid::nil(),
+        id: uuid::Uuid::nil(),
     });
     let mut shapes = Vec::new();
     for (filter, index) in filters {

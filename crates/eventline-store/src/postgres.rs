@@ -24,7 +24,8 @@ use uuid::Uuid;
 
 mod commit;
 
-use crate::page_sql::{self, Param};
+use crate::page_sql;
+use crate::sql::Param;
 use crate::{Durability, Error, Outcome, Store, StreamChunk, Submission};
 use commit::{count, decide, deleting_counted, insert, take_raced_replays};
 

@@ -177,8 +177,8 @@ async fn a_bad_filter_is_refused_naming_it() {
         ),
         (json!({"where": [{"value": 1}]}), "where[0].path"),
         (
-            json!({"where": {"and": [{"not": {"or": [{"not": {"path": "a", "value": 1}}]}}]}}),
-            "where.and[0].not.or[0].not",
+            json!({"where": {"and": [{"not": {"or": [{"not": {"and": [{"path": "a", "value": 1}]}}]}}]}}),
+            "where.and[0].not.or[0].not.and",
         ),
         (json!({"limit": 0}), "limit"),
         (json!({"color": "red"}), "color"),

@@ -97,6 +97,16 @@ fn cases() -> Vec<(ContentFilter, Option<usize>)> {
         (url(&[("content.paid", "true")]), Some(40)),
         (url(&[("content.note", "null")]), Some(20)),
         (url(&[("content.missing", "x")]), Some(0)),
+        (url(&[("content.store[in]", "[]")]), Some(0)),
+        (
+            typed(json!({"not": {"path": "store", "op": "in", "value": []}})),
+            Some(240),
+        ),
+        // More members than PostgreSQL's SQL spells out as containments: 42, 42.0 and 0.
+        (
+            typed(json!([{"path": "total", "op": "in", "value": (0..100).collect::<Vec<i32>>()}])),
+            Some(60),
+        ),
         (
             url(&[
                 ("content.store", "appmachine"),
