@@ -53,6 +53,22 @@ struct Figures {
     events_read: usize,
 }
 
+impl Figures {
+    fn new(
+        events_per_s: f64,
+        bytes: u64,
+        events: usize,
+        (timelines_per_s, events_read): (f64, usize),
+    ) -> Figures {
+        Figures {
+            events_per_s,
+            bytes_per_event: bytes as f64 / events as f64,
+            timelines_per_s,
+            events_read,
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let input = args
@@ -203,12 +219,13 @@ fn eventline(
         }))?;
         events_read += page.events.len();
     }
-    Ok(Figures {
+    let timelines_per_s = timelines.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(Figures::new(
         events_per_s,
-        bytes_per_event: bytes as f64 / events.len() as f64,
-        timelines_per_s: timelines.len() as f64 / started.elapsed().as_secs_f64(),
-        events_read,
-    })
+        bytes,
+        events.len(),
+        (timelines_per_s, events_read),
+    ))
 }
 
 fn fjall(
@@ -252,12 +269,12 @@ fn fjall(
         }
         Ok(read)
     })?;
-    Ok(Figures {
+    Ok(Figures::new(
         events_per_s,
-        bytes_per_event: bytes as f64 / events.len() as f64,
-        timelines_per_s,
-        events_read,
-    })
+        bytes,
+        events.len(),
+        (timelines_per_s, events_read),
+    ))
 }
 
 const REDB_EVENTS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("events");
@@ -304,12 +321,12 @@ fn redb(
         }
         Ok(read)
     })?;
-    Ok(Figures {
+    Ok(Figures::new(
         events_per_s,
-        bytes_per_event: bytes as f64 / events.len() as f64,
-        timelines_per_s,
-        events_read,
-    })
+        bytes,
+        events.len(),
+        (timelines_per_s, events_read),
+    ))
 }
 
 /// Runs the timelines through `read`, which answers the events of a key range (the

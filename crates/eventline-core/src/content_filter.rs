@@ -138,20 +138,14 @@ impl ContentFilter {
         }
     }
 
-    /// Every condition of the tree, in order.
-    pub fn conditions(&self) -> Vec<&Condition> {
-        let mut out = Vec::new();
-        self.visit(&mut |condition| out.push(condition));
-        out
-    }
-
-    fn visit<'a>(&'a self, visit: &mut impl FnMut(&'a Condition)) {
+    /// How many conditions the tree holds.
+    pub fn condition_count(&self) -> usize {
         match self {
-            ContentFilter::Condition(condition) => visit(condition),
+            ContentFilter::Condition(_) => 1,
             ContentFilter::And(all) | ContentFilter::Or(all) => {
-                all.iter().for_each(|filter| filter.visit(visit))
+                all.iter().map(ContentFilter::condition_count).sum()
             }
-            ContentFilter::Not(filter) => filter.visit(visit),
+            ContentFilter::Not(filter) => filter.condition_count(),
         }
     }
 }
@@ -401,7 +395,7 @@ pub fn from_json(node: &Value) -> Result<ContentFilter, ParamError> {
 
 /// Refuses a request of more than [`CONDITIONS_MAX`] conditions.
 pub fn check_count(filter: &ContentFilter, field: &str) -> Result<(), ParamError> {
-    let count = filter.conditions().len();
+    let count = filter.condition_count();
     if count > CONDITIONS_MAX {
         return Err(ParamError::new(
             field,

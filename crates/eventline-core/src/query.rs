@@ -58,14 +58,6 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|content| content.matches_json(event.content.get()))
     }
-
-    /// The filter without its content conditions: what indexes and counts can answer.
-    pub fn without_content(&self) -> Filter {
-        Filter {
-            content: None,
-            ..self.clone()
-        }
-    }
 }
 
 /// One page of events.
