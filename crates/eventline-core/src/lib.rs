@@ -7,6 +7,7 @@ pub mod access;
 pub mod batch;
 pub mod commit;
 pub mod content_filter;
+pub mod content_leaves;
 pub mod cursor;
 pub mod error_chain;
 pub mod event;

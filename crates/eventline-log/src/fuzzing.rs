@@ -6,6 +6,9 @@
 
 use std::path::Path;
 
+use eventline_core::content_filter::ContentFilter;
+use eventline_core::query::{Filter, Order};
+
 use crate::disk::RealDisk;
 use crate::segment::Segment;
 use crate::{LogOptions, LogStore, Recovery, header, record};
@@ -54,17 +57,49 @@ pub fn log_file(dir: &Path, bytes: &[u8]) -> bool {
 }
 
 /// A data directory holding one segment file of `bytes`: its footer opened, every block
-/// verified, its events read.
+/// verified, its events read, and read again through its content index.
 pub fn segment_file(dir: &Path, bytes: &[u8]) -> bool {
     let Ok(path) = write_store_file(dir, "00000001.seg", bytes) else {
         return false;
     };
     let disk = RealDisk::default();
     let whole = match Segment::open(&disk, 1, path, 1) {
-        Ok((segment, _)) => segment.verify(&disk).is_ok() && segment.events(&disk).is_ok(),
+        Ok((segment, _)) => {
+            segment.verify(&disk).is_ok()
+                && segment.events(&disk).is_ok()
+                && filtered_reads(&segment, &disk)
+        }
         Err(_) => false,
     };
     inspect(dir) && whole
+}
+
+/// Reads through the content index with a lookup of a value, of a path, and of both:
+/// whether every postings list read was whole.
+fn filtered_reads(segment: &Segment, disk: &RealDisk) -> bool {
+    let condition = |name: &str, value: &str| {
+        eventline_core::content_filter::from_url_param(name, value)
+            .and_then(Result::ok)
+            .map(ContentFilter::Condition)
+    };
+    let filters = [
+        condition("content.n", "7"),
+        condition("content.total[gte]", "100"),
+        condition("content.n[in]", "[1,2,3]")
+            .zip(condition("content.total[exists]", "true"))
+            .map(|(one, other)| ContentFilter::And(vec![one, other])),
+    ];
+    filters.into_iter().all(|filter| {
+        let content = match filter {
+            Some(filter) => filter,
+            None => return false,
+        };
+        let filter = Filter {
+            content: Some(content),
+            ..Filter::default()
+        };
+        segment.page(disk, &filter, Order::Asc, None, 100).is_ok()
+    })
 }
 
 fn write_store_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {

@@ -35,6 +35,9 @@ use eventline_core::commit::Durability;
 use eventline_core::error_chain::ErrorChain;
 
 mod bloom;
+mod content_index;
+#[cfg(test)]
+mod content_properties;
 mod counts;
 pub mod disk;
 mod error;

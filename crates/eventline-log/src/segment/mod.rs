@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! segment = SEGMENT_MAGIC (8 bytes) dictionary data_block* id_chunk* contact_chunk*
-//!           footer trailer
+//!           postings* footer trailer
 //! dictionary    = len u32 | zstd dictionary (len bytes, maybe none) | crc32 u32
 //! data_block    = a framed block (`framed`): its events in (timestamp, id) order, of
 //!                 about BLOCK_PAYLOAD_BYTES before compression, in frames compressed
@@ -12,7 +12,8 @@
 //! contact_chunk = (contact len u16, bytes | entries_len u16 | (timestamp i64 | id [16])*)*
 //!                 sorted by (contact, timestamp, id), each contact's entries under
 //!                 it once                                                   | crc32 u32
-//! footer        = zstd(postcard(Footer))
+//! postings      = the blocks holding a content path or value (`content_index`)
+//! footer        = zstd(postcard(Footer) postcard(ContentIndex))
 //! trailer       = footer_offset u64 | footer_len u32 | footer_crc u32 | TRAILER_MAGIC
 //! ```
 //!
@@ -21,8 +22,8 @@
 //! well as a whole block would without it.
 //!
 //! The footer and the dictionary are all a store keeps in memory of a segment: where
-//! each block and chunk is, the first key of each, and the Bloom filters of its ids and
-//! contacts. The index entries name an event by its (timestamp, id), not by its block:
+//! each block and chunk is, the first key of each, the Bloom filters of its ids and
+//! contacts, and the content paths and values with where their postings are. The index entries name an event by its (timestamp, id), not by its block:
 //! the block is found among the footer's first keys, so that a merge writes its indexes
 //! by merging its inputs' chunks as they come, holding nothing per event. Every byte
 //! read is checked against a CRC-32 before it is used: a damaged index must not hide
@@ -32,7 +33,8 @@
 //! decompression was a tenth of its time; the contact written once per run of its
 //! entries keeps them within 9 bytes per event of what zstd made of them.
 //!
-//! Earlier formats: format 2's data blocks are log blocks (`record`), one zstd frame
+//! Earlier formats: format 3 is format 4 without postings or a content index (its
+//! filtered reads read every block). Format 2's data blocks are log blocks (`record`), one zstd frame
 //! each, and no dictionary; its contact chunks are zstd frames of (contact len u16,
 //! bytes | timestamp i64 | id [16])*; its id chunks are as now. It is read as it is
 //! until a merge writes its events again. Format 1 (step 2) also named blocks in its index
@@ -45,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::bloom::Bloom;
+use crate::content_index::ContentIndex;
 use crate::counts::Minutes;
 use crate::error::Error;
 use crate::record::TimeKey;
@@ -56,7 +59,9 @@ mod write;
 pub(crate) use merge::merge;
 pub(crate) use write::write;
 
-pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x03";
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"EVSEG\x00\x00\x04";
+/// Format 3: as now, without the content index.
+const SEGMENT_MAGIC_V3: &[u8; 8] = b"EVSEG\x00\x00\x03";
 /// Format 2: log blocks, no dictionary.
 const SEGMENT_MAGIC_V2: &[u8; 8] = b"EVSEG\x00\x00\x02";
 /// The first format (step 2), whose index entries named blocks: its blocks read as
@@ -129,6 +134,10 @@ pub(crate) struct Footer<M = Minutes> {
     /// The segments a merge wrote this one in place of: any of them still there when
     /// the store opens is removed (a merge cut short after its rename).
     replaces: Vec<u32>,
+    /// Written after the fields above (format 4), so that a format-3 footer, which ends
+    /// before it, is read by the same code.
+    #[serde(skip)]
+    content: ContentIndex,
 }
 
 /// A segment as held in memory: its footer, less the counts (which the store adds to
@@ -164,6 +173,7 @@ struct Index {
     contact_chunks: ContactChunks,
     ids: Bloom,
     contacts: Bloom,
+    content: ContentIndex,
 }
 
 /// Where a segment's contact chunks are, and the contact and time each begins with: the
@@ -233,8 +243,8 @@ pub(crate) enum Format {
     V1,
     /// Log blocks (`record`).
     V2,
-    /// Framed blocks (`framed`), with the segment's dictionary.
-    V3(Arc<zstd::dict::DecoderDictionary<'static>>),
+    /// Framed blocks (`framed`), with the segment's dictionary: formats 3 and 4.
+    Framed(Arc<zstd::dict::DecoderDictionary<'static>>),
 }
 
 fn damaged(path: &Path, offset: u64, detail: impl Into<String>) -> Error {

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use eventline_core::content_filter::ContentFilter;
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order};
 use uuid::Uuid;
 
 use super::*;
+use crate::content_index::{BlockSet, PostingsRef, decode_postings};
 use crate::counts::Minutes;
 use crate::disk::Disk;
 use crate::error::Error;
@@ -27,7 +29,8 @@ fn read_footer(
     }
     let magic = read_at(0, SEGMENT_MAGIC.len())?;
     let version = match magic.as_slice() {
-        magic if magic == SEGMENT_MAGIC => 3,
+        magic if magic == SEGMENT_MAGIC => 4,
+        magic if magic == SEGMENT_MAGIC_V3 => 3,
         magic if magic == SEGMENT_MAGIC_V2 => 2,
         magic if magic == SEGMENT_MAGIC_V1 => 1,
         _ => return Err(damaged(path, 0, "not an eventline segment")),
@@ -75,8 +78,14 @@ fn read_footer(
     };
     let encoded = zstd::bulk::decompress(&compressed, encoded_len)
         .map_err(|_| damaged(path, footer_offset, "the footer cannot be decompressed"))?;
-    let footer: Footer = postcard::from_bytes(&encoded)
-        .map_err(|_| damaged(path, footer_offset, "the footer cannot be read"))?;
+    let unreadable = || damaged(path, footer_offset, "the footer cannot be read");
+    let (mut footer, rest) =
+        postcard::take_from_bytes::<Footer>(&encoded).map_err(|_| unreadable())?;
+    if version >= 4 {
+        footer.content = postcard::from_bytes(rest).map_err(|_| unreadable())?;
+    } else if !rest.is_empty() {
+        return Err(unreadable());
+    }
     // Every place the footer names lies between the magic and the footer: a read of a
     // block or chunk never runs past the file, nor allocates more than it holds.
     let places = footer
@@ -94,6 +103,12 @@ fn read_footer(
                 .contact_chunks
                 .iter()
                 .map(|chunk| (chunk.offset, chunk.len)),
+        )
+        .chain(
+            footer
+                .content
+                .postings()
+                .map(|postings| (postings.offset, postings.len)),
         );
     for (offset, len) in places {
         let end = offset.checked_add(u64::from(len));
@@ -146,6 +161,7 @@ impl Segment {
             mut blocks,
             mut id_chunks,
             contact_chunks,
+            content,
             ..
         } = footer;
         // A writer's lists grew by doubling: what they do not use would be held for as
@@ -171,6 +187,7 @@ impl Segment {
                 contact_chunks,
                 ids: footer.ids,
                 contacts: footer.contacts,
+                content,
             }),
             replaces: footer.replaces,
             format,
@@ -190,7 +207,8 @@ impl Segment {
         let format = match version {
             1 => Format::V1,
             2 => Format::V2,
-            _ => Format::V3(Arc::new(read_dictionary(&path, read_at)?)),
+            // 3 and 4.
+            _ => Format::Framed(Arc::new(read_dictionary(&path, read_at)?)),
         };
         Ok(Segment::from_footer(
             number, path, generation, footer, format,
@@ -216,6 +234,11 @@ impl Segment {
         Ok(bytes)
     }
 
+    #[cfg(test)]
+    pub fn blocks_len(&self) -> usize {
+        self.index.blocks.len()
+    }
+
     /// The events of data block `index`, in (timestamp, id) order.
     pub fn read_block(&self, disk: &dyn Disk, index: usize) -> Result<Vec<Stored>, Error> {
         self.read_block_where(disk, index, None)
@@ -234,7 +257,7 @@ impl Segment {
             .read_at(&self.path, block.offset, block.len as usize)
             .map_err(io_error(&self.path))?;
         let read = match &self.format {
-            Format::V3(dictionary) => framed::decode_block(&bytes, dictionary, wanted),
+            Format::Framed(dictionary) => framed::decode_block(&bytes, dictionary, wanted),
             Format::V1 | Format::V2 => {
                 let keep =
                     |id: &Uuid| wanted.is_none_or(|keys| keys.iter().any(|key| key.1 == *id));
@@ -274,6 +297,9 @@ impl Segment {
         }
         for index in 0..self.index.contact_chunks.len() {
             self.contact_chunk(disk, index)?;
+        }
+        for postings in self.index.content.postings() {
+            self.read_postings(disk, postings)?;
         }
         let events_len = self.events(disk)?.len() as u64;
         if ids_len != events_len {
@@ -376,7 +402,7 @@ impl Segment {
             visit(contact, timestamp_ms, id);
             Ok(())
         };
-        if let Format::V3(_) = self.format {
+        if let Format::Framed(_) = self.format {
             let mut fields = Reader::new(&bytes);
             while !fields.is_empty() {
                 let contact_len = u16::from_le_bytes(fields.array().ok_or_else(bad)?);
@@ -475,6 +501,34 @@ impl Segment {
         Ok(keys)
     }
 
+    /// The blocks where `content` may hold, by the segment's content index: `None` for
+    /// every block.
+    pub(crate) fn content_blocks(
+        &self,
+        disk: &dyn Disk,
+        content: &ContentFilter,
+    ) -> Result<Option<BlockSet>, Error> {
+        let blocks_len = self.index.blocks.len() as u32;
+        self.index
+            .content
+            .blocks(content, blocks_len, &mut |postings: &PostingsRef| {
+                self.read_postings(disk, postings)
+            })
+    }
+
+    fn read_postings(&self, disk: &dyn Disk, postings: &PostingsRef) -> Result<BlockSet, Error> {
+        let bytes = disk
+            .read_at(&self.path, postings.offset, postings.len as usize)
+            .map_err(io_error(&self.path))?;
+        decode_postings(&bytes, self.index.blocks.len() as u32).ok_or_else(|| {
+            damaged(
+                &self.path,
+                postings.offset,
+                "a postings list cannot be read",
+            )
+        })
+    }
+
     /// At most `fetch` events matching `filter` in `order`, after `after` (exclusive,
     /// in that order), in that order.
     pub fn page(
@@ -517,6 +571,15 @@ impl Segment {
         {
             return Ok(());
         }
+        // The blocks the content index says may match: `None` for every one.
+        let candidates = match &filter.content {
+            Some(content) => self.content_blocks(disk, content)?,
+            None => None,
+        };
+        if candidates.as_ref().is_some_and(|set| set.len() == 0) {
+            return Ok(());
+        }
+        let candidate = |block: usize| candidates.as_ref().is_none_or(|set| set.contains(block));
         let beyond = |key: TimeKey| match (after, order) {
             (None, _) => true,
             (Some(after), Order::Asc) => key > after,
@@ -527,8 +590,10 @@ impl Segment {
             if order == Order::Desc {
                 keys.reverse();
             }
-            let keys: Vec<(TimeKey, u32)> =
-                keys.into_iter().filter(|(key, _)| beyond(*key)).collect();
+            let keys: Vec<(TimeKey, u32)> = keys
+                .into_iter()
+                .filter(|(key, block)| beyond(*key) && candidate(*block as usize))
+                .collect();
             // The contact's events block by block, each block read once and only its
             // events of the contact built; then in the page's order.
             let mut at = 0;
@@ -557,7 +622,7 @@ impl Segment {
         let overlapping: Vec<usize> = (0..self.index.blocks.len())
             .filter(|index| {
                 let block = &self.index.blocks[*index];
-                block.last.0 >= since && block.first.0 < until
+                block.last.0 >= since && block.first.0 < until && candidate(*index)
             })
             .collect();
         let ordered: Box<dyn Iterator<Item = usize>> = match order {

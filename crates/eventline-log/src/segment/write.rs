@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::bloom::Bloom;
+use crate::content_index::{ContentIndexBuilder, PostingsRef};
 use crate::counts::Counts;
 use crate::disk::Disk;
 use crate::error::Error;
@@ -34,6 +35,7 @@ pub(super) struct SegmentWriter<'a> {
     by_contact: Vec<(String, i64, Uuid)>,
     collects_indexes: bool,
     counts: Counts,
+    content: ContentIndexBuilder,
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
@@ -69,6 +71,7 @@ impl<'a> SegmentWriter<'a> {
             by_contact: Vec::with_capacity(capacity),
             collects_indexes: collected_len.is_some(),
             counts: Counts::default(),
+            content: ContentIndexBuilder::default(),
             seq_first,
             seq_end,
             replaces,
@@ -153,6 +156,11 @@ impl<'a> SegmentWriter<'a> {
         )
         .map_err(|error| Error::Corrupt(error.to_string()))?;
         let len = (self.output.position() - offset) as u32;
+        let block = u32::try_from(self.blocks.len())
+            .map_err(|_| Error::Corrupt("a segment would hold more than 2^32 blocks".to_owned()))?;
+        for (_, event) in &self.pending {
+            self.content.add(block, event.content.get());
+        }
         self.blocks.push(BlockRef {
             offset,
             len,
@@ -295,6 +303,17 @@ impl<'a> SegmentWriter<'a> {
         contact_hashes.sort_unstable();
         contact_hashes.dedup();
         let contacts = Bloom::from_hashes(&contact_hashes);
+        let blocks_len = self.blocks.len() as u32;
+        let output = &mut self.output;
+        let content = std::mem::take(&mut self.content).finish(blocks_len, |postings| {
+            let offset = output.position();
+            output.bytes.extend_from_slice(postings);
+            output.spill()?;
+            Ok::<_, Error>(PostingsRef {
+                offset,
+                len: postings.len() as u32,
+            })
+        })?;
         let footer = Footer {
             seq_first: self.seq_first,
             seq_end: self.seq_end,
@@ -309,6 +328,7 @@ impl<'a> SegmentWriter<'a> {
             contacts,
             minutes: std::mem::take(&mut self.counts),
             replaces: std::mem::take(&mut self.replaces),
+            content,
         };
         let footer_offset = self.output.position();
         let (footer_len, footer_crc) = self.output.append_footer(&footer)?;
@@ -319,7 +339,7 @@ impl<'a> SegmentWriter<'a> {
         trailer.extend_from_slice(TRAILER_MAGIC);
         self.output.bytes.extend_from_slice(&trailer);
         self.output.finish()?;
-        Ok((footer, Format::V3(Arc::new(dictionary))))
+        Ok((footer, Format::Framed(Arc::new(dictionary))))
     }
 }
 
@@ -363,9 +383,11 @@ impl Output<'_> {
     fn append_footer<M: Serialize>(&mut self, footer: &Footer<M>) -> Result<(u32, u32), Error> {
         let corrupt = |error: &dyn std::fmt::Display| Error::Corrupt(error.to_string());
         // The reader takes the footer's length from its frame: pledged before it is written.
-        let encoded_len =
-            postcard::serialize_with_flavor(footer, postcard::ser_flavors::Size::default())
-                .map_err(|error| corrupt(&error))?;
+        let encoded_len = postcard::serialize_with_flavor(
+            &(footer, &footer.content),
+            postcard::ser_flavors::Size::default(),
+        )
+        .map_err(|error| corrupt(&error))?;
         let mut checksummed = Checksummed {
             output: &mut *self,
             hasher: crc32fast::Hasher::new(),
@@ -376,7 +398,8 @@ impl Output<'_> {
             encoder.set_pledged_src_size(Some(encoded_len as u64))?;
             // postcard writes a field at a time: a zstd stream is fed in larger pieces.
             let buffered = std::io::BufWriter::with_capacity(64 << 10, encoder);
-            let buffered = postcard::to_io(footer, buffered).map_err(std::io::Error::other)?;
+            let buffered = postcard::to_io(&(footer, &footer.content), buffered)
+                .map_err(std::io::Error::other)?;
             buffered
                 .into_inner()
                 .map_err(|error| error.into_error())?

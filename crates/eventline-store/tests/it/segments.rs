@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use eventline_core::content_filter::{self, ContentFilter};
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_core::stats::{Bucket, StatsQuery};
@@ -50,6 +51,23 @@ async fn counted(store: &dyn Store) -> u64 {
 }
 
 /// Everything a reader can see of a store, in one value to compare.
+/// A filter of these content conditions (URL form).
+fn content(conditions: &[(&str, &str)]) -> Filter {
+    let conditions = conditions
+        .iter()
+        .map(|(name, value)| {
+            let condition = content_filter::from_url_param(name, value)
+                .expect("a content parameter")
+                .expect("valid");
+            ContentFilter::Condition(condition)
+        })
+        .collect();
+    Filter {
+        content: Some(ContentFilter::And(conditions)),
+        ..Filter::default()
+    }
+}
+
 async fn everything(store: &dyn Store) -> Vec<String> {
     let mut seen = Vec::new();
     let filters = [
@@ -71,6 +89,9 @@ async fn everything(store: &dyn Store) -> Vec<String> {
             scope: Some(eventline_core::event::Scope::App),
             ..Filter::default()
         },
+        content(&[("content.n", "77")]),
+        content(&[("content.n[gte]", "300"), ("content.n[lt]", "320")]),
+        content(&[("content.missing", "1")]),
     ];
     for filter in &filters {
         for order in [Order::Asc, Order::Desc] {
@@ -295,8 +316,9 @@ async fn a_flipped_bit_in_a_segment_is_refused_never_served() {
             Ok(store) => {
                 let verified = store.verify().expect("verify");
                 assert_eq!(verified.problems.len(), 1, "byte {at}: {verified:?}");
-                // Every block, then each contact's chunks, then every id's chunk (a
-                // replay of the whole corpus looks each id up, and writes nothing).
+                // Every block, then each contact's chunks, every postings list, then
+                // every id's chunk (a replay of the whole corpus looks each id up, and
+                // writes nothing).
                 let contacts: BTreeSet<Option<String>> =
                     corpus().into_iter().map(|event| event.contact_id).collect();
                 let mut failed = false;
@@ -307,6 +329,27 @@ async fn a_flipped_bit_in_a_segment_is_refused_never_served() {
                                 contact_id,
                                 ..Filter::default()
                             },
+                            order: Order::Asc,
+                            start: Start::First,
+                            limit: 1_000,
+                        })
+                        .await;
+                    match page {
+                        Err(Error::LogDamaged { .. }) => failed = true,
+                        Err(other) => panic!("byte {at}: {other}"),
+                        Ok(page) => assert!(page.events.len() <= corpus().len()),
+                    }
+                }
+                // Every postings list of the content index: the path's and each value's.
+                let every_n = serde_json::to_string(&(0..corpus().len()).collect::<Vec<_>>())
+                    .expect("json");
+                for filter in [
+                    content(&[("content.n[exists]", "true")]),
+                    content(&[("content.n[in]", &every_n)]),
+                ] {
+                    let page = store
+                        .page(PageQuery {
+                            filter,
                             order: Order::Asc,
                             start: Start::First,
                             limit: 1_000,
@@ -412,14 +455,16 @@ fn fixture_copy(name: &str) -> tempfile::TempDir {
     copy
 }
 
-/// Segments of the second format (log blocks, no dictionary), as that store wrote them
-/// from `fill` with `small_memtable`, read as they are; merges write their events in
-/// the current format, and they read the same after.
-#[tokio::test]
-async fn segments_of_the_second_format_are_read_as_they_are_and_merged_into_the_current_one() {
-    let upgraded = fixture_copy("log-segments-v2");
+/// Segments of an earlier format, as that store wrote them from `fill` with
+/// `small_memtable`, read as they are; merges write their events in the current format,
+/// and they read the same after, content filters included.
+async fn earlier_segments_are_read_as_they_are_and_merged_into_the_current_format(
+    fixture: &str,
+    version: u8,
+) {
+    let upgraded = fixture_copy(fixture);
     let memory = tempfile::tempdir().expect("dir");
-    assert_eq!(segments_of_format(upgraded.path(), 2), 14);
+    assert_eq!(segments_of_format(upgraded.path(), version), 14);
     let reference = LogStore::open(memory.path(), &LogOptions::default()).expect("open");
     fill(&reference).await;
     let expected = everything(&reference).await;
@@ -428,20 +473,37 @@ async fn segments_of_the_second_format_are_read_as_they_are_and_merged_into_the_
         ..small_memtable()
     };
     let store = LogStore::open(upgraded.path(), &merging).expect("open");
-    assert_eq!(segments_of_format(upgraded.path(), 2), 14);
+    assert_eq!(segments_of_format(upgraded.path(), version), 14);
     assert_eq!(everything(&store).await, expected);
     // Each upkeep begins a merge, and each verification waits for it.
     for _ in 0..8 {
         store.maintain().await.expect("maintain");
         assert!(store.verify().expect("verify").problems.is_empty());
     }
-    assert!(segments_of_format(upgraded.path(), 3) >= 1);
-    assert!(segments_of_format(upgraded.path(), 2) < 14);
+    assert!(segments_of_format(upgraded.path(), SEGMENT_FORMAT) >= 1);
+    assert!(segments_of_format(upgraded.path(), version) < 14);
     assert_eq!(everything(&store).await, expected);
     drop(store);
     let store = LogStore::open(upgraded.path(), &merging).expect("reopen");
     assert_eq!(everything(&store).await, expected);
     assert!(store.verify().expect("verify").problems.is_empty());
+}
+
+/// The format segments are written in now.
+const SEGMENT_FORMAT: u8 = 4;
+
+/// Format 2: log blocks, no dictionary.
+#[tokio::test]
+async fn segments_of_the_second_format_are_read_as_they_are_and_merged_into_the_current_one() {
+    earlier_segments_are_read_as_they_are_and_merged_into_the_current_format("log-segments-v2", 2)
+        .await;
+}
+
+/// Format 3: no content index, so that a filtered read reads every block.
+#[tokio::test]
+async fn segments_of_the_third_format_are_read_as_they_are_and_merged_into_the_current_one() {
+    earlier_segments_are_read_as_they_are_and_merged_into_the_current_format("log-segments-v3", 3)
+        .await;
 }
 
 /// Segments of the first format (step 2: index entries named blocks), as that store

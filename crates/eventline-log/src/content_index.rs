@@ -1,0 +1,650 @@
+//! A segment's content index: for every path its events' `content` has a value at, how
+//! many values of each JSON type it holds and which data blocks hold one; for a path of
+//! few distinct values (a store, a plan, a country), which blocks hold each value. A
+//! filtered read looks up the blocks that may match and decodes only those. No IO: the
+//! block lists (*postings*) are written and read by the segment, checked here.
+//!
+//! ```text
+//! postings = kind u8 | body | crc32 u32 of kind and body
+//!   kind 0: block numbers, increasing, as LEB128 varints: the first, then each less
+//!           the one before
+//!   kind 1: a bitmap, bit b of byte b / 8 set for block b, over every block
+//! ```
+//!
+//! A writer picks the shorter kind. The paths and their values, with each postings'
+//! place, are in the segment's footer (`ContentIndex`), which a store keeps in memory:
+//! about 60 bytes per distinct value of an indexed path, a few kilobytes per segment.
+
+use std::collections::HashMap;
+
+use eventline_core::content_filter::ContentFilter;
+use eventline_core::content_leaves::{self, JsonType, Need};
+use serde::{Deserialize, Serialize};
+
+/// Paths a segment lists at most: events with more distinct paths than this leave the
+/// rest unlisted, and a filter on one of those reads every block.
+pub(crate) const PATHS_MAX: usize = 512;
+/// Distinct values a path may have in a segment and still be indexed by value: past
+/// this it is a path of ids or amounts, whose values an index would hold once per
+/// event, and only its blocks are listed.
+pub(crate) const VALUES_MAX: usize = 1_024;
+/// The longest value key indexed: a path with a longer value is not indexed by value.
+pub(crate) const VALUE_KEY_BYTES_MAX: usize = 64;
+
+const KIND_NUMBERS: u8 = 0;
+const KIND_BITMAP: u8 = 1;
+
+/// Where a postings list is in the segment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct PostingsRef {
+    pub offset: u64,
+    pub len: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ContentIndex {
+    /// Whether every path of every event is listed. A segment of an earlier format lists
+    /// none and is not complete: its filters read every block.
+    pub complete: bool,
+    /// Sorted by keys.
+    pub paths: Vec<PathEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PathEntry {
+    pub keys: Vec<String>,
+    /// Values of each JSON type at the path, in `JsonType::ALL` order.
+    pub types: [u64; 6],
+    /// The blocks holding a value at the path.
+    pub blocks: PostingsRef,
+    /// Each value's key (`content_leaves`), events and blocks, sorted by key, when the
+    /// path has at most `VALUES_MAX` distinct scalar values, none longer than
+    /// `VALUE_KEY_BYTES_MAX`.
+    pub values: Option<Vec<ValueEntry>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ValueEntry {
+    pub key: Vec<u8>,
+    pub events_len: u64,
+    pub blocks: PostingsRef,
+}
+
+/// Where an index says a filter may hold.
+pub(crate) enum Lookup<'i> {
+    /// Every block may.
+    Anywhere,
+    /// The blocks of any of these postings.
+    Postings(Vec<&'i PostingsRef>),
+}
+
+impl ContentIndex {
+    /// Every postings list the index names.
+    pub fn postings(&self) -> impl Iterator<Item = &PostingsRef> {
+        self.paths.iter().flat_map(|path| {
+            std::iter::once(&path.blocks)
+                .chain(path.values.iter().flatten().map(|value| &value.blocks))
+        })
+    }
+
+    pub fn path(&self, keys: &[String]) -> Option<&PathEntry> {
+        self.paths
+            .binary_search_by(|entry| entry.keys.as_slice().cmp(keys))
+            .ok()
+            .map(|at| &self.paths[at])
+    }
+
+    /// The postings whose union holds every block where `need` may hold.
+    fn lookup(&self, need: &Need<'_>) -> Lookup<'_> {
+        let keys = match need {
+            Need::Anywhere => return Lookup::Anywhere,
+            Need::Path(keys) | Need::Values(keys, _) => keys,
+        };
+        let Some(entry) = self.path(keys) else {
+            return match self.complete {
+                true => Lookup::Postings(Vec::new()),
+                false => Lookup::Anywhere,
+            };
+        };
+        match (need, &entry.values) {
+            (Need::Values(_, wanted), Some(values)) => Lookup::Postings(
+                wanted
+                    .iter()
+                    .filter_map(|key| {
+                        values
+                            .binary_search_by(|value| value.key.as_slice().cmp(key))
+                            .ok()
+                            .map(|at| &values[at].blocks)
+                    })
+                    .collect(),
+            ),
+            _ => Lookup::Postings(vec![&entry.blocks]),
+        }
+    }
+
+    /// The blocks (of `blocks_len`) where `filter` may hold, `None` for every block;
+    /// each postings list read by `read`.
+    pub fn blocks<E>(
+        &self,
+        filter: &ContentFilter,
+        blocks_len: u32,
+        read: &mut impl FnMut(&PostingsRef) -> Result<BlockSet, E>,
+    ) -> Result<Option<BlockSet>, E> {
+        Ok(match filter {
+            ContentFilter::Condition(condition) => match self.lookup(&condition.need()) {
+                Lookup::Anywhere => None,
+                Lookup::Postings(postings) => {
+                    let mut set = BlockSet::empty(blocks_len);
+                    for postings in postings {
+                        set.union(&read(postings)?);
+                    }
+                    Some(set)
+                }
+            },
+            ContentFilter::And(all) => {
+                let mut set: Option<BlockSet> = None;
+                for filter in all {
+                    if let Some(narrowed) = self.blocks(filter, blocks_len, read)? {
+                        match &mut set {
+                            Some(set) => set.intersect(&narrowed),
+                            None => set = Some(narrowed),
+                        }
+                    }
+                }
+                set
+            }
+            ContentFilter::Or(any) => {
+                let mut set = BlockSet::empty(blocks_len);
+                for filter in any {
+                    match self.blocks(filter, blocks_len, read)? {
+                        Some(narrowed) => set.union(&narrowed),
+                        None => return Ok(None),
+                    }
+                }
+                Some(set)
+            }
+            // Where a filter may hold says nothing of where it may fail.
+            ContentFilter::Not(_) => None,
+        })
+    }
+}
+
+/// A set of a segment's blocks, as a bitmap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BlockSet {
+    words: Vec<u64>,
+}
+
+impl BlockSet {
+    pub fn empty(blocks_len: u32) -> BlockSet {
+        BlockSet {
+            words: vec![0; (blocks_len as usize).div_ceil(64)],
+        }
+    }
+
+    pub fn contains(&self, block: usize) -> bool {
+        self.words
+            .get(block / 64)
+            .is_some_and(|word| word & (1 << (block % 64)) != 0)
+    }
+
+    fn insert(&mut self, block: usize) {
+        self.words[block / 64] |= 1 << (block % 64);
+    }
+
+    fn union(&mut self, other: &BlockSet) {
+        for (word, other) in self.words.iter_mut().zip(&other.words) {
+            *word |= other;
+        }
+    }
+
+    fn intersect(&mut self, other: &BlockSet) {
+        for (word, other) in self.words.iter_mut().zip(&other.words) {
+            *word &= other;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.words
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum()
+    }
+}
+
+/// Decodes a postings list (every byte of it, its CRC included) of a segment of
+/// `blocks_len` blocks; `None` if its bytes do not hold.
+pub(crate) fn decode_postings(bytes: &[u8], blocks_len: u32) -> Option<BlockSet> {
+    let (body, crc) = bytes.split_last_chunk::<4>()?;
+    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+        return None;
+    }
+    let (kind, body) = body.split_first()?;
+    let mut set = BlockSet::empty(blocks_len);
+    match *kind {
+        KIND_NUMBERS => {
+            let mut at = 0;
+            let mut block: Option<u64> = None;
+            while at < body.len() {
+                let (delta, len) = varint(&body[at..])?;
+                at += len;
+                let next = match block {
+                    None => delta,
+                    Some(block) if delta > 0 => block.checked_add(delta)?,
+                    Some(_) => return None,
+                };
+                if next >= u64::from(blocks_len) {
+                    return None;
+                }
+                set.insert(next as usize);
+                block = Some(next);
+            }
+        }
+        KIND_BITMAP => {
+            if body.len() != (blocks_len as usize).div_ceil(8) {
+                return None;
+            }
+            for (at, byte) in body.iter().enumerate() {
+                for bit in 0..8 {
+                    if byte & (1 << bit) != 0 {
+                        let block = at * 8 + bit;
+                        if block >= blocks_len as usize {
+                            return None;
+                        }
+                        set.insert(block);
+                    }
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(set)
+}
+
+fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0_u64;
+    for (at, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f).checked_shl(7 * at as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((value, at + 1));
+        }
+    }
+    None
+}
+
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A list of blocks as it grows: each block once, in order, as varint deltas.
+#[derive(Default)]
+struct BlockList {
+    last: Option<u32>,
+    deltas: Vec<u8>,
+    len: u32,
+}
+
+impl BlockList {
+    fn add(&mut self, block: u32) {
+        if self.last == Some(block) {
+            return;
+        }
+        let delta = block - self.last.map_or(0, |last| last);
+        push_varint(&mut self.deltas, u64::from(delta));
+        self.last = Some(block);
+        self.len += 1;
+    }
+
+    /// The list's postings (its CRC included) in a segment of `blocks_len` blocks: the
+    /// shorter of the two kinds.
+    fn encode(&self, blocks_len: u32) -> Vec<u8> {
+        let bitmap_len = (blocks_len as usize).div_ceil(8);
+        let mut out = Vec::with_capacity(self.deltas.len().min(bitmap_len) + 5);
+        if self.deltas.len() <= bitmap_len {
+            out.push(KIND_NUMBERS);
+            out.extend_from_slice(&self.deltas);
+        } else {
+            out.push(KIND_BITMAP);
+            let start = out.len();
+            out.resize(start + bitmap_len, 0);
+            let mut block = 0_u64;
+            let mut at = 0;
+            let mut first = true;
+            while at < self.deltas.len() {
+                let (delta, len) = varint(&self.deltas[at..]).expect("written by push_varint");
+                at += len;
+                block = if first { delta } else { block + delta };
+                first = false;
+                out[start + block as usize / 8] |= 1 << (block % 8);
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+struct PathBuilder {
+    keys: Vec<String>,
+    types: [u64; 6],
+    blocks: BlockList,
+    /// Each value's events and blocks, until the path proves to have too many or too
+    /// long values.
+    values: Option<HashMap<Vec<u8>, (u64, BlockList)>>,
+}
+
+/// A segment's content index as its writer builds it, block by block. Holds each
+/// listed path's and value's blocks: at most `PATHS_MAX` paths of `VALUES_MAX` values,
+/// a byte or two per block each.
+pub(crate) struct ContentIndexBuilder {
+    /// By the path's keys, each preceded by its length.
+    paths: HashMap<Vec<u8>, PathBuilder>,
+    complete: bool,
+    path_code: Vec<u8>,
+    value_key: Vec<u8>,
+}
+
+impl Default for ContentIndexBuilder {
+    fn default() -> ContentIndexBuilder {
+        ContentIndexBuilder {
+            paths: HashMap::new(),
+            complete: true,
+            path_code: Vec::new(),
+            value_key: Vec::new(),
+        }
+    }
+}
+
+impl ContentIndexBuilder {
+    /// Adds the values of an event's `content` in block `block` (blocks in order).
+    pub fn add(&mut self, block: u32, content: &str) {
+        let ContentIndexBuilder {
+            paths,
+            complete,
+            path_code,
+            value_key,
+        } = self;
+        // Stored content was validated when it was posted; were it not JSON, the values
+        // read before the error are listed, and a filter matches no such event anyway.
+        let _ = content_leaves::visit(content, &mut |path, leaf| {
+            path_code.clear();
+            for key in path {
+                path_code.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                path_code.extend_from_slice(key.as_bytes());
+            }
+            if !paths.contains_key(path_code.as_slice()) {
+                if paths.len() == PATHS_MAX {
+                    *complete = false;
+                    return;
+                }
+                let listed = PathBuilder {
+                    keys: path.iter().map(|key| key.to_string()).collect(),
+                    types: [0; 6],
+                    blocks: BlockList::default(),
+                    values: Some(HashMap::new()),
+                };
+                paths.insert(path_code.clone(), listed);
+            }
+            let Some(entry) = paths.get_mut(path_code.as_slice()) else {
+                return;
+            };
+            let json_type = leaf.json_type();
+            let at = JsonType::ALL
+                .iter()
+                .position(|listed| *listed == json_type)
+                .unwrap_or(0);
+            entry.types[at] += 1;
+            entry.blocks.add(block);
+            value_key.clear();
+            if !leaf.write_key(value_key) {
+                return;
+            }
+            let too_many = match &mut entry.values {
+                None => return,
+                Some(_) if value_key.len() > VALUE_KEY_BYTES_MAX => true,
+                Some(values) => {
+                    if !values.contains_key(value_key.as_slice()) {
+                        values.insert(value_key.clone(), Default::default());
+                    }
+                    let Some((events_len, blocks)) = values.get_mut(value_key.as_slice()) else {
+                        return;
+                    };
+                    *events_len += 1;
+                    blocks.add(block);
+                    values.len() > VALUES_MAX
+                }
+            };
+            if too_many {
+                entry.values = None;
+            }
+        });
+    }
+
+    /// The index of a segment of `blocks_len` blocks, each postings list handed to
+    /// `write`, which answers where it put it.
+    pub fn finish<E>(
+        self,
+        blocks_len: u32,
+        mut write: impl FnMut(&[u8]) -> Result<PostingsRef, E>,
+    ) -> Result<ContentIndex, E> {
+        let mut built: Vec<PathBuilder> = self.paths.into_values().collect();
+        built.sort_unstable_by(|one, other| one.keys.cmp(&other.keys));
+        let mut paths = Vec::with_capacity(built.len());
+        for path in built {
+            let blocks = write(&path.blocks.encode(blocks_len))?;
+            let values = match path.values {
+                None => None,
+                Some(values) => {
+                    let mut values: Vec<_> = values.into_iter().collect();
+                    values.sort_unstable_by(|one, other| one.0.cmp(&other.0));
+                    let mut entries = Vec::with_capacity(values.len());
+                    for (key, (events_len, list)) in values {
+                        entries.push(ValueEntry {
+                            key,
+                            events_len,
+                            blocks: write(&list.encode(blocks_len))?,
+                        });
+                    }
+                    Some(entries)
+                }
+            };
+            paths.push(PathEntry {
+                keys: path.keys,
+                types: path.types,
+                blocks,
+                values,
+            });
+        }
+        Ok(ContentIndex {
+            complete: self.complete,
+            paths,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventline_core::content_filter::from_json;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Builds an index of `events` (block, content), its postings kept in a list.
+    fn index(blocks_len: u32, events: &[(u32, String)]) -> (ContentIndex, Vec<Vec<u8>>) {
+        let mut builder = ContentIndexBuilder::default();
+        for (block, content) in events {
+            builder.add(*block, content);
+        }
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let index = builder
+            .finish(blocks_len, |bytes| {
+                written.push(bytes.to_vec());
+                Ok::<_, ()>(PostingsRef {
+                    offset: written.len() as u64 - 1,
+                    len: bytes.len() as u32,
+                })
+            })
+            .expect("built");
+        (index, written)
+    }
+
+    fn blocks_of(
+        index: &ContentIndex,
+        written: &[Vec<u8>],
+        blocks_len: u32,
+        filter: &serde_json::Value,
+    ) -> Option<Vec<usize>> {
+        let filter = from_json(filter).expect("a filter");
+        index
+            .blocks(&filter, blocks_len, &mut |postings| {
+                decode_postings(&written[postings.offset as usize], blocks_len).ok_or(())
+            })
+            .expect("postings read")
+            .map(|set| {
+                (0..blocks_len as usize)
+                    .filter(|block| set.contains(*block))
+                    .collect()
+            })
+    }
+
+    #[test]
+    fn lookups_narrow_to_the_blocks_that_may_match() {
+        let events: Vec<(u32, String)> = vec![
+            (0, json!({"store": "a", "n": 1}).to_string()),
+            (0, json!({"store": "b", "o": {"k": true}}).to_string()),
+            (2, json!({"store": "a", "n": 2.0}).to_string()),
+            (3, json!({"store": "c", "list": [1]}).to_string()),
+        ];
+        let (index, written) = index(5, &events);
+        let cases = [
+            (json!({"path": "store", "value": "a"}), Some(vec![0, 2])),
+            (json!({"path": "store", "value": "z"}), Some(vec![])),
+            (
+                json!({"path": "store", "op": "in", "value": ["b", "c"]}),
+                Some(vec![0, 3]),
+            ),
+            (json!({"path": "n", "value": 2}), Some(vec![2])),
+            (
+                json!({"path": "n", "op": "gt", "value": 0}),
+                Some(vec![0, 2]),
+            ),
+            (json!({"path": "o.k", "value": true}), Some(vec![0])),
+            (
+                json!({"path": "list", "op": "contains", "value": 1}),
+                Some(vec![3]),
+            ),
+            (json!({"path": "missing", "value": 1}), Some(vec![])),
+            (
+                json!({"path": "missing", "op": "exists", "value": false}),
+                None,
+            ),
+            (
+                json!([{"path": "store", "value": "a"}, {"path": "n", "value": 1}]),
+                Some(vec![0]),
+            ),
+            (
+                json!({"or": [{"path": "store", "value": "c"}, {"path": "n", "value": 1}]}),
+                Some(vec![0, 3]),
+            ),
+            (
+                json!({"or": [{"path": "store", "value": "c"}, {"not": {"path": "n", "value": 1}}]}),
+                None,
+            ),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(
+                blocks_of(&index, &written, 5, &filter),
+                expected,
+                "{filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_of_too_many_or_too_long_values_lists_only_its_blocks() {
+        let mut events: Vec<(u32, String)> = (0..=VALUES_MAX as u32)
+            .map(|n| (n / 100, json!({"id": n, "long": "x"}).to_string()))
+            .collect();
+        events.push((
+            11,
+            json!({"long": "y".repeat(VALUE_KEY_BYTES_MAX)}).to_string(),
+        ));
+        let (index, written) = index(12, &events);
+        assert!(index.path(&["id".to_owned()]).expect("id").values.is_none());
+        assert!(
+            index
+                .path(&["long".to_owned()])
+                .expect("long")
+                .values
+                .is_none()
+        );
+        assert_eq!(
+            blocks_of(&index, &written, 12, &json!({"path": "id", "value": 5})),
+            Some((0..=10).collect())
+        );
+    }
+
+    #[test]
+    fn a_segment_of_too_many_paths_is_not_complete() {
+        let events: Vec<(u32, String)> = (0..=PATHS_MAX)
+            .map(|n| (0, json!({ format!("p{n}"): 1 }).to_string()))
+            .collect();
+        let (index, written) = index(1, &events);
+        assert!(!index.complete);
+        assert_eq!(index.paths.len(), PATHS_MAX);
+        assert_eq!(
+            blocks_of(&index, &written, 1, &json!({"path": "unseen", "value": 1})),
+            None
+        );
+    }
+
+    #[test]
+    fn damaged_postings_are_refused() {
+        let mut list = BlockList::default();
+        for block in [1, 5, 9] {
+            list.add(block);
+        }
+        let bytes = list.encode(1_000);
+        assert_eq!(bytes[0], KIND_NUMBERS);
+        assert!(decode_postings(&bytes, 1_000).is_some());
+        assert!(decode_postings(&bytes, 9).is_none(), "a block past the end");
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_postings(&damaged, 1_000).is_none(), "bit {bit}");
+        }
+        for len in 0..bytes.len() {
+            assert!(
+                decode_postings(&bytes[..len], 1_000).is_none(),
+                "cut at {len}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Whatever blocks a list holds, it reads back as them, in the kind that is
+        /// shorter.
+        #[test]
+        fn postings_read_back(
+            blocks in prop::collection::btree_set(0..300_u32, 0..200),
+            extra in 0..50_u32,
+        ) {
+            let blocks_len = blocks.last().map_or(1, |last| last + 1) + extra;
+            let mut list = BlockList::default();
+            for block in &blocks {
+                list.add(*block);
+                list.add(*block);
+            }
+            let bytes = list.encode(blocks_len);
+            prop_assert!(bytes.len() <= (blocks_len as usize).div_ceil(8) + 5);
+            let set = decode_postings(&bytes, blocks_len).expect("postings");
+            let read: Vec<u32> = (0..blocks_len).filter(|block| set.contains(*block as usize)).collect();
+            prop_assert_eq!(read, blocks.into_iter().collect::<Vec<u32>>());
+        }
+    }
+}
