@@ -201,7 +201,9 @@ impl Condition {
     }
 }
 
-fn op_holds(op: Op, ordering: Ordering) -> bool {
+/// Whether `ordering` (value to bound) passes the comparison `op`; false for an op that
+/// is no comparison.
+pub fn op_holds(op: Op, ordering: Ordering) -> bool {
     match op {
         Op::Gt => ordering == Ordering::Greater,
         Op::Gte => ordering != Ordering::Less,

@@ -20,7 +20,11 @@ use crate::content_filter::{Condition, PATH_KEYS_MAX, Test};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Leaf<'a> {
     String(Cow<'a, str>),
+    /// A number an `f64` holds exactly: a float, or an integer within ±2^53.
     Number(f64),
+    /// An integer beyond ±2^53, as the nearest `f64`: it compares exactly only as an
+    /// integer.
+    WideInteger(f64),
     Bool(bool),
     Null,
     Array,
@@ -64,7 +68,7 @@ impl Leaf<'_> {
     pub fn json_type(&self) -> JsonType {
         match self {
             Leaf::String(_) => JsonType::String,
-            Leaf::Number(_) => JsonType::Number,
+            Leaf::Number(_) | Leaf::WideInteger(_) => JsonType::Number,
             Leaf::Bool(_) => JsonType::Bool,
             Leaf::Null => JsonType::Null,
             Leaf::Array => JsonType::Array,
@@ -79,7 +83,7 @@ impl Leaf<'_> {
                 out.push(b's');
                 out.extend_from_slice(text.as_bytes());
             }
-            Leaf::Number(number) => {
+            Leaf::Number(number) | Leaf::WideInteger(number) => {
                 // -0.0 equals 0.0.
                 let number = if *number == 0.0 { 0.0 } else { *number };
                 out.push(b'n');
@@ -97,12 +101,26 @@ impl Leaf<'_> {
     pub fn of(value: &Value) -> Leaf<'_> {
         match value {
             Value::String(text) => Leaf::String(Cow::Borrowed(text)),
-            Value::Number(number) => Leaf::Number(number.as_f64().unwrap_or(f64::NAN)),
+            Value::Number(number) => match (number.as_i64(), number.as_u64()) {
+                (Some(integer), _) => integer_leaf(i128::from(integer)),
+                (None, Some(integer)) => integer_leaf(i128::from(integer)),
+                (None, None) => Leaf::Number(number.as_f64().unwrap_or(f64::NAN)),
+            },
             Value::Bool(bool) => Leaf::Bool(*bool),
             Value::Null => Leaf::Null,
             Value::Array(_) => Leaf::Array,
             Value::Object(_) => Leaf::Object,
         }
+    }
+}
+
+/// Integers an `f64` holds exactly, and those it does not.
+fn integer_leaf(integer: i128) -> Leaf<'static> {
+    const EXACT_MAX: i128 = 1 << 53;
+    if integer.abs() <= EXACT_MAX {
+        Leaf::Number(integer as f64)
+    } else {
+        Leaf::WideInteger(integer as f64)
     }
 }
 
@@ -196,12 +214,12 @@ impl<'de> Visitor<'de> for Walk<'_, '_, 'de> {
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
-        self.leaf(Leaf::Number(value as f64));
+        self.leaf(integer_leaf(i128::from(value)));
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
-        self.leaf(Leaf::Number(value as f64));
+        self.leaf(integer_leaf(i128::from(value)));
         Ok(())
     }
 
@@ -288,6 +306,7 @@ mod tests {
             let leaf = match leaf {
                 Leaf::String(text) => Leaf::String(Cow::Owned(text.into_owned())),
                 Leaf::Number(n) => Leaf::Number(n),
+                Leaf::WideInteger(n) => Leaf::WideInteger(n),
                 Leaf::Bool(b) => Leaf::Bool(b),
                 Leaf::Null => Leaf::Null,
                 Leaf::Array => Leaf::Array,

@@ -35,6 +35,7 @@ use eventline_core::commit::Durability;
 use eventline_core::error_chain::ErrorChain;
 
 mod bloom;
+mod columns;
 mod content_index;
 #[cfg(test)]
 mod content_properties;
@@ -117,6 +118,36 @@ pub struct Verified {
     pub events: u64,
     /// Every problem found, in words; empty when the store is sound.
     pub problems: Vec<String>,
+    /// What the segments' bytes hold.
+    pub segment_bytes: SegmentBytes,
+}
+
+/// The bytes of segments, by what they hold (`docs/format.md`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentBytes {
+    pub events: u64,
+    /// The data blocks and the dictionary.
+    pub data: u64,
+    pub id_chunks: u64,
+    pub contact_chunks: u64,
+    /// The content index's postings.
+    pub postings: u64,
+    /// The blocks' columns.
+    pub columns: u64,
+    /// The footer, the magic and the trailer.
+    pub footer: u64,
+}
+
+impl SegmentBytes {
+    pub fn add(&mut self, other: &SegmentBytes) {
+        self.events += other.events;
+        self.data += other.data;
+        self.id_chunks += other.id_chunks;
+        self.contact_chunks += other.contact_chunks;
+        self.postings += other.postings;
+        self.columns += other.columns;
+        self.footer += other.footer;
+    }
 }
 
 pub struct LogStore {
@@ -285,6 +316,10 @@ impl LogStore {
         for segment in &self.read().segments {
             match segment.verify(writer.disk.as_ref()) {
                 Ok(events) => verified.events += events,
+                Err(error) => verified.problems.push(ErrorChain(&error).to_string()),
+            }
+            match segment.bytes(writer.disk.as_ref()) {
+                Ok(bytes) => verified.segment_bytes.add(&bytes),
                 Err(error) => verified.problems.push(ErrorChain(&error).to_string()),
             }
         }

@@ -182,10 +182,7 @@ impl State {
                 ..filter.clone()
             };
             for segment in &self.segments {
-                segment.for_each(disk, &window, Order::Asc, None, |event| {
-                    tally.add(event.timestamp_ms, &event.event_type, 1);
-                    true
-                })?;
+                segment.count(disk, &window, &mut tally)?;
             }
         }
         Ok(tally.rows())

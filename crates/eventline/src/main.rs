@@ -365,6 +365,20 @@ fn check(repair: &RepairArgs) -> anyhow::Result<()> {
         verified.events,
         verified.problems.len()
     );
+    let bytes = verified.segment_bytes;
+    if bytes.events > 0 {
+        let per_event = |part: u64| part as f64 / bytes.events as f64;
+        println!(
+            "segments: {} events; bytes per event: {:.1} events, {:.1} id index, {:.1} contact index, {:.1} content index, {:.1} columns, {:.1} footers",
+            bytes.events,
+            per_event(bytes.data),
+            per_event(bytes.id_chunks),
+            per_event(bytes.contact_chunks),
+            per_event(bytes.postings),
+            per_event(bytes.columns),
+            per_event(bytes.footer),
+        );
+    }
     anyhow::ensure!(
         verified.problems.is_empty(),
         "the store in {} is damaged: restore it from a backup",

@@ -8,7 +8,7 @@
 //! data_block    = a framed block (`framed`): its events in (timestamp, id) order, of
 //!                 about BLOCK_PAYLOAD_BYTES before compression, in frames compressed
 //!                 with the dictionary
-//! id_chunk      = (id [16] | timestamp i64)*, sorted by id                  | crc32 u32
+//! id_chunk      = zstd((id [16] | timestamp i64)*, sorted by id)            | crc32 u32
 //! contact_chunk = (contact len u16, bytes | entries_len u16 | (timestamp i64 | id [16])*)*
 //!                 sorted by (contact, timestamp, id), each contact's entries under
 //!                 it once                                                   | crc32 u32
@@ -54,6 +54,7 @@ use crate::record::TimeKey;
 
 mod merge;
 mod read;
+mod scan;
 mod write;
 
 pub(crate) use merge::merge;
@@ -174,6 +175,9 @@ struct Index {
     ids: Bloom,
     contacts: Bloom,
     content: ContentIndex,
+    /// Where each block's columns begin, and after the last one's end: empty for a
+    /// segment of an earlier format, which has none.
+    columns_starts: Vec<u64>,
 }
 
 /// Where a segment's contact chunks are, and the contact and time each begins with: the
@@ -243,8 +247,12 @@ pub(crate) enum Format {
     V1,
     /// Log blocks (`record`).
     V2,
-    /// Framed blocks (`framed`), with the segment's dictionary: formats 3 and 4.
-    Framed(Arc<zstd::dict::DecoderDictionary<'static>>),
+    /// Framed blocks (`framed`), with the segment's dictionary: formats 3 and 4;
+    /// format 4's id chunks are compressed.
+    Framed {
+        dictionary: Arc<zstd::dict::DecoderDictionary<'static>>,
+        id_chunks_compressed: bool,
+    },
 }
 
 fn damaged(path: &Path, offset: u64, detail: impl Into<String>) -> Error {

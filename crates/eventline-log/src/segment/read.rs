@@ -4,13 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eventline_core::content_filter::ContentFilter;
 use eventline_core::event::Event;
-use eventline_core::query::{Filter, Order};
 use uuid::Uuid;
 
 use super::*;
-use crate::content_index::{BlockSet, PostingsRef, decode_postings};
 use crate::counts::Minutes;
 use crate::disk::Disk;
 use crate::error::Error;
@@ -109,7 +106,8 @@ fn read_footer(
                 .content
                 .postings()
                 .map(|postings| (postings.offset, postings.len)),
-        );
+        )
+        .chain(columns_place(&footer));
     for (offset, len) in places {
         let end = offset.checked_add(u64::from(len));
         if offset < SEGMENT_MAGIC.len() as u64 || end.is_none_or(|end| end > footer_offset) {
@@ -122,7 +120,34 @@ fn read_footer(
             ));
         }
     }
+    // The columns name each block's events, and paths by their ids.
+    let content = &footer.content;
+    let mut ids: Vec<u32> = content.paths.iter().map(|path| path.id).collect();
+    ids.sort_unstable();
+    if (version >= 4 && content.columns_lens.len() != footer.blocks.len())
+        || ids.iter().enumerate().any(|(at, id)| *id as usize != at)
+    {
+        return Err(damaged(
+            path,
+            footer_offset,
+            "the content index does not match the segment's blocks",
+        ));
+    }
     Ok((footer, version))
+}
+
+/// Where the blocks' columns are, all of them, as one place (of `u32::MAX` bytes if
+/// their length overflows that, which the check of places then refuses).
+fn columns_place(footer: &Footer) -> Option<(u64, u32)> {
+    let content = &footer.content;
+    if content.columns_lens.is_empty() {
+        return None;
+    }
+    let len: u64 = content.columns_lens.iter().map(|len| u64::from(*len)).sum();
+    Some((
+        content.columns_offset,
+        u32::try_from(len).unwrap_or(u32::MAX),
+    ))
 }
 
 /// A format-3 segment's dictionary, which follows its magic.
@@ -169,6 +194,15 @@ impl Segment {
         blocks.shrink_to_fit();
         id_chunks.shrink_to_fit();
         let contact_chunks = ContactChunks::new(contact_chunks);
+        let mut columns_starts = Vec::with_capacity(content.columns_lens.len() + 1);
+        if !content.columns_lens.is_empty() {
+            let mut at = content.columns_offset;
+            columns_starts.push(at);
+            for len in &content.columns_lens {
+                at += u64::from(*len);
+                columns_starts.push(at);
+            }
+        }
         let block_firsts_ms = blocks.iter().map(|block| block.first.0).collect();
         let segment = Segment {
             number,
@@ -188,6 +222,7 @@ impl Segment {
                 ids: footer.ids,
                 contacts: footer.contacts,
                 content,
+                columns_starts,
             }),
             replaces: footer.replaces,
             format,
@@ -208,7 +243,10 @@ impl Segment {
             1 => Format::V1,
             2 => Format::V2,
             // 3 and 4.
-            _ => Format::Framed(Arc::new(read_dictionary(&path, read_at)?)),
+            version => Format::Framed {
+                dictionary: Arc::new(read_dictionary(&path, read_at)?),
+                id_chunks_compressed: version >= 4,
+            },
         };
         Ok(Segment::from_footer(
             number, path, generation, footer, format,
@@ -246,7 +284,7 @@ impl Segment {
 
     /// The events of data block `index` whose keys `wanted` holds, or all of them
     /// without `wanted`, in (timestamp, id) order.
-    fn read_block_where(
+    pub(super) fn read_block_where(
         &self,
         disk: &dyn Disk,
         index: usize,
@@ -257,7 +295,7 @@ impl Segment {
             .read_at(&self.path, block.offset, block.len as usize)
             .map_err(io_error(&self.path))?;
         let read = match &self.format {
-            Format::Framed(dictionary) => framed::decode_block(&bytes, dictionary, wanted),
+            Format::Framed { dictionary, .. } => framed::decode_block(&bytes, dictionary, wanted),
             Format::V1 | Format::V2 => {
                 let keep =
                     |id: &Uuid| wanted.is_none_or(|keys| keys.iter().any(|key| key.1 == *id));
@@ -282,6 +320,47 @@ impl Segment {
         Ok(events)
     }
 
+    /// What the segment's bytes hold, from its footer and its file's length.
+    pub fn bytes(&self, disk: &dyn Disk) -> Result<crate::SegmentBytes, Error> {
+        let file_len = disk.len(&self.path).map_err(io_error(&self.path))?;
+        let index = self.index.as_ref();
+        let data = index
+            .blocks
+            .iter()
+            .map(|block| u64::from(block.len))
+            .sum::<u64>();
+        let id_chunks = index
+            .id_chunks
+            .iter()
+            .map(|chunk| u64::from(chunk.len))
+            .sum();
+        let contact_chunks = (index.contact_chunks.chunks.iter())
+            .map(|chunk| u64::from(chunk.len))
+            .sum();
+        let postings = (index.content.postings())
+            .map(|postings| u64::from(postings.len))
+            .sum();
+        let columns = match (index.columns_starts.first(), index.columns_starts.last()) {
+            (Some(first), Some(last)) => last - first,
+            _ => 0,
+        };
+        // The dictionary is between the magic and the first block.
+        let dictionary = index
+            .blocks
+            .first()
+            .map_or(0, |block| block.offset - SEGMENT_MAGIC.len() as u64);
+        let parts = data + dictionary + id_chunks + contact_chunks + postings + columns;
+        Ok(crate::SegmentBytes {
+            events: self.events_len,
+            data: data + dictionary,
+            id_chunks,
+            contact_chunks,
+            postings,
+            columns,
+            footer: file_len.saturating_sub(parts),
+        })
+    }
+
     /// Reads every chunk as well as every block: what `eventline check` runs. How many
     /// events the blocks hold.
     pub fn verify(&self, disk: &dyn Disk) -> Result<u64, Error> {
@@ -301,6 +380,7 @@ impl Segment {
         for postings in self.index.content.postings() {
             self.read_postings(disk, postings)?;
         }
+        self.verify_columns(disk)?;
         let events_len = self.events(disk)?.len() as u64;
         if ids_len != events_len {
             return Err(damaged(
@@ -343,7 +423,7 @@ impl Segment {
         let Some(chunk) = at.checked_sub(1).map(|at| &self.index.id_chunks[at]) else {
             return Ok(None);
         };
-        let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
+        let bytes = self.read_id_chunk(disk, chunk)?;
         let entries = self.id_entries(&bytes, chunk.offset)?;
         let Ok(found) = entries.binary_search_by(|entry| entry[..16].cmp(id.as_bytes())) else {
             return Ok(None);
@@ -366,9 +446,23 @@ impl Segment {
         index: usize,
     ) -> Result<Vec<(Uuid, i64)>, Error> {
         let chunk = &self.index.id_chunks[index];
-        let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
+        let bytes = self.read_id_chunk(disk, chunk)?;
         let entries = self.id_entries(&bytes, chunk.offset)?;
         Ok(entries.iter().map(id_entry).collect())
+    }
+
+    /// An id chunk's entries' bytes, checked, decompressed in format 4.
+    fn read_id_chunk(&self, disk: &dyn Disk, chunk: &ChunkRef<Uuid>) -> Result<Vec<u8>, Error> {
+        let bytes = self.read_chunk(disk, chunk.offset, chunk.len)?;
+        match self.format {
+            Format::Framed {
+                id_chunks_compressed: true,
+                ..
+            } => record::decompress(&bytes)
+                .filter(|entries| entries.len() <= CHUNK_ENTRIES * ID_ENTRY_LEN)
+                .ok_or_else(|| damaged(&self.path, chunk.offset, "an id chunk cannot be read")),
+            _ => Ok(bytes),
+        }
     }
 
     /// An id chunk's bytes (read at `offset`) as its entries.
@@ -402,7 +496,7 @@ impl Segment {
             visit(contact, timestamp_ms, id);
             Ok(())
         };
-        if let Format::Framed(_) = self.format {
+        if let Format::Framed { .. } = self.format {
             let mut fields = Reader::new(&bytes);
             while !fields.is_empty() {
                 let contact_len = u16::from_le_bytes(fields.array().ok_or_else(bad)?);
@@ -499,162 +593,5 @@ impl Segment {
             }
         }
         Ok(keys)
-    }
-
-    /// The blocks where `content` may hold, by the segment's content index: `None` for
-    /// every block.
-    pub(crate) fn content_blocks(
-        &self,
-        disk: &dyn Disk,
-        content: &ContentFilter,
-    ) -> Result<Option<BlockSet>, Error> {
-        let blocks_len = self.index.blocks.len() as u32;
-        self.index
-            .content
-            .blocks(content, blocks_len, &mut |postings: &PostingsRef| {
-                self.read_postings(disk, postings)
-            })
-    }
-
-    fn read_postings(&self, disk: &dyn Disk, postings: &PostingsRef) -> Result<BlockSet, Error> {
-        let bytes = disk
-            .read_at(&self.path, postings.offset, postings.len as usize)
-            .map_err(io_error(&self.path))?;
-        decode_postings(&bytes, self.index.blocks.len() as u32).ok_or_else(|| {
-            damaged(
-                &self.path,
-                postings.offset,
-                "a postings list cannot be read",
-            )
-        })
-    }
-
-    /// At most `fetch` events matching `filter` in `order`, after `after` (exclusive,
-    /// in that order), in that order.
-    pub fn page(
-        &self,
-        disk: &dyn Disk,
-        filter: &Filter,
-        order: Order,
-        after: Option<TimeKey>,
-        fetch: usize,
-    ) -> Result<Vec<Event>, Error> {
-        let mut events = Vec::new();
-        if fetch > 0 {
-            self.for_each(disk, filter, order, after, |event| {
-                events.push(event);
-                events.len() < fetch
-            })?;
-        }
-        Ok(events)
-    }
-
-    /// Hands `visit` each event matching `filter` in `order`, after `after` (exclusive,
-    /// in that order), until it answers `false`; a block at a time, so that a count over
-    /// millions of events holds one block.
-    pub fn for_each(
-        &self,
-        disk: &dyn Disk,
-        filter: &Filter,
-        order: Order,
-        after: Option<TimeKey>,
-        mut visit: impl FnMut(Event) -> bool,
-    ) -> Result<(), Error> {
-        let mut more = true;
-        // A segment whose time range misses the window has nothing to read.
-        if filter
-            .until_ms
-            .is_some_and(|until| self.timestamp_min >= until)
-            || filter
-                .since_ms
-                .is_some_and(|since| self.timestamp_max < since)
-        {
-            return Ok(());
-        }
-        // The blocks the content index says may match: `None` for every one.
-        let candidates = match &filter.content {
-            Some(content) => self.content_blocks(disk, content)?,
-            None => None,
-        };
-        if candidates.as_ref().is_some_and(|set| set.len() == 0) {
-            return Ok(());
-        }
-        let candidate = |block: usize| candidates.as_ref().is_none_or(|set| set.contains(block));
-        let beyond = |key: TimeKey| match (after, order) {
-            (None, _) => true,
-            (Some(after), Order::Asc) => key > after,
-            (Some(after), Order::Desc) => key < after,
-        };
-        if let Some(contact_id) = &filter.contact_id {
-            let mut keys = self.contact_keys(disk, contact_id, filter.since_ms, filter.until_ms)?;
-            if order == Order::Desc {
-                keys.reverse();
-            }
-            let keys: Vec<(TimeKey, u32)> = keys
-                .into_iter()
-                .filter(|(key, block)| beyond(*key) && candidate(*block as usize))
-                .collect();
-            // The contact's events block by block, each block read once and only its
-            // events of the contact built; then in the page's order.
-            let mut at = 0;
-            while at < keys.len() && more {
-                let index = keys[at].1;
-                let run = keys[at..]
-                    .iter()
-                    .take_while(|(_, block)| *block == index)
-                    .count();
-                let wanted: Vec<TimeKey> = keys[at..at + run].iter().map(|(key, _)| *key).collect();
-                let mut found = self.read_block_where(disk, index as usize, Some(&wanted))?;
-                if order == Order::Desc {
-                    found.reverse();
-                }
-                for stored in found {
-                    if more && filter.matches(&stored.event) {
-                        more = visit(stored.event);
-                    }
-                }
-                at += run;
-            }
-            return Ok(());
-        }
-        let since = filter.since_ms.unwrap_or(i64::MIN);
-        let until = filter.until_ms.unwrap_or(i64::MAX);
-        let overlapping: Vec<usize> = (0..self.index.blocks.len())
-            .filter(|index| {
-                let block = &self.index.blocks[*index];
-                block.last.0 >= since && block.first.0 < until && candidate(*index)
-            })
-            .collect();
-        let ordered: Box<dyn Iterator<Item = usize>> = match order {
-            Order::Asc => Box::new(overlapping.into_iter()),
-            Order::Desc => Box::new(overlapping.into_iter().rev()),
-        };
-        for index in ordered {
-            if !more {
-                break;
-            }
-            let block = &self.index.blocks[index];
-            // The block's key nearest the end of the order: if even it is not beyond
-            // the cursor, nothing in the block is.
-            let nearest = match order {
-                Order::Asc => block.last,
-                Order::Desc => block.first,
-            };
-            if !beyond(nearest) {
-                continue;
-            }
-            let stored = self.read_block(disk, index)?;
-            let mut offer = |stored: Stored| {
-                let key = (stored.event.timestamp_ms, stored.event.id);
-                if more && beyond(key) && filter.matches(&stored.event) {
-                    more = visit(stored.event);
-                }
-            };
-            match order {
-                Order::Asc => stored.into_iter().for_each(&mut offer),
-                Order::Desc => stored.into_iter().rev().for_each(&mut offer),
-            }
-        }
-        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::bloom::Bloom;
+use crate::columns::{self, KindTable, NumbersBuilder};
 use crate::content_index::{ContentIndexBuilder, PostingsRef};
 use crate::counts::Counts;
 use crate::disk::Disk;
@@ -36,6 +37,11 @@ pub(super) struct SegmentWriter<'a> {
     collects_indexes: bool,
     counts: Counts,
     content: ContentIndexBuilder,
+    /// The blocks' columns (`columns`), written after the contact chunks: a few bytes
+    /// per event, held until then.
+    columns: Vec<u8>,
+    columns_lens: Vec<u32>,
+    kinds: KindTable,
     seq_first: u64,
     seq_end: u64,
     replaces: Vec<u32>,
@@ -72,6 +78,9 @@ impl<'a> SegmentWriter<'a> {
             collects_indexes: collected_len.is_some(),
             counts: Counts::default(),
             content: ContentIndexBuilder::default(),
+            columns: Vec::new(),
+            columns_lens: Vec::new(),
+            kinds: KindTable::default(),
             seq_first,
             seq_end,
             replaces,
@@ -158,9 +167,15 @@ impl<'a> SegmentWriter<'a> {
         let len = (self.output.position() - offset) as u32;
         let block = u32::try_from(self.blocks.len())
             .map_err(|_| Error::Corrupt("a segment would hold more than 2^32 blocks".to_owned()))?;
-        for (_, event) in &self.pending {
-            self.content.add(block, event.content.get());
+        let mut numbers = NumbersBuilder::default();
+        for (at, (_, event)) in self.pending.iter().enumerate() {
+            self.content
+                .add(block, at as u32, event.content.get(), &mut numbers);
         }
+        let columns_start = self.columns.len();
+        columns::encode(&mut self.columns, &self.pending, &mut self.kinds, numbers);
+        self.columns_lens
+            .push((self.columns.len() - columns_start) as u32);
         self.blocks.push(BlockRef {
             offset,
             len,
@@ -221,6 +236,10 @@ impl<'a> SegmentWriter<'a> {
             }
         };
         let mut ids = Bloom::with_keys(self.events_len);
+        // Id chunks are compressed: an id's first 6 bytes are a time, shared with its
+        // neighbours in id order, and so are a timestamp's high bytes.
+        let mut ids_compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            .map_err(|error| Error::Corrupt(error.to_string()))?;
         let mut id_chunks = Vec::with_capacity(self.events_len.div_ceil(CHUNK_ENTRIES));
         let mut ids_len = 0;
         let mut id_last: Option<Uuid> = None;
@@ -246,7 +265,10 @@ impl<'a> SegmentWriter<'a> {
             if !payload.is_empty()
                 && (entry.is_none() || payload.len() == CHUNK_ENTRIES * ID_ENTRY_LEN)
             {
-                let (offset, len) = self.push_chunk(&payload)?;
+                let compressed = ids_compressor
+                    .compress(&payload)
+                    .map_err(|error| Error::Corrupt(error.to_string()))?;
+                let (offset, len) = self.push_chunk(&compressed)?;
                 id_chunks.push(ChunkRef { first, offset, len });
                 payload.clear();
             }
@@ -304,16 +326,25 @@ impl<'a> SegmentWriter<'a> {
         contact_hashes.dedup();
         let contacts = Bloom::from_hashes(&contact_hashes);
         let blocks_len = self.blocks.len() as u32;
+        let columns_offset = self.output.position();
+        self.output.bytes.append(&mut self.columns);
+        self.output.spill()?;
+        let columns = (
+            columns_offset,
+            std::mem::take(&mut self.columns_lens),
+            std::mem::take(&mut self.kinds).into_list(),
+        );
         let output = &mut self.output;
-        let content = std::mem::take(&mut self.content).finish(blocks_len, |postings| {
-            let offset = output.position();
-            output.bytes.extend_from_slice(postings);
-            output.spill()?;
-            Ok::<_, Error>(PostingsRef {
-                offset,
-                len: postings.len() as u32,
-            })
-        })?;
+        let content =
+            std::mem::take(&mut self.content).finish(blocks_len, columns, |postings| {
+                let offset = output.position();
+                output.bytes.extend_from_slice(postings);
+                output.spill()?;
+                Ok::<_, Error>(PostingsRef {
+                    offset,
+                    len: postings.len() as u32,
+                })
+            })?;
         let footer = Footer {
             seq_first: self.seq_first,
             seq_end: self.seq_end,
@@ -339,7 +370,11 @@ impl<'a> SegmentWriter<'a> {
         trailer.extend_from_slice(TRAILER_MAGIC);
         self.output.bytes.extend_from_slice(&trailer);
         self.output.finish()?;
-        Ok((footer, Format::Framed(Arc::new(dictionary))))
+        let format = Format::Framed {
+            dictionary: Arc::new(dictionary),
+            id_chunks_compressed: true,
+        };
+        Ok((footer, format))
     }
 }
 

@@ -341,8 +341,8 @@ async fn a_flipped_bit_in_a_segment_is_refused_never_served() {
                     }
                 }
                 // Every postings list of the content index: the path's and each value's.
-                let every_n = serde_json::to_string(&(0..corpus().len()).collect::<Vec<_>>())
-                    .expect("json");
+                let every_n =
+                    serde_json::to_string(&(0..corpus().len()).collect::<Vec<_>>()).expect("json");
                 for filter in [
                     content(&[("content.n[exists]", "true")]),
                     content(&[("content.n[in]", &every_n)]),
@@ -360,6 +360,22 @@ async fn a_flipped_bit_in_a_segment_is_refused_never_served() {
                         Err(other) => panic!("byte {at}: {other}"),
                         Ok(page) => assert!(page.events.len() <= corpus().len()),
                     }
+                }
+                // Every block's columns: a count of a number comparison.
+                let stats = store
+                    .stats(StatsQuery {
+                        filter: Filter {
+                            since_ms: Some(0),
+                            until_ms: Some(10_000_000),
+                            ..content(&[("content.n[gte]", "0")])
+                        },
+                        bucket: Bucket::Hour,
+                    })
+                    .await;
+                match stats {
+                    Err(Error::LogDamaged { .. }) => failed = true,
+                    Err(other) => panic!("byte {at}: {other}"),
+                    Ok(_) => {}
                 }
                 let replay = store
                     .append(vec![eventline_store::Submission { events: corpus() }])

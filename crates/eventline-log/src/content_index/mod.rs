@@ -18,8 +18,11 @@
 use std::collections::HashMap;
 
 use eventline_core::content_filter::ContentFilter;
-use eventline_core::content_leaves::{self, JsonType, Need};
+use eventline_core::content_leaves::{self, JsonType, Leaf, Need};
+use eventline_core::event::Scope;
 use serde::{Deserialize, Serialize};
+
+use crate::columns::NumbersBuilder;
 
 /// Paths a segment lists at most: events with more distinct paths than this leave the
 /// rest unlisted, and a filter on one of those reads every block.
@@ -48,11 +51,20 @@ pub(crate) struct ContentIndex {
     pub complete: bool,
     /// Sorted by keys.
     pub paths: Vec<PathEntry>,
+    /// The event types and scopes the blocks' columns (`columns`) name, by code.
+    pub kinds: Vec<(String, Scope)>,
+    /// Where the first block's columns are; each block's columns follow the one
+    /// before's, and are this long, in block order.
+    pub columns_offset: u64,
+    pub columns_lens: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PathEntry {
     pub keys: Vec<String>,
+    /// The path's number in the blocks' columns: `0..paths.len()`, in the order the
+    /// writer met them.
+    pub id: u32,
     /// Values of each JSON type at the path, in `JsonType::ALL` order.
     pub types: [u64; 6],
     /// The blocks holding a value at the path.
@@ -330,6 +342,10 @@ impl BlockList {
 
 struct PathBuilder {
     keys: Vec<String>,
+    id: u32,
+    /// The (block, event) where the path was last met: met again in the same event, a
+    /// key was given twice.
+    last_met: Option<(u32, u32)>,
     types: [u64; 6],
     blocks: BlockList,
     /// Each value's events and blocks, until the path proves to have too many or too
@@ -360,8 +376,9 @@ impl Default for ContentIndexBuilder {
 }
 
 impl ContentIndexBuilder {
-    /// Adds the values of an event's `content` in block `block` (blocks in order).
-    pub fn add(&mut self, block: u32, content: &str) {
+    /// Adds the values of an event's `content`, event `event` of block `block` (blocks
+    /// and events in order), and its numbers to the block's `numbers`.
+    pub fn add(&mut self, block: u32, event: u32, content: &str, numbers: &mut NumbersBuilder) {
         let ContentIndexBuilder {
             paths,
             complete,
@@ -383,6 +400,8 @@ impl ContentIndexBuilder {
                 }
                 let listed = PathBuilder {
                     keys: path.iter().map(|key| key.to_string()).collect(),
+                    id: paths.len() as u32,
+                    last_met: None,
                     types: [0; 6],
                     blocks: BlockList::default(),
                     values: Some(HashMap::new()),
@@ -392,6 +411,15 @@ impl ContentIndexBuilder {
             let Some(entry) = paths.get_mut(path_code.as_slice()) else {
                 return;
             };
+            if entry.last_met == Some((block, event)) {
+                numbers.drop_path(entry.id);
+            }
+            entry.last_met = Some((block, event));
+            match leaf {
+                Leaf::Number(number) => numbers.add(entry.id, event, number, true),
+                Leaf::WideInteger(number) => numbers.add(entry.id, event, number, false),
+                _ => {}
+            }
             let json_type = leaf.json_type();
             let at = JsonType::ALL
                 .iter()
@@ -425,10 +453,12 @@ impl ContentIndexBuilder {
     }
 
     /// The index of a segment of `blocks_len` blocks, each postings list handed to
-    /// `write`, which answers where it put it.
+    /// `write`, which answers where it put it; `columns` says where the blocks' columns
+    /// are and what they name.
     pub fn finish<E>(
         self,
         blocks_len: u32,
+        columns: (u64, Vec<u32>, Vec<(String, Scope)>),
         mut write: impl FnMut(&[u8]) -> Result<PostingsRef, E>,
     ) -> Result<ContentIndex, E> {
         let mut built: Vec<PathBuilder> = self.paths.into_values().collect();
@@ -454,197 +484,22 @@ impl ContentIndexBuilder {
             };
             paths.push(PathEntry {
                 keys: path.keys,
+                id: path.id,
                 types: path.types,
                 blocks,
                 values,
             });
         }
+        let (columns_offset, columns_lens, kinds) = columns;
         Ok(ContentIndex {
             complete: self.complete,
             paths,
+            kinds,
+            columns_offset,
+            columns_lens,
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use eventline_core::content_filter::from_json;
-    use proptest::prelude::*;
-    use serde_json::json;
-
-    use super::*;
-
-    /// Builds an index of `events` (block, content), its postings kept in a list.
-    fn index(blocks_len: u32, events: &[(u32, String)]) -> (ContentIndex, Vec<Vec<u8>>) {
-        let mut builder = ContentIndexBuilder::default();
-        for (block, content) in events {
-            builder.add(*block, content);
-        }
-        let mut written: Vec<Vec<u8>> = Vec::new();
-        let index = builder
-            .finish(blocks_len, |bytes| {
-                written.push(bytes.to_vec());
-                Ok::<_, ()>(PostingsRef {
-                    offset: written.len() as u64 - 1,
-                    len: bytes.len() as u32,
-                })
-            })
-            .expect("built");
-        (index, written)
-    }
-
-    fn blocks_of(
-        index: &ContentIndex,
-        written: &[Vec<u8>],
-        blocks_len: u32,
-        filter: &serde_json::Value,
-    ) -> Option<Vec<usize>> {
-        let filter = from_json(filter).expect("a filter");
-        index
-            .blocks(&filter, blocks_len, &mut |postings| {
-                decode_postings(&written[postings.offset as usize], blocks_len).ok_or(())
-            })
-            .expect("postings read")
-            .map(|set| {
-                (0..blocks_len as usize)
-                    .filter(|block| set.contains(*block))
-                    .collect()
-            })
-    }
-
-    #[test]
-    fn lookups_narrow_to_the_blocks_that_may_match() {
-        let events: Vec<(u32, String)> = vec![
-            (0, json!({"store": "a", "n": 1}).to_string()),
-            (0, json!({"store": "b", "o": {"k": true}}).to_string()),
-            (2, json!({"store": "a", "n": 2.0}).to_string()),
-            (3, json!({"store": "c", "list": [1]}).to_string()),
-        ];
-        let (index, written) = index(5, &events);
-        let cases = [
-            (json!({"path": "store", "value": "a"}), Some(vec![0, 2])),
-            (json!({"path": "store", "value": "z"}), Some(vec![])),
-            (
-                json!({"path": "store", "op": "in", "value": ["b", "c"]}),
-                Some(vec![0, 3]),
-            ),
-            (json!({"path": "n", "value": 2}), Some(vec![2])),
-            (
-                json!({"path": "n", "op": "gt", "value": 0}),
-                Some(vec![0, 2]),
-            ),
-            (json!({"path": "o.k", "value": true}), Some(vec![0])),
-            (
-                json!({"path": "list", "op": "contains", "value": 1}),
-                Some(vec![3]),
-            ),
-            (json!({"path": "missing", "value": 1}), Some(vec![])),
-            (
-                json!({"path": "missing", "op": "exists", "value": false}),
-                None,
-            ),
-            (
-                json!([{"path": "store", "value": "a"}, {"path": "n", "value": 1}]),
-                Some(vec![0]),
-            ),
-            (
-                json!({"or": [{"path": "store", "value": "c"}, {"path": "n", "value": 1}]}),
-                Some(vec![0, 3]),
-            ),
-            (
-                json!({"or": [{"path": "store", "value": "c"}, {"not": {"path": "n", "value": 1}}]}),
-                None,
-            ),
-        ];
-        for (filter, expected) in cases {
-            assert_eq!(
-                blocks_of(&index, &written, 5, &filter),
-                expected,
-                "{filter}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_path_of_too_many_or_too_long_values_lists_only_its_blocks() {
-        let mut events: Vec<(u32, String)> = (0..=VALUES_MAX as u32)
-            .map(|n| (n / 100, json!({"id": n, "long": "x"}).to_string()))
-            .collect();
-        events.push((
-            11,
-            json!({"long": "y".repeat(VALUE_KEY_BYTES_MAX)}).to_string(),
-        ));
-        let (index, written) = index(12, &events);
-        assert!(index.path(&["id".to_owned()]).expect("id").values.is_none());
-        assert!(
-            index
-                .path(&["long".to_owned()])
-                .expect("long")
-                .values
-                .is_none()
-        );
-        assert_eq!(
-            blocks_of(&index, &written, 12, &json!({"path": "id", "value": 5})),
-            Some((0..=10).collect())
-        );
-    }
-
-    #[test]
-    fn a_segment_of_too_many_paths_is_not_complete() {
-        let events: Vec<(u32, String)> = (0..=PATHS_MAX)
-            .map(|n| (0, json!({ format!("p{n}"): 1 }).to_string()))
-            .collect();
-        let (index, written) = index(1, &events);
-        assert!(!index.complete);
-        assert_eq!(index.paths.len(), PATHS_MAX);
-        assert_eq!(
-            blocks_of(&index, &written, 1, &json!({"path": "unseen", "value": 1})),
-            None
-        );
-    }
-
-    #[test]
-    fn damaged_postings_are_refused() {
-        let mut list = BlockList::default();
-        for block in [1, 5, 9] {
-            list.add(block);
-        }
-        let bytes = list.encode(1_000);
-        assert_eq!(bytes[0], KIND_NUMBERS);
-        assert!(decode_postings(&bytes, 1_000).is_some());
-        assert!(decode_postings(&bytes, 9).is_none(), "a block past the end");
-        for bit in 0..bytes.len() * 8 {
-            let mut damaged = bytes.clone();
-            damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_postings(&damaged, 1_000).is_none(), "bit {bit}");
-        }
-        for len in 0..bytes.len() {
-            assert!(
-                decode_postings(&bytes[..len], 1_000).is_none(),
-                "cut at {len}"
-            );
-        }
-    }
-
-    proptest! {
-        /// Whatever blocks a list holds, it reads back as them, in the kind that is
-        /// shorter.
-        #[test]
-        fn postings_read_back(
-            blocks in prop::collection::btree_set(0..300_u32, 0..200),
-            extra in 0..50_u32,
-        ) {
-            let blocks_len = blocks.last().map_or(1, |last| last + 1) + extra;
-            let mut list = BlockList::default();
-            for block in &blocks {
-                list.add(*block);
-                list.add(*block);
-            }
-            let bytes = list.encode(blocks_len);
-            prop_assert!(bytes.len() <= (blocks_len as usize).div_ceil(8) + 5);
-            let set = decode_postings(&bytes, blocks_len).expect("postings");
-            let read: Vec<u32> = (0..blocks_len).filter(|block| set.contains(*block as usize)).collect();
-            prop_assert_eq!(read, blocks.into_iter().collect::<Vec<u32>>());
-        }
-    }
-}
+mod tests;
