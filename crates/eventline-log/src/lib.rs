@@ -48,6 +48,7 @@ mod framed;
 pub mod fuzzing;
 mod header;
 mod memtable;
+mod memtable_index;
 mod operations;
 #[cfg(test)]
 mod properties;

@@ -1,6 +1,7 @@
 //! The log's events held in memory, indexed for every read the server makes. No IO.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
 
 // hashbrown's `entry_ref` looks a key up by `&str` and copies it only to insert it: the
 // standard map's `entry` takes a `String`, one allocation per event and map.
@@ -13,9 +14,14 @@ use eventline_core::query::{Filter, Order, PageQuery, Start};
 use uuid::Uuid;
 
 use crate::counts::{Counts, Tally};
+use crate::memtable_index::{Candidates, MemtableIndex};
 use crate::record::TimeKey;
 use eventline_core::stream::StreamChunk;
 
+/// A filtered read looks at the events the content index names only when they are at
+/// most this share (1 in N) of the memtable's: past it, a walk in order that stops at
+/// the page's end looks at fewer.
+const CANDIDATES_SHARE_MAX: usize = 8;
 /// A read in commit order looks at no more positions than this: a filter that matches
 /// nothing answers how far it got instead of walking every event.
 const STREAM_SCAN_LEN_MAX: usize = 100_000;
@@ -127,6 +133,8 @@ pub(crate) struct Memtable {
     /// when the newest events are deleted.
     seq_end: u64,
     bytes: usize,
+    /// Built by the filtered reads, for the events committed before them.
+    content_index: Mutex<MemtableIndex>,
 }
 
 impl Memtable {
@@ -163,6 +171,15 @@ impl Memtable {
     }
 
     pub fn insert(&mut self, seq: u64, file: u32, event: Event) {
+        let content_index = self
+            .content_index
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seq < content_index.indexed_end() {
+            // Events below the positions indexed (a failed flush's, absorbed): the index
+            // is built again by the next filtered read.
+            *content_index = MemtableIndex::default();
+        }
         let key = (event.timestamp_ms, event.id);
         self.bytes += Memtable::event_bytes(&event);
         self.by_time.insert(key);
@@ -313,20 +330,65 @@ impl Memtable {
         }
     }
 
-    fn matching<'s: 'f, 'f>(
+    fn matching<'s: 'f, 'k: 'f, 'f>(
         &'s self,
         filter: &'f Filter,
-        keys: impl Iterator<Item = &'s TimeKey> + 'f,
+        keys: impl Iterator<Item = &'k TimeKey> + 'f,
     ) -> impl Iterator<Item = &'s Event> + 'f {
         keys.filter_map(|(_, id)| self.get(id))
             .filter(move |event| filter.matches(event))
+    }
+
+    /// The keys of the events the content index says may match `filter`'s content, in
+    /// (timestamp, id) order, when they are few enough that looking at them beats a walk
+    /// in order that stops at the page's end: `None` otherwise.
+    fn content_keys(&self, filter: &Filter) -> Option<Vec<TimeKey>> {
+        let content = filter.content.as_ref()?;
+        let mut index = self
+            .content_index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (seq, id) in self.by_seq.range(index.indexed_end()..) {
+            if let Some(entry) = self.by_id.get(id) {
+                index.add(*seq, entry.event.content.get());
+            }
+        }
+        let Candidates::Positions(positions) = index.candidates(content) else {
+            return None;
+        };
+        drop(index);
+        if positions.len() > self.by_id.len() / CANDIDATES_SHARE_MAX {
+            return None;
+        }
+        let mut keys: Vec<TimeKey> = positions
+            .iter()
+            .filter_map(|seq| {
+                let id = self.by_seq.get(seq)?;
+                let entry = self.by_id.get(id)?;
+                Some((entry.event.timestamp_ms, *id))
+            })
+            .collect();
+        keys.sort_unstable();
+        Some(keys)
     }
 
     /// The first `fetch` events matching the query's filter in its order, after its
     /// cursor if it has one: a skip is the caller's, over every source merged.
     pub fn page(&self, query: &PageQuery, fetch: usize) -> Vec<Event> {
         let filter = &query.filter;
-        let keys = self.window(filter);
+        match self.content_keys(filter) {
+            Some(keys) => self.page_of(query, Box::new(keys.iter()), fetch),
+            None => self.page_of(query, self.window(filter), fetch),
+        }
+    }
+
+    fn page_of<'k>(
+        &self,
+        query: &PageQuery,
+        keys: Box<dyn DoubleEndedIterator<Item = &'k TimeKey> + 'k>,
+        fetch: usize,
+    ) -> Vec<Event> {
+        let filter = &query.filter;
         let after = match query.start {
             Start::After(cursor) => Some((cursor.timestamp_ms, cursor.id)),
             Start::First | Start::Skip(_) => None,
@@ -384,7 +446,12 @@ impl Memtable {
             until_ms: Some(to_ms),
             ..filter.clone()
         };
-        for event in self.matching(&window, self.window(&window)) {
+        let indexed = self.content_keys(&window);
+        let keys = match &indexed {
+            Some(keys) => Box::new(keys.iter()),
+            None => self.window(&window),
+        };
+        for event in self.matching(&window, keys) {
             tally.add(event.timestamp_ms, &event.event_type, 1);
         }
     }

@@ -23,7 +23,7 @@
 //! integer beyond ±2^53, which an `f64` cannot compare exactly: such a number leaves
 //! its path without a column and the block without flag bit 0.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 
 use eventline_core::content_filter::{ContentFilter, Test};
 use eventline_core::event::{Event, Scope};
@@ -175,21 +175,27 @@ fn value_of(scale: u8, integer: i64) -> f64 {
 }
 
 /// The event types and scopes of a segment's events, each given a code in the order
-/// first met: at most `KINDS_MAX`, past which events take the last code, `OTHER`.
+/// first met.
 #[derive(Default)]
 pub(crate) struct KindTable {
     kinds: Vec<(String, Scope)>,
-    codes: HashMap<(String, Scope), u32>,
+    /// By event type: the code of each scope (app, site).
+    codes: hashbrown::HashMap<String, [Option<u32>; 2]>,
 }
 
 impl KindTable {
     fn code(&mut self, event_type: &str, scope: Scope) -> u32 {
-        if let Some(code) = self.codes.get(&(event_type.to_owned(), scope)) {
-            return *code;
+        let at = match scope {
+            Scope::App => 0,
+            Scope::Site => 1,
+        };
+        let codes = self.codes.entry_ref(event_type).or_default();
+        if let Some(code) = codes[at] {
+            return code;
         }
         let code = self.kinds.len() as u32;
+        codes[at] = Some(code);
         self.kinds.push((event_type.to_owned(), scope));
-        self.codes.insert((event_type.to_owned(), scope), code);
         code
     }
 

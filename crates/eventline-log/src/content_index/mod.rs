@@ -15,7 +15,8 @@
 //! place, are in the segment's footer (`ContentIndex`), which a store keeps in memory:
 //! about 60 bytes per distinct value of an indexed path, a few kilobytes per segment.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 
 use eventline_core::content_filter::ContentFilter;
 use eventline_core::content_leaves::{self, JsonType, Leaf, Need};
@@ -385,6 +386,7 @@ impl ContentIndexBuilder {
             path_code,
             value_key,
         } = self;
+        let paths_len = &mut paths.len();
         // Stored content was validated when it was posted; were it not JSON, the values
         // read before the error are listed, and a filter matches no such event anyway.
         let _ = content_leaves::visit(content, &mut |path, leaf| {
@@ -393,23 +395,23 @@ impl ContentIndexBuilder {
                 path_code.extend_from_slice(&(key.len() as u32).to_le_bytes());
                 path_code.extend_from_slice(key.as_bytes());
             }
-            if !paths.contains_key(path_code.as_slice()) {
-                if paths.len() == PATHS_MAX {
+            let entry = match paths.entry_ref(path_code.as_slice()) {
+                EntryRef::Occupied(occupied) => occupied.into_mut(),
+                EntryRef::Vacant(_) if *paths_len == PATHS_MAX => {
                     *complete = false;
                     return;
                 }
-                let listed = PathBuilder {
-                    keys: path.iter().map(|key| key.to_string()).collect(),
-                    id: paths.len() as u32,
-                    last_met: None,
-                    types: [0; 6],
-                    blocks: BlockList::default(),
-                    values: Some(HashMap::new()),
-                };
-                paths.insert(path_code.clone(), listed);
-            }
-            let Some(entry) = paths.get_mut(path_code.as_slice()) else {
-                return;
+                EntryRef::Vacant(vacant) => {
+                    *paths_len += 1;
+                    vacant.insert(PathBuilder {
+                        keys: path.iter().map(|key| key.to_string()).collect(),
+                        id: *paths_len as u32 - 1,
+                        last_met: None,
+                        types: [0; 6],
+                        blocks: BlockList::default(),
+                        values: Some(HashMap::new()),
+                    })
+                }
             };
             if entry.last_met == Some((block, event)) {
                 numbers.drop_path(entry.id);
@@ -427,6 +429,11 @@ impl ContentIndexBuilder {
                 .unwrap_or(0);
             entry.types[at] += 1;
             entry.blocks.add(block);
+            // A path of too many values is no longer indexed by value: its values are
+            // not even copied.
+            if entry.values.is_none() {
+                return;
+            }
             value_key.clear();
             if !leaf.write_key(value_key) {
                 return;
@@ -435,12 +442,7 @@ impl ContentIndexBuilder {
                 None => return,
                 Some(_) if value_key.len() > VALUE_KEY_BYTES_MAX => true,
                 Some(values) => {
-                    if !values.contains_key(value_key.as_slice()) {
-                        values.insert(value_key.clone(), Default::default());
-                    }
-                    let Some((events_len, blocks)) = values.get_mut(value_key.as_slice()) else {
-                        return;
-                    };
+                    let (events_len, blocks) = values.entry_ref(value_key.as_slice()).or_default();
                     *events_len += 1;
                     blocks.add(block);
                     values.len() > VALUES_MAX

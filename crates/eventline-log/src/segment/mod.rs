@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! segment = SEGMENT_MAGIC (8 bytes) dictionary data_block* id_chunk* contact_chunk*
-//!           postings* footer trailer
+//!           columns* postings* footer trailer
 //! dictionary    = len u32 | zstd dictionary (len bytes, maybe none) | crc32 u32
 //! data_block    = a framed block (`framed`): its events in (timestamp, id) order, of
 //!                 about BLOCK_PAYLOAD_BYTES before compression, in frames compressed
@@ -12,6 +12,7 @@
 //! contact_chunk = (contact len u16, bytes | entries_len u16 | (timestamp i64 | id [16])*)*
 //!                 sorted by (contact, timestamp, id), each contact's entries under
 //!                 it once                                                   | crc32 u32
+//! columns       = each block's minutes, types and numbers, in block order (`columns`)
 //! postings      = the blocks holding a content path or value (`content_index`)
 //! footer        = zstd(postcard(Footer) postcard(ContentIndex))
 //! trailer       = footer_offset u64 | footer_len u32 | footer_crc u32 | TRAILER_MAGIC
@@ -33,8 +34,8 @@
 //! decompression was a tenth of its time; the contact written once per run of its
 //! entries keeps them within 9 bytes per event of what zstd made of them.
 //!
-//! Earlier formats: format 3 is format 4 without postings or a content index (its
-//! filtered reads read every block). Format 2's data blocks are log blocks (`record`), one zstd frame
+//! Earlier formats: format 3 is format 4 without columns, postings or a content index
+//! (its filtered reads read every block), its id chunks not compressed. Format 2's data blocks are log blocks (`record`), one zstd frame
 //! each, and no dictionary; its contact chunks are zstd frames of (contact len u16,
 //! bytes | timestamp i64 | id [16])*; its id chunks are as now. It is read as it is
 //! until a merge writes its events again. Format 1 (step 2) also named blocks in its index
