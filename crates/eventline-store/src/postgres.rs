@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("postgres/suppression.sql"),
     include_str!("postgres/counts.sql"),
     include_str!("postgres/stream.sql"),
+    include_str!("postgres/content.sql"),
 ];
 /// Serializes migrations when several servers start at once (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK_KEY: i64 = 0x6576_656e_746c_696e; // "eventlin"
@@ -659,6 +660,40 @@ mod tests {
             assert_eq!(nodes("Limit"), 1 + cut_ranges, "{query:?}:\n{plan}");
             assert_eq!(nodes("Sort"), 0, "{query:?} sorts:\n{plan}");
         }
+        // A content equality is looked up in the GIN index, under `not` and `or` too: a
+        // needle is then found without reading the window.
+        client
+            .batch_execute(
+                "SET enable_sort = on; SET enable_bitmapscan = on; SET enable_indexscan = off",
+            )
+            .await
+            .expect("set");
+        for node in [
+            serde_json::json!({"path": "store", "value": "x"}),
+            serde_json::json!([{"path": "store", "op": "in", "value": ["x", "y"]}, {"path": "n", "op": "gt", "value": 3}]),
+            serde_json::json!({"or": [{"path": "store", "value": "x"}, {"path": "plan", "value": "pro"}]}),
+        ] {
+            let query = PageQuery {
+                filter: eventline_core::query::Filter {
+                    content: Some(
+                        eventline_core::content_filter::from_json(&node).expect("a filter"),
+                    ),
+                    ..Default::default()
+                },
+                order: eventline_core::query::Order::Asc,
+                start: eventline_core::query::Start::First,
+                limit: 50,
+            };
+            let (sql, params) = page_sql::page_sql(&query, EVENT_COLUMNS);
+            let plan = explain(&client, &sql, params).await;
+            assert!(plan.contains("events_content"), "{node}:\n{plan}");
+        }
+        client
+            .batch_execute(
+                "SET enable_indexscan = on; SET enable_bitmapscan = off; SET enable_sort = off",
+            )
+            .await
+            .expect("set");
         // The stream reads the commit index in order, whatever the filter.
         for (query, _) in page_sql::query_shapes() {
             let after = StreamCursor {
