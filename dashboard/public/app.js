@@ -36,6 +36,10 @@
     element.querySelector('.path').value = path
     element.querySelector('.op').value = op
     element.querySelector('.value').value = value
+    // The path's most common values, offered in the value field.
+    const offerValues = () => loadKnownValues(element.querySelector('.path').value.trim())
+    element.querySelector('.path').addEventListener('change', offerValues)
+    element.querySelector('.value').addEventListener('focus', offerValues)
     element.querySelector('.remove').addEventListener('click', () => {
       element.remove()
       apply(true)
@@ -56,8 +60,53 @@
       .map(([path, op, value]) => [`content.${path}[${op}]`, value])
   }
 
-  /** Offers the content paths of the events shown, in the path fields' list. */
+  /** Whether the store listed its content paths: the events shown are then not walked. */
+  let pathsListed = false
+
+  /** Offers the content paths the store knows (`/api/properties`), the most common first,
+   * each labelled with its JSON types and how many values it holds. */
+  async function loadKnownPaths() {
+    try {
+      const answer = await api('/api/properties', new URLSearchParams())
+      $('#known-paths').replaceChildren(
+        ...answer.properties
+          // A key holding a dot or a bracket has no URL-form path.
+          .filter(({ keys }) => !keys.some((name) => /[.[\]]/.test(name)))
+          .map(({ path, types, events }) =>
+            Object.assign(document.createElement('option'), {
+              value: path,
+              label: `${Object.keys(types).join(' or ')}, ${events} values`,
+            }),
+          ),
+      )
+      pathsListed = true
+    } catch {
+      // Listing paths needs a secret key on a server with keys: the paths of the events
+      // shown are offered instead.
+    }
+  }
+
+  /** Offers the path's most common values (`/api/properties/values`) in the value fields. */
+  async function loadKnownValues(path) {
+    if (!path) return
+    try {
+      const answer = await api('/api/properties/values', new URLSearchParams({ path, limit: '50' }))
+      $('#known-values').replaceChildren(
+        ...answer.values.map(({ value, events }) =>
+          Object.assign(document.createElement('option'), {
+            value: typeof value === 'string' ? value : JSON.stringify(value),
+            label: `${events} events`,
+          }),
+        ),
+      )
+    } catch {
+      $('#known-values').replaceChildren()
+    }
+  }
+
+  /** Offers the content paths of the events shown, when the store could not list them. */
   function learnPaths(events) {
+    if (pathsListed) return
     const list = $('#known-paths')
     const known = new Set([...list.options].map((option) => option.value))
     const walk = (value, prefix) => {
@@ -388,6 +437,7 @@
     if (key) localStorage.setItem(KEY_STORAGE, key)
     else localStorage.removeItem(KEY_STORAGE)
     loadKnownTypes()
+    loadKnownPaths()
     load()
   })
   window.addEventListener('popstate', () => {
@@ -397,5 +447,6 @@
 
   readUrl()
   loadKnownTypes()
+  loadKnownPaths()
   load()
 })()

@@ -142,13 +142,27 @@ test('content filters: added, edited and removed over the table, the chart, live
     page.on('pageerror', (error) => errors.push(error))
     await page.goto(server.url('/?live=1'))
     await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 4)
-    // The paths of the events shown are offered.
-    const paths = await page.$$eval('#known-paths option', (options) => options.map((option) => option.value).sort())
-    assert.deepEqual(paths, ['address', 'address.city', 'store_id', 'total'])
+    // The store's content paths are offered (/api/properties), each with its types.
+    await page.waitForFunction(() => document.querySelectorAll('#known-paths option').length === 4)
+    const paths = await page.$$eval('#known-paths option', (options) =>
+      Object.fromEntries(options.map((option) => [option.value, option.label])),
+    )
+    assert.deepEqual(paths, {
+      address: 'object, 4 values',
+      'address.city': 'string, 4 values',
+      store_id: 'string, 4 values',
+      total: 'number, 4 values',
+    })
 
-    // Added: store_id = appmachine.
+    // Added: store_id = appmachine, its values offered (/api/properties/values).
     await page.click('#add-condition')
     await page.fill('.condition .path', 'store_id')
+    await page.locator('.condition .path').dispatchEvent('change')
+    await page.waitForFunction(() => document.querySelectorAll('#known-values option').length === 2)
+    assert.deepEqual(
+      await page.$$eval('#known-values option', (options) => options.map((option) => [option.value, option.label])),
+      [['appmachine', '2 events'], ['other', '2 events']],
+    )
     await page.fill('.condition .value', 'appmachine')
     await page.click('#filters button[type=submit]')
     await page.waitForFunction(() => document.querySelectorAll('#events tbody tr').length === 2)

@@ -15,6 +15,7 @@ pub mod json_path;
 pub mod limits;
 pub mod param;
 pub mod problem;
+pub mod properties;
 pub mod query;
 pub mod scope;
 pub mod stats;

@@ -10,6 +10,7 @@ use std::ops::Bound;
 
 use eventline_core::cursor::StreamCursor;
 use eventline_core::event::Event;
+use eventline_core::properties::{PropertiesTally, ValuesTally};
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use uuid::Uuid;
 
@@ -216,6 +217,11 @@ impl Memtable {
 
     /// Removes the events with these ids; how many there were.
     pub fn remove(&mut self, ids: &[Uuid]) -> u64 {
+        // The index counts values: built again by the next read that needs it.
+        *self
+            .content_index
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = MemtableIndex::default();
         let mut removed = 0;
         for id in ids {
             if let Some(entry) = self.by_id.remove(id) {
@@ -344,15 +350,7 @@ impl Memtable {
     /// in order that stops at the page's end: `None` otherwise.
     fn content_keys(&self, filter: &Filter) -> Option<Vec<TimeKey>> {
         let content = filter.content.as_ref()?;
-        let mut index = self
-            .content_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (seq, id) in self.by_seq.range(index.indexed_end()..) {
-            if let Some(entry) = self.by_id.get(id) {
-                index.add(*seq, entry.event.content.get());
-            }
-        }
+        let index = self.content_index();
         let Candidates::Positions(positions) = index.candidates(content) else {
             return None;
         };
@@ -370,6 +368,30 @@ impl Memtable {
             .collect();
         keys.sort_unstable();
         Some(keys)
+    }
+
+    /// The content index, with every event committed so far in it.
+    fn content_index(&self) -> std::sync::MutexGuard<'_, MemtableIndex> {
+        let mut index = self
+            .content_index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (seq, id) in self.by_seq.range(index.indexed_end()..) {
+            if let Some(entry) = self.by_id.get(id) {
+                index.add(*seq, &entry.event.event_type, entry.event.content.get());
+            }
+        }
+        index
+    }
+
+    /// Adds the content paths of the events (of type `event_type`, if given) to `tally`.
+    pub fn properties(&self, event_type: Option<&str>, tally: &mut PropertiesTally) {
+        self.content_index().properties(event_type, tally);
+    }
+
+    /// Adds the values of the path `keys` to `tally`.
+    pub fn property_values(&self, keys: &[String], tally: &mut ValuesTally) {
+        self.content_index().values(keys, tally);
     }
 
     /// The first `fetch` events matching the query's filter in its order, after its

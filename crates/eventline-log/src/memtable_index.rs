@@ -7,7 +7,8 @@ use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
 
 use eventline_core::content_filter::ContentFilter;
-use eventline_core::content_leaves::{self, Need};
+use eventline_core::content_leaves::{self, JsonType, Need};
+use eventline_core::properties::{PropertiesTally, ValuesTally};
 
 use crate::bloom::Bloom;
 use crate::content_index::{PATHS_MAX, VALUE_KEY_BYTES_MAX, VALUES_MAX};
@@ -27,12 +28,19 @@ pub(crate) struct MemtableIndex {
     indexed_end: u64,
     /// By hash of (path, value key): the positions holding the value, in order.
     values: HashMap<u64, Vec<u64>>,
-    /// By hash of path: how many distinct values it has, or `None` once it has more
-    /// than `VALUES_MAX` or one longer than `VALUE_KEY_BYTES_MAX` (no longer indexed by
-    /// value).
-    paths: HashMap<u64, Option<usize>>,
-    /// Whether every path of every indexed event is in `paths`.
+    /// By hash of path: what the indexed events hold there.
+    paths: HashMap<u64, PathStats>,
+    /// Whether some path of an indexed event is not in `paths` (more than `PATHS_MAX`).
     incomplete: bool,
+}
+
+struct PathStats {
+    keys: Vec<String>,
+    /// By event type: values of each JSON type (`JsonType::ALL` order).
+    types: HashMap<String, [u64; 6]>,
+    /// Events by value key, until the path has more than `VALUES_MAX` values or one
+    /// longer than `VALUE_KEY_BYTES_MAX` (it is then no longer indexed by value).
+    values: Option<HashMap<Vec<u8>, u64>>,
 }
 
 /// A path's keys, each preceded by its length.
@@ -61,8 +69,9 @@ impl MemtableIndex {
         self.indexed_end
     }
 
-    /// Indexes the event at `seq` (above every position indexed before).
-    pub fn add(&mut self, seq: u64, content: &str) {
+    /// Indexes the event at `seq` (above every position indexed before), of type
+    /// `event_type`.
+    pub fn add(&mut self, seq: u64, event_type: &str, content: &str) {
         let MemtableIndex {
             values,
             paths,
@@ -74,39 +83,91 @@ impl MemtableIndex {
         // Stored content was validated when it was posted.
         let _ = content_leaves::visit(content, &mut |path, leaf| {
             path_code(&mut code, path);
-            let path_hash = Bloom::hash(&code);
             let paths_len = paths.len();
-            let distinct = match paths.entry(path_hash) {
+            let stats = match paths.entry(Bloom::hash(&code)) {
                 Entry::Occupied(occupied) => occupied.into_mut(),
                 Entry::Vacant(_) if paths_len == PATHS_MAX => {
                     *incomplete = true;
                     return;
                 }
-                Entry::Vacant(vacant) => vacant.insert(Some(0)),
+                Entry::Vacant(vacant) => vacant.insert(PathStats {
+                    keys: path.iter().map(|key| key.to_string()).collect(),
+                    types: HashMap::new(),
+                    values: Some(HashMap::new()),
+                }),
             };
-            key.clear();
-            let Some(count) = distinct else {
+            let json_type = leaf.json_type();
+            let at = JsonType::ALL
+                .iter()
+                .position(|listed| *listed == json_type)
+                .unwrap_or(0);
+            stats.types.entry_ref(event_type).or_insert([0; 6])[at] += 1;
+            let Some(counts) = &mut stats.values else {
                 return;
             };
+            key.clear();
             if !leaf.write_key(&mut key) {
                 return;
             }
             if key.len() > VALUE_KEY_BYTES_MAX {
-                *distinct = None;
+                stats.values = None;
+                return;
+            }
+            *counts.entry_ref(key.as_slice()).or_insert(0) += 1;
+            if counts.len() > VALUES_MAX {
+                stats.values = None;
                 return;
             }
             let positions = values.entry(value_hash(&mut code, &key)).or_default();
-            if positions.is_empty() {
-                *count += 1;
-                if *count > VALUES_MAX {
-                    *distinct = None;
-                }
-            }
             if positions.last() != Some(&seq) {
                 positions.push(seq);
             }
         });
         self.indexed_end = seq + 1;
+    }
+
+    /// Adds the paths' counts of values by JSON type to `tally`: of events of type
+    /// `event_type` only, if given.
+    pub fn properties(&self, event_type: Option<&str>, tally: &mut PropertiesTally) {
+        if self.incomplete {
+            tally.mark_incomplete();
+        }
+        for stats in self.paths.values() {
+            let mut types = [0; 6];
+            for (listed, counts) in &stats.types {
+                if event_type.is_none_or(|wanted| wanted == listed) {
+                    for (count, more) in types.iter_mut().zip(counts) {
+                        *count += more;
+                    }
+                }
+            }
+            tally.add(&stats.keys, &types);
+        }
+    }
+
+    /// Adds the path's values and their events to `tally`.
+    pub fn values(&self, keys: &[String], tally: &mut ValuesTally) {
+        let mut code = Vec::new();
+        path_code(&mut code, keys.iter());
+        match self.paths.get(&Bloom::hash(&code)) {
+            Some(PathStats {
+                values: Some(values),
+                ..
+            }) => {
+                for (key, events) in values {
+                    tally.add(key, *events);
+                }
+            }
+            Some(stats) => {
+                let scalars =
+                    (stats.types.values()).any(|counts| counts[..4].iter().any(|count| *count > 0));
+                if scalars {
+                    tally.mark_incomplete();
+                }
+            }
+            None if self.incomplete => tally.mark_incomplete(),
+            None => {}
+        }
     }
 
     /// Where `filter` may hold among the events indexed.
@@ -149,10 +210,11 @@ impl MemtableIndex {
         };
         let mut code = Vec::new();
         path_code(&mut code, keys.iter());
+        let indexed_by_value = |stats: &PathStats| stats.values.is_some();
         match (self.paths.get(&Bloom::hash(&code)), wanted) {
             // No event indexed has the path.
             (None, _) if !self.incomplete => Candidates::Positions(Vec::new()),
-            (Some(Some(_)), Some(wanted)) => {
+            (Some(stats), Some(wanted)) if indexed_by_value(stats) => {
                 let mut positions: Vec<u64> = wanted
                     .iter()
                     .filter_map(|key| self.values.get(&value_hash(&mut code, key)))
@@ -202,7 +264,7 @@ mod tests {
             json!({"list": [1], "store": 7}),
         ];
         for (seq, content) in contents.iter().enumerate() {
-            index.add(seq as u64 + 10, &content.to_string());
+            index.add(seq as u64 + 10, "order", &content.to_string());
         }
         assert_eq!(index.indexed_end(), 14);
         let candidates =
@@ -256,7 +318,7 @@ mod tests {
     fn a_path_of_too_many_values_is_no_longer_looked_up() {
         let mut index = MemtableIndex::default();
         for seq in 0..=VALUES_MAX as u64 {
-            index.add(seq, &json!({ "id": seq, "kind": "x" }).to_string());
+            index.add(seq, "order", &json!({ "id": seq, "kind": "x" }).to_string());
         }
         let candidates =
             |node: serde_json::Value| index.candidates(&from_json(&node).expect("filter"));

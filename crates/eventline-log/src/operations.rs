@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError};
 
 use eventline_core::commit::{Outcome, Submission};
 use eventline_core::cursor::StreamCursor;
+use eventline_core::properties::{Properties, PropertyValues};
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use eventline_core::stream::StreamChunk;
@@ -236,6 +237,21 @@ impl LogStore {
 
     pub async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
         Ok(self.read().event_types())
+    }
+
+    /// The content paths of the events (of type `event_type`, if given), from the
+    /// segments' content indexes and the memtables': no event is read.
+    pub async fn properties(&self, event_type: Option<&str>) -> Result<Properties, Error> {
+        Ok(self.read().properties(event_type))
+    }
+
+    /// The `limit` most common values of the path `keys`, from the same indexes.
+    pub async fn property_values(
+        &self,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<PropertyValues, Error> {
+        Ok(self.read().property_values(keys, limit))
     }
 
     /// Puts a segment written since the last commit in place, and begins the next

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use eventline_core::cursor::StreamCursor;
 use eventline_core::event::Event;
+use eventline_core::properties::{Properties, PropertiesTally, PropertyValues, ValuesTally};
 use eventline_core::query::{Filter, Order, Page, PageQuery, Start};
 use eventline_core::stats::{StatsPart, StatsQuery, StatsRow, stats_parts};
 use eventline_core::stream::StreamChunk;
@@ -195,6 +196,28 @@ impl State {
         }
         self.segment_counts.add_types(&mut types);
         types.into_iter().collect()
+    }
+
+    pub(crate) fn properties(&self, event_type: Option<&str>) -> Properties {
+        let mut tally = PropertiesTally::default();
+        for memtable in self.memtables() {
+            memtable.properties(event_type, &mut tally);
+        }
+        for segment in &self.segments {
+            segment.properties(event_type, &mut tally);
+        }
+        tally.properties()
+    }
+
+    pub(crate) fn property_values(&self, keys: &[String], limit: usize) -> PropertyValues {
+        let mut tally = ValuesTally::default();
+        for memtable in self.memtables() {
+            memtable.property_values(keys, &mut tally);
+        }
+        for segment in &self.segments {
+            segment.property_values(keys, &mut tally);
+        }
+        tally.values(limit)
     }
 
     pub(crate) fn head(&self) -> StreamCursor {

@@ -431,6 +431,19 @@ mod tests {
         async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
             Ok(Vec::new())
         }
+        async fn properties(
+            &self,
+            _: Option<&str>,
+        ) -> Result<eventline_core::properties::Properties, Error> {
+            Ok(Default::default())
+        }
+        async fn property_values(
+            &self,
+            _: &[String],
+            _: usize,
+        ) -> Result<eventline_core::properties::PropertyValues, Error> {
+            Ok(Default::default())
+        }
         async fn stream(
             &self,
             _: &eventline_core::query::Filter,

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use eventline_core::cursor::StreamCursor;
+use eventline_core::properties::{Properties, PropertyValues};
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use eventline_log::LogStore;
@@ -54,6 +55,22 @@ impl Store for LogStore {
 
     async fn event_types(&self) -> Result<Vec<(String, u64)>, Error> {
         Ok(LogStore::event_types(self).await?)
+    }
+
+    async fn properties(&self, event_type: Option<&str>) -> Result<Properties, Error> {
+        LogStore::properties(self, event_type)
+            .await
+            .map_err(Error::from)
+    }
+
+    async fn property_values(
+        &self,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<PropertyValues, Error> {
+        LogStore::property_values(self, keys, limit)
+            .await
+            .map_err(Error::from)
     }
 
     async fn maintain(&self) -> Result<(), Error> {

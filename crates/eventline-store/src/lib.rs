@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use eventline_core::cursor::{StreamCursor, StreamStart};
+use eventline_core::properties::{Properties, PropertyValues};
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 
@@ -137,6 +138,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every event type with events stored, and how many, by name.
     async fn event_types(&self) -> Result<Vec<(String, u64)>, Error>;
+
+    /// The content paths events have (of type `event_type`, if given), with how many
+    /// values of each JSON type.
+    async fn properties(&self, event_type: Option<&str>) -> Result<Properties, Error>;
+
+    /// The `limit` most common values of the content path `keys`.
+    async fn property_values(&self, keys: &[String], limit: usize)
+    -> Result<PropertyValues, Error>;
 
     /// Periodic upkeep (the server calls it every `maintain_interval`); nothing by
     /// default.

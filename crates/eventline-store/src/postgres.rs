@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use eventline_core::cursor::{StreamCursor, StreamStart};
 use eventline_core::event::{Event, Scope};
+use eventline_core::properties::{Properties, PropertyValues};
 use eventline_core::query::{Filter, Page, PageQuery};
 use eventline_core::stats::{StatsQuery, StatsRow};
 use serde_json::value::RawValue;
@@ -23,6 +24,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 mod commit;
+mod discovery;
 
 use crate::page_sql;
 use crate::sql::Param;
@@ -353,6 +355,18 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)?.unsigned_abs())))
             .collect()
+    }
+
+    async fn properties(&self, event_type: Option<&str>) -> Result<Properties, Error> {
+        discovery::properties(&*self.pool.get().await?, event_type).await
+    }
+
+    async fn property_values(
+        &self,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<PropertyValues, Error> {
+        discovery::values(&*self.pool.get().await?, keys, limit).await
     }
 
     /// Folds the count deltas of minutes that ended more than two minutes ago into one

@@ -184,7 +184,7 @@ pub(crate) struct KindTable {
 }
 
 impl KindTable {
-    fn code(&mut self, event_type: &str, scope: Scope) -> u32 {
+    pub fn code(&mut self, event_type: &str, scope: Scope) -> u32 {
         let at = match scope {
             Scope::App => 0,
             Scope::Site => 1,

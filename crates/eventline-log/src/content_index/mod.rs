@@ -23,6 +23,8 @@ use eventline_core::content_leaves::{self, JsonType, Leaf, Need};
 use eventline_core::event::Scope;
 use serde::{Deserialize, Serialize};
 
+use eventline_core::properties::{PropertiesTally, ValuesTally};
+
 use crate::columns::NumbersBuilder;
 
 /// Paths a segment lists at most: events with more distinct paths than this leave the
@@ -66,8 +68,9 @@ pub(crate) struct PathEntry {
     /// The path's number in the blocks' columns: `0..paths.len()`, in the order the
     /// writer met them.
     pub id: u32,
-    /// Values of each JSON type at the path, in `JsonType::ALL` order.
-    pub types: [u64; 6],
+    /// For each event type and scope (a code into `ContentIndex::kinds`) with values at
+    /// the path, how many of each JSON type, in `JsonType::ALL` order.
+    pub types: Vec<(u32, [u64; 6])>,
     /// The blocks holding a value at the path.
     pub blocks: PostingsRef,
     /// Each value's key (`content_leaves`), events and blocks, sorted by key, when the
@@ -98,6 +101,56 @@ impl ContentIndex {
             std::iter::once(&path.blocks)
                 .chain(path.values.iter().flatten().map(|value| &value.blocks))
         })
+    }
+
+    /// Adds the paths' counts of values by JSON type to `tally`: of events of type
+    /// `event_type` only, if given.
+    pub fn properties(&self, event_type: Option<&str>, tally: &mut PropertiesTally) {
+        if !self.complete {
+            tally.mark_incomplete();
+        }
+        for path in &self.paths {
+            let mut types = [0; 6];
+            for (kind, counts) in &path.types {
+                let wanted = event_type.is_none_or(|wanted| {
+                    self.kinds
+                        .get(*kind as usize)
+                        .is_some_and(|(event_type, _)| event_type == wanted)
+                });
+                if wanted {
+                    for (count, more) in types.iter_mut().zip(counts) {
+                        *count += more;
+                    }
+                }
+            }
+            tally.add(&path.keys, &types);
+        }
+    }
+
+    /// Adds the path's values and their events to `tally`.
+    pub fn values(&self, keys: &[String], tally: &mut ValuesTally) {
+        match self.path(keys) {
+            Some(PathEntry {
+                values: Some(values),
+                ..
+            }) => {
+                for value in values {
+                    tally.add(&value.key, value.events_len);
+                }
+            }
+            Some(path) => {
+                // Scalars the index does not count by value.
+                let scalars = path
+                    .types
+                    .iter()
+                    .any(|(_, counts)| counts[..4].iter().any(|count| *count > 0));
+                if scalars {
+                    tally.mark_incomplete();
+                }
+            }
+            None if self.complete => {}
+            None => tally.mark_incomplete(),
+        }
     }
 
     pub fn path(&self, keys: &[String]) -> Option<&PathEntry> {
@@ -347,7 +400,8 @@ struct PathBuilder {
     /// The (block, event) where the path was last met: met again in the same event, a
     /// key was given twice.
     last_met: Option<(u32, u32)>,
-    types: [u64; 6],
+    /// By event kind code: values of each JSON type.
+    types: Vec<[u64; 6]>,
     blocks: BlockList,
     /// Each value's events and blocks, until the path proves to have too many or too
     /// long values.
@@ -378,8 +432,16 @@ impl Default for ContentIndexBuilder {
 
 impl ContentIndexBuilder {
     /// Adds the values of an event's `content`, event `event` of block `block` (blocks
-    /// and events in order), and its numbers to the block's `numbers`.
-    pub fn add(&mut self, block: u32, event: u32, content: &str, numbers: &mut NumbersBuilder) {
+    /// and events in order) of kind `kind` (its type and scope's code), and its numbers
+    /// to the block's `numbers`.
+    pub fn add(
+        &mut self,
+        block: u32,
+        event: u32,
+        kind: u32,
+        content: &str,
+        numbers: &mut NumbersBuilder,
+    ) {
         let ContentIndexBuilder {
             paths,
             complete,
@@ -407,7 +469,7 @@ impl ContentIndexBuilder {
                         keys: path.iter().map(|key| key.to_string()).collect(),
                         id: *paths_len as u32 - 1,
                         last_met: None,
-                        types: [0; 6],
+                        types: Vec::new(),
                         blocks: BlockList::default(),
                         values: Some(HashMap::new()),
                     })
@@ -427,7 +489,11 @@ impl ContentIndexBuilder {
                 .iter()
                 .position(|listed| *listed == json_type)
                 .unwrap_or(0);
-            entry.types[at] += 1;
+            let kind = kind as usize;
+            if entry.types.len() <= kind {
+                entry.types.resize(kind + 1, [0; 6]);
+            }
+            entry.types[kind][at] += 1;
             entry.blocks.add(block);
             // A path of too many values is no longer indexed by value: its values are
             // not even copied.
@@ -487,7 +553,10 @@ impl ContentIndexBuilder {
             paths.push(PathEntry {
                 keys: path.keys,
                 id: path.id,
-                types: path.types,
+                types: (path.types.iter().enumerate())
+                    .filter(|(_, types)| types.iter().any(|count| *count > 0))
+                    .map(|(kind, types)| (kind as u32, *types))
+                    .collect(),
                 blocks,
                 values,
             });

@@ -9,7 +9,7 @@ fn index(blocks_len: u32, events: &[(u32, String)]) -> (ContentIndex, Vec<Vec<u8
     let mut builder = ContentIndexBuilder::default();
     let mut numbers = NumbersBuilder::default();
     for (event, (block, content)) in events.iter().enumerate() {
-        builder.add(*block, event as u32, content, &mut numbers);
+        builder.add(*block, event as u32, 0, content, &mut numbers);
     }
     let mut written: Vec<Vec<u8>> = Vec::new();
     let index = builder

@@ -289,3 +289,24 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     word.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(word)
 }
+
+impl Segment {
+    /// Adds the content paths of the segment's events (of type `event_type`, if given)
+    /// to `tally`, from its content index. A segment of an earlier format has none.
+    pub fn properties(
+        &self,
+        event_type: Option<&str>,
+        tally: &mut eventline_core::properties::PropertiesTally,
+    ) {
+        self.index.content.properties(event_type, tally);
+    }
+
+    /// Adds the values of the path `keys` to `tally`, from the content index.
+    pub fn property_values(
+        &self,
+        keys: &[String],
+        tally: &mut eventline_core::properties::ValuesTally,
+    ) {
+        self.index.content.values(keys, tally);
+    }
+}

@@ -169,8 +169,9 @@ impl<'a> SegmentWriter<'a> {
             .map_err(|_| Error::Corrupt("a segment would hold more than 2^32 blocks".to_owned()))?;
         let mut numbers = NumbersBuilder::default();
         for (at, (_, event)) in self.pending.iter().enumerate() {
+            let kind = self.kinds.code(&event.event_type, event.scope);
             self.content
-                .add(block, at as u32, event.content.get(), &mut numbers);
+                .add(block, at as u32, kind, event.content.get(), &mut numbers);
         }
         let columns_start = self.columns.len();
         columns::encode(&mut self.columns, &self.pending, &mut self.kinds, numbers);

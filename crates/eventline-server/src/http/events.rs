@@ -63,6 +63,14 @@ pub(super) fn router(state: &AppState) -> Router<AppState> {
             "/api/event-types",
             get(super::stats::event_types).route_layer(admin()),
         )
+        .route(
+            "/api/properties",
+            get(super::properties::properties).route_layer(admin()),
+        )
+        .route(
+            "/api/properties/values",
+            get(super::properties::values).route_layer(admin()),
+        )
 }
 
 async fn post_event(

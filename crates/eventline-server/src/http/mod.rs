@@ -27,6 +27,7 @@ mod error;
 mod events;
 mod export;
 pub mod openapi;
+mod properties;
 pub mod rate_limit;
 mod sdk;
 mod stats;

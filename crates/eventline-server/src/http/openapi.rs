@@ -567,11 +567,13 @@ impl Modify for Security {
     ),
     paths(
         post_event, post_event_seed_path, post_batch, get_events, query_events, get_events_seed_path,
-        get_events_example_path, export, stream, stats, event_types, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
+        get_events_example_path, export, stream, stats, event_types, super::properties::properties,
+        super::properties::values, erase, unsuppress, healthz, metrics, sdk_script, sdk_module,
     ),
     components(schemas(
         NewEventDoc, EventDoc, PageDoc, QueryDoc, StatsDoc, BucketCountsDoc, EventTypesDoc, EventTypeCountDoc, BatchAnswerDoc, ErasedDoc, UnsuppressedDoc, HealthDoc,
-        ProblemDoc, ProblemItemDoc, ScopeDoc,
+        ProblemDoc, ProblemItemDoc, ScopeDoc, super::properties::PropertiesAnswer,
+        super::properties::PropertyAnswer, super::properties::ValuesAnswer, super::properties::ValueAnswer,
     )),
     modifiers(&Security),
 )]

@@ -81,7 +81,7 @@ enum Kind {
     Public,
 }
 
-const ENDPOINTS: [(&str, &str, Kind); 21] = [
+const ENDPOINTS: [(&str, &str, Kind); 23] = [
     ("POST", "/api/events/post", Kind::Post),
     ("POST", "/api/events", Kind::Post),
     ("POST", "/api/events/batch", Kind::Post),
@@ -119,6 +119,8 @@ const ENDPOINTS: [(&str, &str, Kind); 21] = [
         Kind::ReadAll,
     ),
     ("GET", "/api/event-types", Kind::Erase),
+    ("GET", "/api/properties", Kind::Erase),
+    ("GET", "/api/properties/values?path=store_id", Kind::Erase),
     ("DELETE", "/api/contacts/c-9/events", Kind::Erase),
     ("DELETE", "/api/contacts/c-9/suppression", Kind::Erase),
     ("GET", "/metrics", Kind::Erase),

@@ -198,3 +198,51 @@ async fn a_bad_filter_is_refused_naming_it() {
     let answer = app.post("/api/events/query", &huge).await;
     assert_eq!(answer.0, 413, "{}", answer.1);
 }
+
+#[tokio::test]
+async fn discovery_lists_paths_and_values_and_names_bad_parameters() {
+    let app = TestApp::spawn().await;
+    orders(&app).await;
+    let (status, answer) = app.get("/api/properties?event_type=new_order").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["complete"], true);
+    assert_eq!(
+        answer["properties"],
+        json!([
+            {"path": "address", "keys": ["address"], "events": 6, "types": {"object": 6}},
+            {"path": "address.city", "keys": ["address", "city"], "events": 6, "types": {"string": 6}},
+            {"path": "total", "keys": ["total"], "events": 6, "types": {"number": 6}},
+            {"path": "store_id", "keys": ["store_id"], "events": 5, "types": {"string": 5}},
+        ])
+    );
+    let (_, none) = app.get("/api/properties?event_type=nothing").await;
+    assert_eq!(none["properties"], json!([]));
+    let (status, values) = app
+        .get("/api/properties/values?path=store_id&limit=1")
+        .await;
+    assert_eq!(status, 200, "{values}");
+    assert_eq!(
+        values,
+        json!({"path": "store_id", "values": [{"value": "appmachine", "events": 3}], "complete": true})
+    );
+    let (_, values) = app.get("/api/properties/values?path=total").await;
+    assert_eq!(values["values"].as_array().map(Vec::len), Some(6));
+    assert_eq!(values["values"][0], json!({"value": 10, "events": 1}));
+    for (url, parameter) in [
+        ("/api/properties/values", "path"),
+        ("/api/properties/values?path=a..b", "path"),
+        ("/api/properties/values?path=a&limit=0", "limit"),
+        ("/api/properties/values?path=a&limit=101", "limit"),
+        ("/api/properties?bucket=day", "bucket"),
+    ] {
+        let answer = app.get(url).await;
+        assert_problem(&answer, 400, "invalid-parameter");
+        assert!(
+            answer.1["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.starts_with(parameter)),
+            "{url}: {}",
+            answer.1
+        );
+    }
+}

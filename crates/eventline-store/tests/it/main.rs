@@ -2,6 +2,7 @@
 
 mod conformance;
 mod content;
+mod discovery;
 mod log_files;
 mod segments;
 
@@ -106,6 +107,11 @@ mod content_filters {
         content: content_filters_match_the_reference,
         content_cursors_hold_while_events_arrive,
     );
+}
+
+/// Discovery: content paths and values.
+mod properties {
+    crate::conformance!(discovery: properties_and_values_are_counted);
 }
 
 #[test]
