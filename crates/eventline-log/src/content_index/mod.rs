@@ -310,16 +310,16 @@ pub(crate) fn decode_postings(bytes: &[u8], blocks_len: u32) -> Option<BlockSet>
             if body.len() != (blocks_len as usize).div_ceil(8) {
                 return None;
             }
-            for (at, byte) in body.iter().enumerate() {
-                for bit in 0..8 {
-                    if byte & (1 << bit) != 0 {
-                        let block = at * 8 + bit;
-                        if block >= blocks_len as usize {
-                            return None;
-                        }
-                        set.insert(block);
-                    }
-                }
+            // A word at a time: a large segment's bitmap covers tens of thousands of blocks.
+            for (word, bytes) in set.words.iter_mut().zip(body.chunks(8)) {
+                let mut eight = [0; 8];
+                eight[..bytes.len()].copy_from_slice(bytes);
+                *word = u64::from_le_bytes(eight);
+            }
+            // No bit past the last block.
+            let used = blocks_len as usize % 64;
+            if used != 0 && set.words.last().is_some_and(|last| last >> used != 0) {
+                return None;
             }
         }
         _ => return None,

@@ -14,6 +14,15 @@ use crate::error::Error;
 use crate::record::{Stored, TimeKey};
 
 impl Segment {
+    /// The blocks holding a time in [`since`, `until`), in order: found by a search,
+    /// since blocks are in time order and a large segment has tens of thousands.
+    fn blocks_overlapping(&self, since: i64, until: i64) -> std::ops::Range<usize> {
+        let index = self.index.as_ref();
+        let start = index.blocks.partition_point(|block| block.last.0 < since);
+        let end = index.block_firsts_ms.partition_point(|first_ms| *first_ms < until);
+        start..end.max(start)
+    }
+
     /// The blocks where `content` may hold, by the segment's content index: `None` for
     /// every block.
     pub(crate) fn content_blocks(
@@ -136,11 +145,9 @@ impl Segment {
         }
         let since = filter.since_ms.unwrap_or(i64::MIN);
         let until = filter.until_ms.unwrap_or(i64::MAX);
-        let overlapping: Vec<usize> = (0..self.index.blocks.len())
-            .filter(|index| {
-                let block = &self.index.blocks[*index];
-                block.last.0 >= since && block.first.0 < until && candidate(*index)
-            })
+        let overlapping: Vec<usize> = self
+            .blocks_overlapping(since, until)
+            .filter(|index| candidate(*index))
             .collect();
         let ordered: Box<dyn Iterator<Item = usize>> = match order {
             Order::Asc => Box::new(overlapping.into_iter()),
@@ -197,13 +204,9 @@ impl Segment {
             return Ok(());
         }
         let candidates = self.content_blocks(disk, content)?;
-        let blocks: Vec<usize> = (0..index.blocks.len())
-            .filter(|at| {
-                let block = &index.blocks[*at];
-                block.last.0 >= since
-                    && block.first.0 < until
-                    && candidates.as_ref().is_none_or(|set| set.contains(*at))
-            })
+        let blocks: Vec<usize> = self
+            .blocks_overlapping(since, until)
+            .filter(|at| candidates.as_ref().is_none_or(|set| set.contains(*at)))
             .collect();
         let kinds = &index.content.kinds;
         let kind_counts = kinds
