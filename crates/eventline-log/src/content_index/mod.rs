@@ -56,9 +56,13 @@ pub(crate) struct ContentIndex {
     pub paths: Vec<PathEntry>,
     /// The event types and scopes the blocks' columns (`columns`) name, by code.
     pub kinds: Vec<(String, Scope)>,
-    /// Where the first block's columns are; each block's columns follow the one
-    /// before's, and are this long, in block order.
-    pub columns_offset: u64,
+    /// The blocks' columns are written in groups of this many blocks' (the last group
+    /// may have fewer), each group after its last block, so that a writer holds one
+    /// group at a time.
+    pub columns_group_blocks: u32,
+    /// Where each group's columns are.
+    pub columns_groups: Vec<u64>,
+    /// Each block's columns' length, in block order: a group's follow one another.
     pub columns_lens: Vec<u32>,
 }
 
@@ -408,6 +412,14 @@ struct PathBuilder {
     values: Option<HashMap<Vec<u8>, (u64, BlockList)>>,
 }
 
+/// Where a segment's writer put the blocks' columns, and the kinds they name.
+pub(crate) struct Columns {
+    pub group_blocks: u32,
+    pub groups: Vec<u64>,
+    pub lens: Vec<u32>,
+    pub kinds: Vec<(String, Scope)>,
+}
+
 /// A segment's content index as its writer builds it, block by block. Holds each
 /// listed path's and value's blocks: at most `PATHS_MAX` paths of `VALUES_MAX` values,
 /// a byte or two per block each.
@@ -526,7 +538,7 @@ impl ContentIndexBuilder {
     pub fn finish<E>(
         self,
         blocks_len: u32,
-        columns: (u64, Vec<u32>, Vec<(String, Scope)>),
+        columns: Columns,
         mut write: impl FnMut(&[u8]) -> Result<PostingsRef, E>,
     ) -> Result<ContentIndex, E> {
         let mut built: Vec<PathBuilder> = self.paths.into_values().collect();
@@ -561,12 +573,18 @@ impl ContentIndexBuilder {
                 values,
             });
         }
-        let (columns_offset, columns_lens, kinds) = columns;
+        let Columns {
+            group_blocks: columns_group_blocks,
+            groups: columns_groups,
+            lens: columns_lens,
+            kinds,
+        } = columns;
         Ok(ContentIndex {
             complete: self.complete,
             paths,
             kinds,
-            columns_offset,
+            columns_group_blocks,
+            columns_groups,
             columns_lens,
         })
     }

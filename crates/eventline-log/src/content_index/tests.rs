@@ -13,13 +13,22 @@ fn index(blocks_len: u32, events: &[(u32, String)]) -> (ContentIndex, Vec<Vec<u8
     }
     let mut written: Vec<Vec<u8>> = Vec::new();
     let index = builder
-        .finish(blocks_len, (0, Vec::new(), Vec::new()), |bytes| {
-            written.push(bytes.to_vec());
-            Ok::<_, ()>(PostingsRef {
-                offset: written.len() as u64 - 1,
-                len: bytes.len() as u32,
-            })
-        })
+        .finish(
+            blocks_len,
+            Columns {
+                group_blocks: 1,
+                groups: Vec::new(),
+                lens: Vec::new(),
+                kinds: Vec::new(),
+            },
+            |bytes| {
+                written.push(bytes.to_vec());
+                Ok::<_, ()>(PostingsRef {
+                    offset: written.len() as u64 - 1,
+                    len: bytes.len() as u32,
+                })
+            },
+        )
         .expect("built");
     (index, written)
 }

@@ -2,8 +2,8 @@
 //! (timestamp, id), with the indexes that find an id or a contact's events in it.
 //!
 //! ```text
-//! segment = SEGMENT_MAGIC (8 bytes) dictionary data_block* id_chunk* contact_chunk*
-//!           columns* postings* footer trailer
+//! segment = SEGMENT_MAGIC (8 bytes) dictionary (data_block* columns)* id_chunk*
+//!           contact_chunk* postings* footer trailer
 //! dictionary    = len u32 | zstd dictionary (len bytes, maybe none) | crc32 u32
 //! data_block    = a framed block (`framed`): its events in (timestamp, id) order, of
 //!                 about BLOCK_PAYLOAD_BYTES before compression, in frames compressed
@@ -12,7 +12,8 @@
 //! contact_chunk = (contact len u16, bytes | entries_len u16 | (timestamp i64 | id [16])*)*
 //!                 sorted by (contact, timestamp, id), each contact's entries under
 //!                 it once                                                   | crc32 u32
-//! columns       = each block's minutes, types and numbers, in block order (`columns`)
+//! columns       = each block's minutes, types and numbers (`columns`), in groups of
+//!                 COLUMNS_GROUP_BLOCKS blocks', each group after its last data block
 //! postings      = the blocks holding a content path or value (`content_index`)
 //! footer        = zstd(postcard(Footer) postcard(ContentIndex))
 //! trailer       = footer_offset u64 | footer_len u32 | footer_crc u32 | TRAILER_MAGIC
@@ -82,6 +83,9 @@ const TAKE_BYTES: usize = 1 << 20;
 /// Segments are written once and read many times: a slower, tighter level than the
 /// log's.
 const ZSTD_LEVEL: i32 = 3;
+/// The blocks' columns are written in groups of this many blocks': a writer holds one
+/// group's (about 10 KiB), and a count reads a group at a time.
+const COLUMNS_GROUP_BLOCKS: u32 = 64;
 /// The footer can never be longer; a damaged length must not make a read allocate more.
 const FOOTER_LEN_MAX: usize = 256 << 20;
 /// A segment's dictionary is at most this long: measured on the bench's events, a
@@ -176,9 +180,9 @@ struct Index {
     ids: Bloom,
     contacts: Bloom,
     content: ContentIndex,
-    /// Where each block's columns begin, and after the last one's end: empty for a
-    /// segment of an earlier format, which has none.
-    columns_starts: Vec<u64>,
+    /// Where each block's columns are (offset, length): empty for a segment of an
+    /// earlier format, which has none.
+    columns: Vec<(u64, u32)>,
 }
 
 /// Where a segment's contact chunks are, and the contact and time each begins with: the

@@ -107,7 +107,7 @@ fn read_footer(
                 .postings()
                 .map(|postings| (postings.offset, postings.len)),
         )
-        .chain(columns_place(&footer));
+        .chain(columns_places(&footer));
     for (offset, len) in places {
         let end = offset.checked_add(u64::from(len));
         if offset < SEGMENT_MAGIC.len() as u64 || end.is_none_or(|end| end > footer_offset) {
@@ -124,7 +124,13 @@ fn read_footer(
     let content = &footer.content;
     let mut ids: Vec<u32> = content.paths.iter().map(|path| path.id).collect();
     ids.sort_unstable();
-    if (version >= 4 && content.columns_lens.len() != footer.blocks.len())
+    let groups_len = match content.columns_group_blocks {
+        0 => usize::MAX,
+        group => footer.blocks.len().div_ceil(group as usize),
+    };
+    if (version >= 4
+        && (content.columns_lens.len() != footer.blocks.len()
+            || content.columns_groups.len() != groups_len))
         || ids.iter().enumerate().any(|(at, id)| *id as usize != at)
     {
         return Err(damaged(
@@ -136,18 +142,19 @@ fn read_footer(
     Ok((footer, version))
 }
 
-/// Where the blocks' columns are, all of them, as one place (of `u32::MAX` bytes if
-/// their length overflows that, which the check of places then refuses).
-fn columns_place(footer: &Footer) -> Option<(u64, u32)> {
+/// Where each group of the blocks' columns is, and how long (`u32::MAX` if its length
+/// overflows that, which the check of places then refuses).
+fn columns_places(footer: &Footer) -> impl Iterator<Item = (u64, u32)> + '_ {
     let content = &footer.content;
-    if content.columns_lens.is_empty() {
-        return None;
-    }
-    let len: u64 = content.columns_lens.iter().map(|len| u64::from(*len)).sum();
-    Some((
-        content.columns_offset,
-        u32::try_from(len).unwrap_or(u32::MAX),
-    ))
+    let group = (content.columns_group_blocks as usize).max(1);
+    content
+        .columns_groups
+        .iter()
+        .zip(content.columns_lens.chunks(group))
+        .map(|(offset, lens)| {
+            let len: u64 = lens.iter().map(|len| u64::from(*len)).sum();
+            (*offset, u32::try_from(len).unwrap_or(u32::MAX))
+        })
 }
 
 /// A format-3 segment's dictionary, which follows its magic.
@@ -194,13 +201,18 @@ impl Segment {
         blocks.shrink_to_fit();
         id_chunks.shrink_to_fit();
         let contact_chunks = ContactChunks::new(contact_chunks);
-        let mut columns_starts = Vec::with_capacity(content.columns_lens.len() + 1);
-        if !content.columns_lens.is_empty() {
-            let mut at = content.columns_offset;
-            columns_starts.push(at);
-            for len in &content.columns_lens {
+        // Each block's columns: its group's place, then the lengths of those before it.
+        let group = (content.columns_group_blocks as usize).max(1);
+        let mut columns = Vec::with_capacity(content.columns_lens.len());
+        for (offset, lens) in content
+            .columns_groups
+            .iter()
+            .zip(content.columns_lens.chunks(group))
+        {
+            let mut at = *offset;
+            for len in lens {
+                columns.push((at, *len));
                 at += u64::from(*len);
-                columns_starts.push(at);
             }
         }
         let block_firsts_ms = blocks.iter().map(|block| block.first.0).collect();
@@ -222,7 +234,7 @@ impl Segment {
                 ids: footer.ids,
                 contacts: footer.contacts,
                 content,
-                columns_starts,
+                columns,
             }),
             replaces: footer.replaces,
             format,
@@ -340,11 +352,9 @@ impl Segment {
         let postings = (index.content.postings())
             .map(|postings| u64::from(postings.len))
             .sum();
-        let columns = match (index.columns_starts.first(), index.columns_starts.last()) {
-            (Some(first), Some(last)) => last - first,
-            _ => 0,
-        };
-        // The dictionary is between the magic and the first block.
+        let columns = (index.columns.iter()).map(|(_, len)| u64::from(*len)).sum();
+        // The dictionary is between the magic and the first block; the columns are
+        // among the blocks, after them in the parts.
         let dictionary = index
             .blocks
             .first()

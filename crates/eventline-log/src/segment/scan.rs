@@ -19,7 +19,9 @@ impl Segment {
     fn blocks_overlapping(&self, since: i64, until: i64) -> std::ops::Range<usize> {
         let index = self.index.as_ref();
         let start = index.blocks.partition_point(|block| block.last.0 < since);
-        let end = index.block_firsts_ms.partition_point(|first_ms| *first_ms < until);
+        let end = index
+            .block_firsts_ms
+            .partition_point(|first_ms| *first_ms < until);
         start..end.max(start)
     }
 
@@ -188,9 +190,7 @@ impl Segment {
     pub fn count(&self, disk: &dyn Disk, filter: &Filter, tally: &mut Tally) -> Result<(), Error> {
         let index = self.index.as_ref();
         let content = match &filter.content {
-            Some(content) if filter.contact_id.is_none() && !index.columns_starts.is_empty() => {
-                content
-            }
+            Some(content) if filter.contact_id.is_none() && !index.columns.is_empty() => content,
             _ => {
                 return self.for_each(disk, filter, Order::Asc, None, |event| {
                     tally.add(event.timestamp_ms, &event.event_type, 1);
@@ -220,31 +220,28 @@ impl Segment {
         let mut per_kind = vec![0_u64; kinds.len()];
         let mut at = 0;
         while at < blocks.len() {
-            // A run of consecutive blocks' columns, read at once.
+            // A run of blocks whose columns follow one another, read at once.
             let first = blocks[at];
             let mut last = first;
+            let start = index.columns[first].0;
+            let end_of = |block: usize| index.columns[block].0 + u64::from(index.columns[block].1);
             while at + 1 < blocks.len()
                 && blocks[at + 1] == last + 1
-                && index.columns_starts[last + 2] - index.columns_starts[first]
-                    <= COLUMNS_READ_BYTES_MAX
+                && index.columns[last + 1].0 == end_of(last)
+                && end_of(last + 1) - start <= COLUMNS_READ_BYTES_MAX
             {
                 at += 1;
                 last += 1;
             }
             at += 1;
-            let start = index.columns_starts[first];
             let bytes = disk
-                .read_at(
-                    &self.path,
-                    start,
-                    (index.columns_starts[last + 1] - start) as usize,
-                )
+                .read_at(&self.path, start, (end_of(last) - start) as usize)
                 .map_err(io_error(&self.path))?;
             for block in first..=last {
                 let place = &index.blocks[block];
                 let matched = if place.first.0 >= since && place.last.0 < until {
-                    let from = (index.columns_starts[block] - start) as usize;
-                    let to = (index.columns_starts[block + 1] - start) as usize;
+                    let from = (index.columns[block].0 - start) as usize;
+                    let to = from + index.columns[block].1 as usize;
                     let columns = self.decode_columns(block, &bytes[from..to])?;
                     let matched = columns.matches(content, &path_id);
                     matched.map(|matched| (columns, matched))
@@ -285,14 +282,9 @@ impl Segment {
     /// Reads every block's columns, as `eventline check` does.
     pub(super) fn verify_columns(&self, disk: &dyn Disk) -> Result<(), Error> {
         let index = self.index.as_ref();
-        for block in 0..index.columns_starts.len().saturating_sub(1) {
-            let start = index.columns_starts[block];
+        for (block, (offset, len)) in index.columns.iter().enumerate() {
             let bytes = disk
-                .read_at(
-                    &self.path,
-                    start,
-                    (index.columns_starts[block + 1] - start) as usize,
-                )
+                .read_at(&self.path, *offset, *len as usize)
                 .map_err(io_error(&self.path))?;
             self.decode_columns(block, &bytes)?;
         }
@@ -313,7 +305,7 @@ impl Segment {
         .ok_or_else(|| {
             damaged(
                 &self.path,
-                index.columns_starts[block],
+                index.columns[block].0,
                 "a block's columns cannot be read",
             )
         })

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::*;
 use crate::bloom::Bloom;
 use crate::columns::{self, KindTable, NumbersBuilder};
-use crate::content_index::{ContentIndexBuilder, PostingsRef};
+use crate::content_index::{Columns, ContentIndexBuilder, PostingsRef};
 use crate::counts::Counts;
 use crate::disk::Disk;
 use crate::error::Error;
@@ -37,9 +37,9 @@ pub(super) struct SegmentWriter<'a> {
     collects_indexes: bool,
     counts: Counts,
     content: ContentIndexBuilder,
-    /// The blocks' columns (`columns`), written after the contact chunks: a few bytes
-    /// per event, held until then.
+    /// The columns (`columns`) of the blocks since the last group was written.
     columns: Vec<u8>,
+    columns_groups: Vec<u64>,
     columns_lens: Vec<u32>,
     kinds: KindTable,
     seq_first: u64,
@@ -79,6 +79,7 @@ impl<'a> SegmentWriter<'a> {
             counts: Counts::default(),
             content: ContentIndexBuilder::default(),
             columns: Vec::new(),
+            columns_groups: Vec::new(),
             columns_lens: Vec::new(),
             kinds: KindTable::default(),
             seq_first,
@@ -183,6 +184,13 @@ impl<'a> SegmentWriter<'a> {
             first,
             last,
         });
+        if self
+            .blocks
+            .len()
+            .is_multiple_of(COLUMNS_GROUP_BLOCKS as usize)
+        {
+            self.write_columns_group();
+        }
         self.events_len += self.pending.len();
         for (_, event) in self.pending.drain(..) {
             self.counts.add(&event, 1);
@@ -196,6 +204,15 @@ impl<'a> SegmentWriter<'a> {
         }
         self.pending_bytes = 0;
         self.output.spill()
+    }
+
+    /// Writes the columns of the blocks since the last group, after the last of them.
+    fn write_columns_group(&mut self) {
+        if self.columns.is_empty() {
+            return;
+        }
+        self.columns_groups.push(self.output.position());
+        self.output.bytes.append(&mut self.columns);
     }
 
     fn push_chunk(&mut self, payload: &[u8]) -> Result<(u64, u32), Error> {
@@ -327,14 +344,14 @@ impl<'a> SegmentWriter<'a> {
         contact_hashes.dedup();
         let contacts = Bloom::from_hashes(&contact_hashes);
         let blocks_len = self.blocks.len() as u32;
-        let columns_offset = self.output.position();
-        self.output.bytes.append(&mut self.columns);
+        self.write_columns_group();
         self.output.spill()?;
-        let columns = (
-            columns_offset,
-            std::mem::take(&mut self.columns_lens),
-            std::mem::take(&mut self.kinds).into_list(),
-        );
+        let columns = Columns {
+            group_blocks: COLUMNS_GROUP_BLOCKS,
+            groups: std::mem::take(&mut self.columns_groups),
+            lens: std::mem::take(&mut self.columns_lens),
+            kinds: std::mem::take(&mut self.kinds).into_list(),
+        };
         let output = &mut self.output;
         let content =
             std::mem::take(&mut self.content).finish(blocks_len, columns, |postings| {
