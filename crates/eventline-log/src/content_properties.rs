@@ -257,7 +257,9 @@ fn a_needle_reads_only_the_blocks_that_hold_it() {
     assert!(segment.blocks_len() % 64 != 0);
     let mut counted = Tally::new(86_400_000);
     let filter = Filter {
-        content: Some(from_json(&json!({"path": "n", "op": "gte", "value": 10_000})).expect("a filter")),
+        content: Some(
+            from_json(&json!({"path": "n", "op": "gte", "value": 10_000})).expect("a filter"),
+        ),
         ..Filter::default()
     };
     segment.count(&disk, &filter, &mut counted).expect("count");

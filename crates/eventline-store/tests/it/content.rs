@@ -52,7 +52,8 @@ fn corpus() -> Vec<Event> {
         .collect()
 }
 
-fn url(filters: &[(&str, &str)]) -> ContentFilter {
+/// The conditions of these URL parameters (`content.PATH[op]`, value), holding together.
+pub fn url(filters: &[(&str, &str)]) -> ContentFilter {
     ContentFilter::And(
         filters
             .iter()

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use eventline_core::content_filter::{self, ContentFilter};
 use eventline_core::event::Event;
 use eventline_core::query::{Filter, Order, PageQuery, Start};
 use eventline_core::stats::{Bucket, StatsQuery};
@@ -50,24 +49,15 @@ async fn counted(store: &dyn Store) -> u64 {
     types.iter().map(|(_, count)| count).sum()
 }
 
-/// Everything a reader can see of a store, in one value to compare.
 /// A filter of these content conditions (URL form).
 fn content(conditions: &[(&str, &str)]) -> Filter {
-    let conditions = conditions
-        .iter()
-        .map(|(name, value)| {
-            let condition = content_filter::from_url_param(name, value)
-                .expect("a content parameter")
-                .expect("valid");
-            ContentFilter::Condition(condition)
-        })
-        .collect();
     Filter {
-        content: Some(ContentFilter::And(conditions)),
+        content: Some(crate::content::url(conditions)),
         ..Filter::default()
     }
 }
 
+/// Everything a reader can see of a store, in one value to compare.
 async fn everything(store: &dyn Store) -> Vec<String> {
     let mut seen = Vec::new();
     let filters = [
