@@ -312,31 +312,21 @@ async fn a_flipped_bit_in_a_segment_is_refused_never_served() {
                 let contacts: BTreeSet<Option<String>> =
                     corpus().into_iter().map(|event| event.contact_id).collect();
                 let mut failed = false;
-                for contact_id in std::iter::once(None).chain(contacts) {
-                    let page = store
-                        .page(PageQuery {
-                            filter: Filter {
-                                contact_id,
-                                ..Filter::default()
-                            },
-                            order: Order::Asc,
-                            start: Start::First,
-                            limit: 1_000,
-                        })
-                        .await;
-                    match page {
-                        Err(Error::LogDamaged { .. }) => failed = true,
-                        Err(other) => panic!("byte {at}: {other}"),
-                        Ok(page) => assert!(page.events.len() <= corpus().len()),
-                    }
-                }
-                // Every postings list of the content index: the path's and each value's.
+                // Every postings list of the content index too: the path's and each
+                // value's.
                 let every_n =
                     serde_json::to_string(&(0..corpus().len()).collect::<Vec<_>>()).expect("json");
-                for filter in [
-                    content(&[("content.n[exists]", "true")]),
-                    content(&[("content.n[in]", &every_n)]),
-                ] {
+                let filters = std::iter::once(None)
+                    .chain(contacts)
+                    .map(|contact_id| Filter {
+                        contact_id,
+                        ..Filter::default()
+                    })
+                    .chain([
+                        content(&[("content.n[exists]", "true")]),
+                        content(&[("content.n[in]", &every_n)]),
+                    ]);
+                for filter in filters {
                     let page = store
                         .page(PageQuery {
                             filter,
